@@ -1,0 +1,22 @@
+# Finds NCCL: NCCL_ROOT, then the nvidia-nccl wheel next to the torch found (the same library
+# libtorch_cuda loads), then the CUDA toolkit. Defines NCCL_FOUND and the imported target NCCL::NCCL.
+set(_nccl_hints ${NCCL_ROOT} $ENV{NCCL_ROOT})
+if(TORCH_INSTALL_PREFIX)
+  # <site-packages>/torch -> <site-packages>/nvidia/nccl (wheel layout)
+  get_filename_component(_site "${TORCH_INSTALL_PREFIX}/.." ABSOLUTE)
+  list(APPEND _nccl_hints "${_site}/nvidia/nccl" "${_site}/nvidia/cu13" "${_site}/nvidia/cu12")
+endif()
+if(CUDAToolkit_LIBRARY_ROOT)
+  list(APPEND _nccl_hints ${CUDAToolkit_LIBRARY_ROOT})
+endif()
+list(APPEND _nccl_hints /usr/local/cuda /usr)
+find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${_nccl_hints} PATH_SUFFIXES include NO_DEFAULT_PATH)
+find_path(NCCL_INCLUDE_DIR nccl.h)
+find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 NAMES_PER_DIR HINTS ${_nccl_hints} PATH_SUFFIXES lib lib64)
+include(FindPackageHandleStandardArgs)
+find_package_handle_standard_args(NCCL DEFAULT_MSG NCCL_LIBRARY NCCL_INCLUDE_DIR)
+if(NCCL_FOUND AND NOT TARGET NCCL::NCCL)
+  add_library(NCCL::NCCL UNKNOWN IMPORTED)
+  set_target_properties(NCCL::NCCL PROPERTIES IMPORTED_LOCATION "${NCCL_LIBRARY}"
+                        INTERFACE_INCLUDE_DIRECTORIES "${NCCL_INCLUDE_DIR}")
+endif()

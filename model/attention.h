@@ -1,0 +1,53 @@
+// Attention modules: Composite Slice Attention (CST) and the full-attention baseline.
+// Both own q_proj, k_proj, v_proj, o_proj (Linear D -> D with bias): the same state-dict names.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+
+#include "model/config.h"
+
+namespace cst::model {
+
+// Positional tables shared by every layer; owned by the model, passed by reference.
+// Undefined tensors when not used (full attention, or pos_emb = absolute).
+struct PosTables {
+  torch::Tensor local;   // P_l [W, D]
+  torch::Tensor global;  // P_g [max_slices, D]
+};
+
+class AttentionBase : public torch::nn::Module {
+ public:
+  // x [B, N, D]; mask [B, N] bool (true = real token), defined. Returns [B, N, D].
+  virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, const PosTables& pos) = 0;
+};
+
+class CompositeSliceAttention : public AttentionBase {
+ public:
+  explicit CompositeSliceAttention(const ModelConfig& cfg);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, const PosTables& pos) override;
+
+  // The two halves, on a padded sequence xp [B, n*L, D] with mask mp [B, n*L]:
+  // local part Y_l [B, n, L, D], and global part Y_g [B, n, D] from slice embeddings [B, n, D].
+  torch::Tensor local(const torch::Tensor& xp, const torch::Tensor& mp, const PosTables& pos);
+  torch::Tensor global(const torch::Tensor& s_bar, const torch::Tensor& slice_mask, const PosTables& pos);
+
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  torch::Tensor agg_weight;  // [L], aggregation = linear only
+
+ private:
+  ModelConfig cfg_;
+};
+
+class FullAttention : public AttentionBase {
+ public:
+  explicit FullAttention(const ModelConfig& cfg);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, const PosTables& pos) override;
+
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  ModelConfig cfg_;
+};
+
+}  // namespace cst::model

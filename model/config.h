@@ -1,0 +1,77 @@
+// ModelConfig: every hyper-parameter of a CST or baseline model, as a plain struct.
+// No torch here: the trainer, data and launcher code include this header cheaply.
+//
+// Each field is declared once in the field table (config.cpp), which drives the config-file /
+// command-line options, the HDF5 attributes of weight files, printing and the config hash.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace cst::model {
+
+enum class Arch { kCst, kFull };                                 // CSA, or the full-attention baseline
+enum class Task { kLm, kMlm, kCls };                             // causal LM / masked LM / classifier
+enum class Composition { kLocalGlobal, kGlobalLocal, kParallel };  // CST.md "Ablation switches"
+enum class Aggregation { kMean, kMax, kLinear };                 // slice embedding from a slice
+enum class PosEmb { kAuto, kMsVipe, kAbsolute };  // auto: MS-VIPE for cst, absolute for full
+
+struct ModelConfig {
+  Arch arch = Arch::kCst;            // attention: Composite Slice Attention or full attention
+  Task task = Task::kLm;             // head and masking: lm = causal decoder + tied LM head
+  int64_t vocab_size = 8000;         // token ids are in [0, vocab_size)
+  int64_t d_model = 256;             // D, model width
+  int64_t n_heads = 4;               // H; head width d = D / H
+  int64_t n_layers = 4;              // number of pre-norm blocks
+  int64_t d_ff = 1024;               // F, FFN hidden width
+  int64_t max_seq_len = 1024;        // longest N; sizes P_g (max_seq_len / L rows) and abs. positions
+  int64_t slice_len = 32;            // L, tokens per slice (CST only)
+  double alpha = 2.0;                // slice extension ratio in [1, 3]; e = (alpha - 1) L / 2
+  double dropout = 0.1;              // residual / FFN / attention-probability dropout, in [0, 1)
+  double layer_norm_eps = 1e-5;      // LayerNorm epsilon
+  int64_t num_classes = 2;           // classifier head outputs (task = cls)
+  double init_std = 0.02;            // std of the normal init of weights and embeddings
+  Composition composition = Composition::kLocalGlobal;  // how local and global attention compose
+  Aggregation aggregation = Aggregation::kMean;         // slice pooling
+  PosEmb pos_emb = PosEmb::kAuto;    // MS-VIPE on q/k in every layer, or learned absolute at input
+
+  bool causal() const { return task == Task::kLm; }
+  int64_t head_dim() const { return d_model / n_heads; }
+  // e, tokens borrowed from each neighbouring slice (left only when causal). validate() first.
+  int64_t extension() const;
+  // Key window per slice: L + 2e (bidirectional) or L + e (causal). Rows of P_l.
+  int64_t window() const;
+  int64_t max_slices() const { return max_seq_len / slice_len; }  // rows of P_g
+  PosEmb effective_pos_emb() const;  // resolves kAuto
+
+  // Throws cst::InputError naming the field and value on any out-of-range or inconsistent value.
+  void validate() const;
+
+  // Named presets: tiny_lm, tiny_mlm, base_mlm (BERT-base, N = 128), pg19_longctx.
+  static ModelConfig preset(const std::string& name);
+
+  // ---- the field table ----
+  struct Field {
+    std::string name;   // option key, also HDF5 attribute "config.<name>"
+    std::string kind;   // "int", "float" or "string" (enums and booleans are strings)
+    std::string help;
+    std::function<std::string(const ModelConfig&)> get;
+    std::function<void(ModelConfig&, const std::string&)> set;  // throws InputError on bad text
+  };
+  static const std::vector<Field>& fields();
+  void set(const std::string& key, const std::string& value);  // by field name
+  std::string get(const std::string& key) const;
+  std::string to_string() const;   // "key = value" lines, INI style
+  uint64_t hash() const;           // FNV-1a of to_string(): equal configs, equal hash
+  bool operator==(const ModelConfig& o) const { return to_string() == o.to_string(); }
+};
+
+const char* to_string(Arch v);
+const char* to_string(Task v);
+const char* to_string(Composition v);
+const char* to_string(Aggregation v);
+const char* to_string(PosEmb v);
+
+}  // namespace cst::model

@@ -1,0 +1,98 @@
+// CST models: pre-norm blocks over Composite Slice Attention (or full attention for the
+// baseline), a tied token embedding, and one head per task (CST.md "Blocks and models").
+//
+// State-dict names (the HDF5 weight layout, docs/WEIGHTS.md):
+//   tok_emb.weight [V, D]           pos_local [W, D], pos_global [max_slices, D]  (MS-VIPE)
+//   abs_pos [max_seq_len, D]        (full attention, or pos_emb = absolute)
+//   layers.<i>.ln1.{weight,bias}    layers.<i>.attn.{q,k,v,o}_proj.{weight,bias}
+//   layers.<i>.attn.agg_weight [L]  (aggregation = linear)
+//   layers.<i>.ln2.{weight,bias}    layers.<i>.ffn.fc1.{weight,bias}, layers.<i>.ffn.fc2.{...}
+//   ln_f.{weight,bias}
+//   mlm_head.dense.{weight,bias}, mlm_head.ln.{weight,bias}, mlm_head.bias [V]   (task = mlm)
+//   cls_head.fc1.{weight,bias}, cls_head.fc2.{weight,bias}                         (task = cls)
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include "model/attention.h"
+#include "model/config.h"
+
+namespace cst::model {
+
+class BlockImpl : public torch::nn::Module {
+ public:
+  explicit BlockImpl(const ModelConfig& cfg);
+  // x [B, N, D], mask [B, N] bool. x + Drop(Attn(LN(x))), then x + Drop(FFN(LN(x))).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, const PosTables& pos);
+
+  torch::nn::LayerNorm ln1{nullptr}, ln2{nullptr};
+  std::shared_ptr<AttentionBase> attn;
+  torch::nn::Sequential ffn{nullptr};
+
+ private:
+  double dropout_;
+};
+TORCH_MODULE(Block);
+
+// BERT-style MLM head: Linear, GELU, LayerNorm, then the tied token embedding plus a bias.
+class MlmHeadImpl : public torch::nn::Module {
+ public:
+  explicit MlmHeadImpl(const ModelConfig& cfg);
+  // h [B, N, D], tok_emb [V, D] -> logits [B, N, V]
+  torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& tok_emb);
+  torch::nn::Linear dense{nullptr};
+  torch::nn::LayerNorm ln{nullptr};
+  torch::Tensor bias;  // [V]
+};
+TORCH_MODULE(MlmHead);
+
+// Classifier head: mean over real tokens, Linear, ReLU, Linear (paper A.6.1).
+class ClsHeadImpl : public torch::nn::Module {
+ public:
+  explicit ClsHeadImpl(const ModelConfig& cfg);
+  // h [B, N, D], mask [B, N] bool -> logits [B, num_classes]
+  torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& mask);
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(ClsHead);
+
+class CstModelImpl : public torch::nn::Module {
+ public:
+  // Validates cfg, builds and initialises (normal(0, init_std) weights, zero biases, unit LN).
+  // Initialisation draws from torch's default generator: seed it first for reproducibility.
+  explicit CstModelImpl(const ModelConfig& cfg);
+
+  // input_ids [B, N] int64 in [0, V); attention_mask [B, N] bool (true = real), or undefined.
+  // Returns hidden states after the final LayerNorm [B, N, D].
+  torch::Tensor forward_hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {});
+  // The blocks and final LayerNorm on given input embeddings x [B, N, D] (no token lookup, no
+  // absolute positions). For tests of attention-level properties through the whole stack.
+  torch::Tensor forward_embeddings(const torch::Tensor& x, const torch::Tensor& attention_mask = {});
+  // Logits: lm / mlm [B, N, V]; cls [B, num_classes] (mean over real tokens).
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {});
+
+  const ModelConfig& config() const { return cfg_; }
+  PosTables pos_tables() const { return {pos_local, pos_global}; }
+  int64_t num_parameters() const;
+
+  torch::nn::Embedding tok_emb{nullptr};
+  torch::Tensor abs_pos, pos_local, pos_global;
+  torch::nn::ModuleList layers{nullptr};
+  torch::nn::LayerNorm ln_f{nullptr};
+  MlmHead mlm_head{nullptr};  // task = mlm
+  ClsHead cls_head{nullptr};  // task = cls
+
+ private:
+  torch::Tensor full_mask(const torch::Tensor& ids_or_x, const torch::Tensor& mask) const;
+  void init_weights();
+  ModelConfig cfg_;
+};
+TORCH_MODULE(CstModel);
+
+}  // namespace cst::model

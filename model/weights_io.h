@@ -1,0 +1,32 @@
+// Model weights as one HDF5 file (docs/WEIGHTS.md): one dataset per parameter, named by its
+// state-dict name, at the root; root attributes format = "cst-train.weights", format_version,
+// config.<field> for every ModelConfig field, and config_hash.
+#pragma once
+
+#include <string>
+
+#include "model/config.h"
+#include "model/model.h"
+
+namespace cst::model {
+
+inline constexpr const char* kWeightsFormat = "cst-train.weights";
+inline constexpr int64_t kWeightsVersion = 1;
+
+// Writes every parameter (float32, or float64 for a double model; bf16/fp16 saved as float32)
+// to `path` atomically: written to `path`.tmp, flushed, then renamed over `path`.
+void save_weights(CstModelImpl& model, const std::string& path);
+
+// Reads the format attributes and the model config of a weights file. Throws InputError
+// naming the file and attribute when the format, version or a config field is wrong.
+ModelConfig read_weights_config(const std::string& path);
+
+// Copies the file's tensors into model's parameters (converted to each parameter's dtype).
+// Throws InputError naming tensor, file and both shapes on a missing, extra or mis-shaped
+// tensor; the model is left unchanged on error.
+void load_weights(CstModelImpl& model, const std::string& path);
+
+// Builds a model from the file's config and loads its weights.
+CstModel load_model(const std::string& path);
+
+}  // namespace cst::model

@@ -1,0 +1,73 @@
+#include "trainer/perf.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/error.h"
+#ifdef CST_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
+namespace cst::trainer {
+
+GemmPeak measure_gemm_peak(int64_t n, int repeats, bool cuda) {
+  GemmPeak out;
+  out.n = n;
+  at::TensorOptions opt = at::TensorOptions().dtype(at::kFloat);
+  out.device = "cpu (" + std::to_string(at::get_num_threads()) + " threads)";
+  out.dtype = "float32";
+  if (cuda) {
+#ifdef CST_WITH_CUDA
+    CST_CHECK(at::cuda::is_available(), "measure_gemm_peak: no CUDA device");
+    opt = opt.device(at::kCUDA).dtype(at::kBFloat16);
+    out.device = at::cuda::getCurrentDeviceProperties()->name;
+    out.dtype = "bfloat16";
+#else
+    CST_THROW("measure_gemm_peak: built without CUDA");
+#endif
+  }
+  at::Tensor a = at::randn({n, n}, opt), b = at::randn({n, n}, opt);
+  auto sync = [&] {
+#ifdef CST_WITH_CUDA
+    if (cuda) at::cuda::getCurrentCUDAStream().synchronize();
+#endif
+  };
+  at::matmul(a, b);  // warm-up
+  sync();
+  double best = 1e30;
+  for (int r = 0; r < repeats; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    at::Tensor c = at::matmul(a, b);
+    sync();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  out.flops_per_s = 2.0 * static_cast<double>(n) * n * n / best;
+  return out;
+}
+
+double forward_flops_per_token(const model::ModelConfig& cfg, int64_t seq_len) {
+  const double D = static_cast<double>(cfg.d_model), F = static_cast<double>(cfg.d_ff);
+  const double N = static_cast<double>(seq_len);
+  double attn = 0;
+  double proj = 8.0 * D * D;  // q, k, v, o on every token
+  if (cfg.arch == model::Arch::kCst) {
+    const double L = static_cast<double>(cfg.slice_len);
+    const double n = std::ceil(N / L);
+    attn = 4.0 * static_cast<double>(cfg.window()) * D  // local: q.k and p.v over the window
+           + 4.0 * n * D / L;                           // global: n keys per slice, per token
+    proj += 6.0 * D * D / L;                            // q, k, v of the slice embeddings
+    if (cfg.effective_pos_emb() == model::PosEmb::kMsVipe)
+      proj += 2.0 * static_cast<double>(cfg.window()) * D * D / N;  // P_l W_k, once per sequence
+  } else {
+    attn = 4.0 * N * D;
+  }
+  const double per_layer = proj + 4.0 * D * F + attn;
+  double head = 2.0 * D * static_cast<double>(cfg.vocab_size);
+  if (cfg.task == model::Task::kMlm) head += 2.0 * D * D;
+  return static_cast<double>(cfg.n_layers) * per_layer + head;
+}
+
+}  // namespace cst::trainer

@@ -1,0 +1,28 @@
+// Throughput accounting: a measured GEMM peak and the model FLOPs per token, for MFU.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "model/config.h"
+
+namespace cst::trainer {
+
+struct GemmPeak {
+  double flops_per_s = 0;  // best of `repeats` timed runs of an n^3 matmul: 2 n^3 / seconds
+  int64_t n = 0;
+  std::string device;      // "cpu (2 threads)" or the CUDA device name
+  std::string dtype;       // "float32" or "bfloat16"
+};
+
+// Times an n x n x n matmul (after one warm-up) on CPU in float32, or on CUDA device 0 in
+// bfloat16 when cuda is true (throws when no CUDA device is present).
+GemmPeak measure_gemm_peak(int64_t n = 2048, int repeats = 5, bool cuda = false);
+
+// Model FLOPs per token of one forward pass at sequence length seq_len (matmuls only, a
+// multiply-add = 2 FLOPs): projections, FFN, the attention actually computed (CSA: local window
+// W per token plus global n slices per slice; full: N per token) and the output head.
+// A training step costs 3x (forward + backward).
+double forward_flops_per_token(const model::ModelConfig& cfg, int64_t seq_len);
+
+}  // namespace cst::trainer
