@@ -68,7 +68,7 @@ int main(int argc, char** argv) try {
       loss = model::lm_loss(logits, ids);
     } else if (cfg.task == model::Task::kMlm) {
       torch::Tensor labels = ids.masked_fill(torch::rand({batch, seq}) > 0.15, -100);
-      loss = model::mlm_loss(logits, labels);
+      loss = model::token_loss(logits, labels);
     } else {
       loss = model::cls_loss(logits, torch::randint(cfg.num_classes, {batch}, torch::kLong));
     }

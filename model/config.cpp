@@ -5,12 +5,10 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/fields.h"
 
 namespace cst::model {
 namespace {
-
-template <class E>
-using EnumTable = std::vector<std::pair<const char*, E>>;
 
 const EnumTable<Arch> kArch = {{"cst", Arch::kCst}, {"full", Arch::kFull}};
 const EnumTable<Task> kTask = {{"lm", Task::kLm}, {"mlm", Task::kMlm}, {"cls", Task::kCls}};
@@ -22,73 +20,6 @@ const EnumTable<Aggregation> kAgg = {
 const EnumTable<PosEmb> kPos = {
     {"auto", PosEmb::kAuto}, {"msvipe", PosEmb::kMsVipe}, {"absolute", PosEmb::kAbsolute}};
 
-template <class E>
-const char* enum_name(const EnumTable<E>& t, E v) {
-  for (auto& [n, e] : t)
-    if (e == v) return n;
-  return "?";
-}
-
-template <class E>
-E enum_parse(const EnumTable<E>& t, const std::string& field, const std::string& text) {
-  std::string allowed;
-  for (auto& [n, e] : t) {
-    if (text == n) return e;
-    allowed += std::string(allowed.empty() ? "" : ", ") + n;
-  }
-  CST_THROW_INPUT("model config: " << field << " = '" << text << "' is not one of {" << allowed << "}");
-}
-
-int64_t parse_int(const std::string& field, const std::string& text) {
-  size_t pos = 0;
-  int64_t v = 0;
-  try {
-    v = std::stoll(text, &pos);
-  } catch (const std::exception&) {
-    pos = 0;
-  }
-  CST_INPUT_CHECK(pos == text.size() && !text.empty(),
-                  "model config: " << field << " = '" << text << "' is not an integer");
-  return v;
-}
-
-double parse_float(const std::string& field, const std::string& text) {
-  size_t pos = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &pos);
-  } catch (const std::exception&) {
-    pos = 0;
-  }
-  CST_INPUT_CHECK(pos == text.size() && !text.empty() && std::isfinite(v),
-                  "model config: " << field << " = '" << text << "' is not a finite number");
-  return v;
-}
-
-std::string fmt_float(double v) {
-  std::ostringstream os;
-  os.precision(17);
-  os << v;
-  return os.str();
-}
-
-#define CST_INT_FIELD(NAME, HELP)                                                  \
-  ModelConfig::Field {                                                             \
-    #NAME, "int", HELP, [](const ModelConfig& c) { return std::to_string(c.NAME); }, \
-        [](ModelConfig& c, const std::string& s) { c.NAME = parse_int(#NAME, s); }  \
-  }
-#define CST_FLOAT_FIELD(NAME, HELP)                                                \
-  ModelConfig::Field {                                                             \
-    #NAME, "float", HELP, [](const ModelConfig& c) { return fmt_float(c.NAME); },   \
-        [](ModelConfig& c, const std::string& s) { c.NAME = parse_float(#NAME, s); } \
-  }
-#define CST_ENUM_FIELD(NAME, TABLE, HELP)                                                  \
-  ModelConfig::Field {                                                                     \
-    #NAME, "string", HELP,                                                                 \
-        [](const ModelConfig& c) { return std::string(enum_name(TABLE, c.NAME)); },        \
-        [](ModelConfig& c, const std::string& s) { c.NAME = enum_parse(TABLE, #NAME, s); } \
-  }
-
 }  // namespace
 
 const char* to_string(Arch v) { return enum_name(kArch, v); }
@@ -99,23 +30,23 @@ const char* to_string(PosEmb v) { return enum_name(kPos, v); }
 
 const std::vector<ModelConfig::Field>& ModelConfig::fields() {
   static const std::vector<Field> kFields = {
-      CST_ENUM_FIELD(arch, kArch, "attention: cst (Composite Slice Attention) | full (baseline)"),
-      CST_ENUM_FIELD(task, kTask, "lm (causal decoder, tied LM head) | mlm (encoder) | cls"),
-      CST_INT_FIELD(vocab_size, "vocabulary size V"),
-      CST_INT_FIELD(d_model, "model width D"),
-      CST_INT_FIELD(n_heads, "attention heads H (D % H == 0)"),
-      CST_INT_FIELD(n_layers, "number of blocks"),
-      CST_INT_FIELD(d_ff, "FFN hidden width F"),
-      CST_INT_FIELD(max_seq_len, "longest sequence N (multiple of slice_len for cst)"),
-      CST_INT_FIELD(slice_len, "slice length L (cst)"),
-      CST_FLOAT_FIELD(alpha, "slice extension ratio in [1, 3]; (alpha-1)*L/2 must be whole"),
-      CST_FLOAT_FIELD(dropout, "dropout probability in [0, 1)"),
-      CST_FLOAT_FIELD(layer_norm_eps, "LayerNorm epsilon"),
-      CST_INT_FIELD(num_classes, "classifier outputs (task = cls)"),
-      CST_FLOAT_FIELD(init_std, "std of the normal weight init"),
-      CST_ENUM_FIELD(composition, kComp, "local-global (CST) | global-local | parallel"),
-      CST_ENUM_FIELD(aggregation, kAgg, "slice embedding: mean | max | linear"),
-      CST_ENUM_FIELD(pos_emb, kPos, "auto | msvipe (q/k, every layer) | absolute (input)"),
+      CST_FIELD_ENUM(ModelConfig, "arch", arch, kArch, "attention: cst (Composite Slice Attention) | full (baseline)"),
+      CST_FIELD_ENUM(ModelConfig, "task", task, kTask, "lm (causal decoder, tied LM head) | mlm (encoder) | cls"),
+      CST_FIELD_INT(ModelConfig, "vocab_size", vocab_size, "vocabulary size V"),
+      CST_FIELD_INT(ModelConfig, "d_model", d_model, "model width D"),
+      CST_FIELD_INT(ModelConfig, "n_heads", n_heads, "attention heads H (D % H == 0)"),
+      CST_FIELD_INT(ModelConfig, "n_layers", n_layers, "number of blocks"),
+      CST_FIELD_INT(ModelConfig, "d_ff", d_ff, "FFN hidden width F"),
+      CST_FIELD_INT(ModelConfig, "max_seq_len", max_seq_len, "longest sequence N (multiple of slice_len for cst)"),
+      CST_FIELD_INT(ModelConfig, "slice_len", slice_len, "slice length L (cst)"),
+      CST_FIELD_FLOAT(ModelConfig, "alpha", alpha, "slice extension ratio in [1, 3]; (alpha-1)*L/2 must be whole"),
+      CST_FIELD_FLOAT(ModelConfig, "dropout", dropout, "dropout probability in [0, 1)"),
+      CST_FIELD_FLOAT(ModelConfig, "layer_norm_eps", layer_norm_eps, "LayerNorm epsilon"),
+      CST_FIELD_INT(ModelConfig, "num_classes", num_classes, "classifier outputs (task = cls)"),
+      CST_FIELD_FLOAT(ModelConfig, "init_std", init_std, "std of the normal weight init"),
+      CST_FIELD_ENUM(ModelConfig, "composition", composition, kComp, "local-global (CST) | global-local | parallel"),
+      CST_FIELD_ENUM(ModelConfig, "aggregation", aggregation, kAgg, "slice embedding: mean | max | linear"),
+      CST_FIELD_ENUM(ModelConfig, "pos_emb", pos_emb, kPos, "auto | msvipe (q/k, every layer) | absolute (input)"),
   };
   return kFields;
 }
@@ -188,7 +119,7 @@ void ModelConfig::validate() const {
   CST_FIELD_CHECK(alpha >= 1.0 && alpha <= 3.0, "alpha", "must be in [1, 3]");
   const double e = (alpha - 1.0) * static_cast<double>(slice_len) / 2.0;
   CST_INPUT_CHECK(std::fabs(e - std::round(e)) < 1e-9,
-                  "model config: alpha = " << fmt_float(alpha) << " with slice_len = " << slice_len
+                  "model config: alpha = " << format_float(alpha) << " with slice_len = " << slice_len
                                            << " gives e = (alpha-1)*L/2 = " << e << ", not a whole number");
 #undef CST_FIELD_CHECK
 }

@@ -6,9 +6,10 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
+
+#include "common/fields.h"
 
 namespace cst::model {
 
@@ -53,13 +54,8 @@ struct ModelConfig {
   static ModelConfig preset(const std::string& name);
 
   // ---- the field table ----
-  struct Field {
-    std::string name;   // option key, also HDF5 attribute "config.<name>"
-    std::string kind;   // "int", "float" or "string" (enums and booleans are strings)
-    std::string help;
-    std::function<std::string(const ModelConfig&)> get;
-    std::function<void(ModelConfig&, const std::string&)> set;  // throws InputError on bad text
-  };
+  // name is the option key and, as "config.<name>", the HDF5 attribute of weight files.
+  using Field = cst::Field<ModelConfig>;
   static const std::vector<Field>& fields();
   void set(const std::string& key, const std::string& value);  // by field name
   std::string get(const std::string& key) const;

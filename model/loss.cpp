@@ -29,7 +29,7 @@ LossSum lm_loss(const at::Tensor& logits, const at::Tensor& input_ids, const at:
   return ce_sum(pred, tgt.reshape({-1}));
 }
 
-LossSum mlm_loss(const at::Tensor& logits, const at::Tensor& labels) {
+LossSum token_loss(const at::Tensor& logits, const at::Tensor& labels) {
   return ce_sum(logits.reshape({-1, logits.size(-1)}), labels.reshape({-1}));
 }
 

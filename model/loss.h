@@ -15,8 +15,9 @@ struct LossSum {
 // Causal LM: logits [B, N, V] at position i predict input_ids[:, i+1]; positions where either
 // token is padding (mask false) are skipped. mask [B, N] bool or undefined.
 LossSum lm_loss(const at::Tensor& logits, const at::Tensor& input_ids, const at::Tensor& mask = {});
-// MLM: labels [B, N] int64, -100 where nothing is predicted.
-LossSum mlm_loss(const at::Tensor& logits, const at::Tensor& labels);
+// Per-token cross entropy against explicit labels [B, N] int64, -100 where nothing is
+// predicted: MLM labels, or LM targets (the loader's window[:, 1:] for inputs window[:, :N]).
+LossSum token_loss(const at::Tensor& logits, const at::Tensor& labels);
 // Classification: logits [B, C], labels [B] int64.
 LossSum cls_loss(const at::Tensor& logits, const at::Tensor& labels);
 

@@ -1,0 +1,84 @@
+#include "dataio/format.h"
+
+#include <openssl/evp.h>
+
+#include <fstream>
+#include <iterator>
+
+#include "common/error.h"
+#include "common/h5.h"
+
+namespace cst::dataio {
+namespace {
+
+void write_meta(h5::File& f, const ShardMeta& m) {
+  f.set_attr("format", m.format);
+  f.set_attr("format_version", m.version);
+  f.set_attr("vocab_size", m.vocab_size);
+  f.set_attr("tokenizer_sha256", m.tokenizer_sha256);
+  f.set_attr("created_by", m.created_by);
+  f.set_attr("split", m.split);
+  f.set_attr("pad_id", int64_t{m.special.pad});
+  f.set_attr("unk_id", int64_t{m.special.unk});
+  f.set_attr("cls_id", int64_t{m.special.cls});
+  f.set_attr("sep_id", int64_t{m.special.sep});
+  f.set_attr("mask_id", int64_t{m.special.mask});
+}
+
+}  // namespace
+
+void write_lm_shard(const std::string& path, const ShardMeta& meta,
+                    const std::vector<int32_t>& tokens, const std::vector<int64_t>& doc_offsets) {
+  CST_CHECK(!doc_offsets.empty() && doc_offsets.front() == 0 &&
+                doc_offsets.back() == static_cast<int64_t>(tokens.size()),
+            "write_lm_shard '" << path << "': doc_offsets must run from 0 to " << tokens.size());
+  h5::File f(path, h5::File::Mode::kCreate);
+  ShardMeta m = meta;
+  m.format = kLmFormat;
+  write_meta(f, m);
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  h5::WriteOptions tok_opt{{kLmChunkTokens}, 0};
+  if (meta.vocab_size <= 65536) {
+    std::vector<uint16_t> narrow(tokens.begin(), tokens.end());
+    f.write("tokens", narrow.data(), {n}, tok_opt);
+  } else {
+    f.write("tokens", tokens.data(), {n}, tok_opt);
+  }
+  f.write("doc_offsets", doc_offsets.data(), {static_cast<int64_t>(doc_offsets.size())},
+          h5::WriteOptions{{4096}, 0});
+}
+
+void write_mlm_shard(const std::string& path, const ShardMeta& meta, int64_t rows, int64_t seq_len,
+                     const std::vector<int32_t>& input_ids, const std::vector<int8_t>& input_mask,
+                     const std::vector<int8_t>& segment_ids) {
+  const size_t n = static_cast<size_t>(rows * seq_len);
+  CST_CHECK(input_ids.size() == n && input_mask.size() == n && segment_ids.size() == n,
+            "write_mlm_shard '" << path << "': arrays must hold " << rows << " x " << seq_len);
+  h5::File f(path, h5::File::Mode::kCreate);
+  ShardMeta m = meta;
+  m.format = kMlmFormat;
+  write_meta(f, m);
+  h5::WriteOptions opt{{kMlmChunkRows, seq_len}, 0};
+  f.write("input_ids", input_ids.data(), {rows, seq_len}, opt);
+  f.write("input_mask", input_mask.data(), {rows, seq_len}, opt);
+  f.write("segment_ids", segment_ids.data(), {rows, seq_len}, opt);
+}
+
+std::string sha256_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  CST_INPUT_CHECK(in.good(), "cannot read file '" << path << "' to hash it");
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  CST_CHECK(EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) == 1,
+            "OpenSSL SHA-256 failed for '" << path << "'");
+  static const char* kHex = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) {
+    hex += kHex[md[i] >> 4];
+    hex += kHex[md[i] & 15];
+  }
+  return hex;
+}
+
+}  // namespace cst::dataio

@@ -1,0 +1,325 @@
+#include "dataio/text.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.h"
+#include "dataio/rng.h"
+
+namespace cst::dataio {
+namespace fs = std::filesystem;
+
+InputFormat parse_input_format(const std::string& name) {
+  for (InputFormat f : {InputFormat::kAuto, InputFormat::kPg19, InputFormat::kWikiExtractor,
+                        InputFormat::kJsonl, InputFormat::kTxt})
+    if (name == input_format_name(f)) return f;
+  CST_THROW_INPUT("unknown input format '" << name << "' (auto, pg19, wikiextractor, jsonl, txt)");
+}
+
+const char* input_format_name(InputFormat f) {
+  switch (f) {
+    case InputFormat::kAuto: return "auto";
+    case InputFormat::kPg19: return "pg19";
+    case InputFormat::kWikiExtractor: return "wikiextractor";
+    case InputFormat::kJsonl: return "jsonl";
+    case InputFormat::kTxt: return "txt";
+  }
+  return "?";
+}
+
+const char* split_name(Split s) {
+  switch (s) {
+    case Split::kTrain: return "train";
+    case Split::kValidation: return "validation";
+    case Split::kTest: return "test";
+  }
+  return "?";
+}
+
+namespace {
+
+bool has_ext(const fs::path& p, std::initializer_list<const char*> exts) {
+  for (const char* e : exts)
+    if (p.extension() == e) return true;
+  return false;
+}
+
+// Regular, non-hidden files below root (or root itself) accepted by keep, sorted by rel path.
+std::vector<InputFile> collect(const fs::path& root, const std::function<bool(const fs::path&)>& keep,
+                               int split) {
+  std::vector<InputFile> out;
+  auto add = [&](const fs::path& p) {
+    std::string rel = fs::relative(p, fs::is_directory(root) ? root : root.parent_path()).generic_string();
+    out.push_back({p.string(), rel, split, static_cast<int64_t>(fs::file_size(p))});
+  };
+  if (fs::is_regular_file(root)) {
+    add(root);
+    return out;
+  }
+  for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
+    const std::string name = it->path().filename().string();
+    if (!name.empty() && name[0] == '.') {
+      if (it->is_directory()) it.disable_recursion_pending();
+      continue;
+    }
+    if (it->is_regular_file() && keep(it->path())) add(it->path());
+  }
+  std::sort(out.begin(), out.end(), [](const InputFile& a, const InputFile& b) { return a.rel < b.rel; });
+  return out;
+}
+
+bool any_file(const fs::path& root, const std::function<bool(const fs::path&)>& keep) {
+  if (fs::is_regular_file(root)) return keep(root);
+  for (const auto& e : fs::recursive_directory_iterator(root))
+    if (e.is_regular_file() && keep(e.path())) return true;
+  return false;
+}
+
+std::string read_file(const InputFile& f) {
+  std::ifstream in(f.path, std::ios::binary);
+  CST_INPUT_CHECK(in.good(), "cannot read input file '" << f.path << "'");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  CST_INPUT_CHECK(!in.bad(), "error reading input file '" << f.path << "'");
+  return ss.str();
+}
+
+}  // namespace
+
+std::vector<InputFile> list_inputs(const std::string& input, InputFormat& format) {
+  const fs::path root(input);
+  std::error_code ec;
+  CST_INPUT_CHECK(fs::exists(root, ec), "input '" << input << "' does not exist");
+  auto is_txt = [](const fs::path& p) { return has_ext(p, {".txt"}); };
+  auto is_json = [](const fs::path& p) { return has_ext(p, {".jsonl", ".json"}); };
+  auto is_wiki = [](const fs::path& p) { return p.filename().string().rfind("wiki_", 0) == 0; };
+  if (format == InputFormat::kAuto) {
+    if (fs::is_directory(root / "train")) format = InputFormat::kPg19;
+    else if (any_file(root, is_json)) format = InputFormat::kJsonl;
+    else if (any_file(root, is_wiki)) format = InputFormat::kWikiExtractor;
+    else format = InputFormat::kTxt;
+  }
+  std::vector<InputFile> files;
+  switch (format) {
+    case InputFormat::kPg19:
+      CST_INPUT_CHECK(fs::is_directory(root / "train"), "pg19 input '" << input << "' has no train/ folder");
+      for (Split s : {Split::kTrain, Split::kValidation, Split::kTest}) {
+        const fs::path dir = root / split_name(s);
+        if (!fs::is_directory(dir)) continue;
+        for (InputFile& f : collect(dir, is_txt, static_cast<int>(s))) {
+          f.rel = std::string(split_name(s)) + "/" + f.rel;
+          files.push_back(std::move(f));
+        }
+      }
+      break;
+    case InputFormat::kJsonl: files = collect(root, is_json, -1); break;
+    case InputFormat::kWikiExtractor: files = collect(root, [](const fs::path&) { return true; }, -1); break;
+    default: files = collect(root, is_txt, -1); break;
+  }
+  CST_INPUT_CHECK(!files.empty(), "input '" << input << "' holds no " << input_format_name(format)
+                                            << " input file");
+  return files;
+}
+
+void read_documents(const InputFile& file, InputFormat format, const std::string& jsonl_field,
+                    const std::function<void(std::string&&)>& on_doc) {
+  const std::string text = read_file(file);
+  if (format == InputFormat::kPg19 || format == InputFormat::kTxt) {
+    on_doc(std::string(text));
+    return;
+  }
+  std::istringstream in(text);
+  std::string line, doc;
+  int64_t lineno = 0, doc_line = 0;
+  bool in_doc = false;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (format == InputFormat::kJsonl) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      on_doc(json_string_field(line, jsonl_field, "file '" + file.path + "' line " + std::to_string(lineno)));
+    } else if (!in_doc && line.rfind("<doc", 0) == 0) {
+      in_doc = true;
+      doc_line = lineno;
+      doc.clear();
+    } else if (in_doc && line.rfind("</doc>", 0) == 0) {
+      in_doc = false;
+      on_doc(std::move(doc));
+      doc.clear();
+    } else if (in_doc) {
+      doc += line;
+      doc += '\n';
+    }
+  }
+  CST_INPUT_CHECK(!in_doc, "file '" << file.path << "' line " << doc_line << ": <doc> not closed by </doc>");
+}
+
+Split assign_split(const InputFile& file, int64_t doc, double valid_fraction, double test_fraction) {
+  if (file.split >= 0) return static_cast<Split>(file.split);
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a of the relative path
+  for (unsigned char c : file.rel) h = (h ^ c) * 0x100000001b3ULL;
+  const double u = unit(mix(h, static_cast<uint64_t>(doc)));
+  if (u < valid_fraction) return Split::kValidation;
+  if (u < valid_fraction + test_fraction) return Split::kTest;
+  return Split::kTrain;
+}
+
+std::vector<std::string> split_sentences(const std::string& text) {
+  std::vector<std::string> out;
+  std::string cur;
+  auto flush = [&] {
+    const size_t a = cur.find_first_not_of(" \t\r\n"), b = cur.find_last_not_of(" \t\r\n");
+    if (a != std::string::npos) out.push_back(cur.substr(a, b - a + 1));
+    cur.clear();
+  };
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\n') {
+      flush();
+      continue;
+    }
+    cur += c;
+    const bool end_mark = c == '.' || c == '!' || c == '?';
+    if (end_mark && (i + 1 == text.size() || text[i + 1] == ' ' || text[i + 1] == '\t')) flush();
+  }
+  flush();
+  return out;
+}
+
+// ---- a minimal JSON reader: one object per line, string values only extracted ----------------
+namespace {
+
+struct JsonCursor {
+  const std::string& s;
+  const std::string& where;
+  size_t i = 0;
+
+  [[noreturn]] void fail(const std::string& what) const {
+    CST_THROW_INPUT(where << ": malformed JSON at column " << i + 1 << ": " << what);
+  }
+  void ws() {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) ++i;
+  }
+  void expect(char c) {
+    ws();
+    if (i >= s.size() || s[i] != c) fail(std::string("expected '") + c + "'");
+    ++i;
+  }
+  unsigned hex4() {
+    if (i + 4 > s.size()) fail("short \\u escape");
+    unsigned v = 0;
+    for (int k = 0; k < 4; ++k, ++i) {
+      const char c = s[i];
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'f') v |= static_cast<unsigned>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F') v |= static_cast<unsigned>(c - 'A' + 10);
+      else fail("bad \\u escape");
+    }
+    return v;
+  }
+  static void utf8(std::string& out, unsigned cp) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+  std::string string() {
+    expect('"');
+    std::string out;
+    while (true) {
+      if (i >= s.size()) fail("unterminated string");
+      const char c = s[i++];
+      if (c == '"') return out;
+      if (c != '\\') {
+        out += c;
+        continue;
+      }
+      if (i >= s.size()) fail("unterminated escape");
+      const char e = s[i++];
+      switch (e) {
+        case '"': case '\\': case '/': out += e; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          unsigned cp = hex4();
+          if (cp >= 0xD800 && cp < 0xDC00 && i + 6 <= s.size() && s[i] == '\\' && s[i + 1] == 'u') {
+            i += 2;
+            const unsigned lo = hex4();
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          }
+          utf8(out, cp);
+          break;
+        }
+        default: fail(std::string("bad escape \\") + e);
+      }
+    }
+  }
+  void skip_value() {
+    ws();
+    if (i >= s.size()) fail("missing value");
+    if (s[i] == '"') {
+      string();
+      return;
+    }
+    int depth = 0;
+    for (; i < s.size(); ++i) {
+      const char c = s[i];
+      if (c == '"') {
+        string();
+        --i;
+      } else if (c == '{' || c == '[') {
+        ++depth;
+      } else if (c == '}' || c == ']') {
+        if (depth == 0) return;
+        --depth;
+      } else if (c == ',' && depth == 0) {
+        return;
+      }
+    }
+  }
+};
+
+}  // namespace
+
+std::string json_string_field(const std::string& line, const std::string& field,
+                              const std::string& where) {
+  JsonCursor j{line, where};
+  j.expect('{');
+  j.ws();
+  if (j.i < line.size() && line[j.i] == '}') j.fail("no field '" + field + "'");
+  while (true) {
+    const std::string key = j.string();
+    j.expect(':');
+    j.ws();
+    if (key == field) {
+      if (j.i >= line.size() || line[j.i] != '"') j.fail("field '" + field + "' is not a string");
+      return j.string();
+    }
+    j.skip_value();
+    j.ws();
+    if (j.i < line.size() && line[j.i] == ',') {
+      ++j.i;
+      continue;
+    }
+    j.expect('}');
+    j.fail("no string field '" + field + "'");
+  }
+}
+
+}  // namespace cst::dataio

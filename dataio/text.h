@@ -1,0 +1,59 @@
+// Raw-text inputs of cst-prep: listing the files of a corpus and reading its documents.
+//
+//   pg19           <input>/{train,validation,test}/<book_id>.txt, one book per file; the split
+//                  is the folder (train required, the others optional).
+//   wikiextractor  every file below <input> (e.g. AA/wiki_00) holding
+//                  <doc id=".." url=".." title="..">...</doc> blocks, one document per block.
+//   jsonl          every *.jsonl / *.json file below <input> (or <input> itself), one JSON
+//                  object per line; the document is the string field `jsonl_field`.
+//   txt            every *.txt file below <input> (or <input> itself), one document per file
+//                  (BookCorpus's layout).
+// Files are visited in lexicographic order of their path relative to <input>. For all but
+// pg19, a document's split is drawn from a hash of (relative path, document number in file).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace cst::dataio {
+
+enum class InputFormat { kAuto, kPg19, kWikiExtractor, kJsonl, kTxt };
+InputFormat parse_input_format(const std::string& name);  // InputError naming the value
+const char* input_format_name(InputFormat f);
+
+enum class Split : int8_t { kTrain = 0, kValidation = 1, kTest = 2 };
+inline constexpr int kNumSplits = 3;
+const char* split_name(Split s);  // "train", "validation", "test"
+
+struct InputFile {
+  std::string path;     // as opened
+  std::string rel;      // relative to the input root (hashing, messages)
+  int split = -1;       // pg19: the folder's Split; -1: decided per document
+  int64_t bytes = 0;
+};
+
+// The input files in deterministic order. `format` kAuto is resolved: pg19 if <input>/train is
+// a folder, jsonl if <input> is or holds *.jsonl files, wikiextractor if it holds wiki_* files,
+// else txt. Throws InputError when <input> is missing or holds no input file.
+std::vector<InputFile> list_inputs(const std::string& input, InputFormat& format);
+
+// Calls on_doc(text) for each document of `file` in order. Throws InputError naming the file
+// (and line) when it cannot be read or is malformed.
+void read_documents(const InputFile& file, InputFormat format, const std::string& jsonl_field,
+                    const std::function<void(std::string&&)>& on_doc);
+
+// The split of document `doc` of a file without a folder split.
+Split assign_split(const InputFile& file, int64_t doc, double valid_fraction, double test_fraction);
+
+// Sentences of a text: pieces ending in . ! or ? followed by white space, and line breaks.
+// Trimmed; empty pieces dropped.
+std::vector<std::string> split_sentences(const std::string& text);
+
+// The string value of top-level field `field` of a one-line JSON object (escapes decoded,
+// \uXXXX to UTF-8). Throws InputError naming `where` when the line is not such an object.
+std::string json_string_field(const std::string& line, const std::string& field,
+                              const std::string& where);
+
+}  // namespace cst::dataio

@@ -1,0 +1,109 @@
+// cst-prep: raw text -> SentencePiece tokenizer -> HDF5 shards (docs/DATA.md).
+//
+//   cst-prep --input data/pg19 --output data/pg19-lm --task lm --vocab-size 32000
+//   mpirun -np 8 cst-prep --input wiki/ --format wikiextractor --output data/wiki-mlm --task mlm
+//
+// Exit codes: 0 success, 2 bad input or options, 1 any other failure. Under mpirun a failing
+// rank prints its error and aborts the job (MPI_Abort) so that no rank hangs.
+#include <boost/program_options.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "comm/mpi.h"
+#include "common/error.h"
+#include "dataio/prep.h"
+
+namespace po = boost::program_options;
+using cst::dataio::PrepOptions;
+
+namespace {
+
+// Parses the command line into `opt`; returns false after printing --help.
+bool parse(int argc, char** argv, PrepOptions& opt, bool print) {
+  std::string format = "auto", task = "lm";
+  bool quiet = false;
+  po::options_description desc("cst-prep: tokenize raw text into HDF5 shards.\nOptions");
+  desc.add_options()
+      ("help,h", "print this help")
+      ("input,i", po::value(&opt.input)->required(), "corpus file or folder")
+      ("format", po::value(&format)->default_value(format), "auto | pg19 | wikiextractor | jsonl | txt")
+      ("jsonl-field", po::value(&opt.jsonl_field)->default_value(opt.jsonl_field), "jsonl: field with the text")
+      ("output,o", po::value(&opt.output)->required(), "output folder")
+      ("task", po::value(&task)->default_value(task), "lm (token streams) | mlm (packed sequences)")
+      ("tokenizer", po::value(&opt.tokenizer), "use this SentencePiece .model instead of training one")
+      ("vocab-size", po::value(&opt.vocab_size)->default_value(opt.vocab_size), "trained tokenizer: vocabulary size")
+      ("model-type", po::value(&opt.model_type)->default_value(opt.model_type), "trained tokenizer: unigram | bpe | char | word")
+      ("character-coverage", po::value(&opt.character_coverage)->default_value(opt.character_coverage, "0.9995"), "trained tokenizer: character coverage")
+      ("spm-max-bytes", po::value(&opt.spm_max_bytes)->default_value(opt.spm_max_bytes), "trained tokenizer: bytes of train text it sees")
+      ("seq-len", po::value(&opt.seq_len)->default_value(opt.seq_len), "mlm: tokens per row incl. [CLS]/[SEP]")
+      ("shard-tokens", po::value(&opt.shard_tokens)->default_value(opt.shard_tokens), "lm: tokens per shard (documents are not split)")
+      ("shard-rows", po::value(&opt.shard_rows)->default_value(opt.shard_rows), "mlm: rows per shard")
+      ("valid-fraction", po::value(&opt.valid_fraction)->default_value(opt.valid_fraction), "non-pg19: share of documents for validation")
+      ("test-fraction", po::value(&opt.test_fraction)->default_value(opt.test_fraction), "non-pg19: share of documents for test")
+      ("seed", po::value(&opt.seed)->default_value(opt.seed), "tokenizer training seed")
+      ("quiet,q", po::bool_switch(&quiet), "no progress output");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
+    if (vm.count("help")) {
+      if (print) std::cout << desc << "\n";
+      return false;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    CST_THROW_INPUT("cst-prep: " << e.what() << " (see --help)");
+  }
+  opt.format = cst::dataio::parse_input_format(format);
+  CST_INPUT_CHECK(task == "lm" || task == "mlm", "cst-prep: --task '" << task << "' (lm or mlm)");
+  opt.task = task == "lm" ? cst::dataio::SampleKind::kLm : cst::dataio::SampleKind::kMlm;
+  opt.progress = !quiet;
+  opt.created_by = "cst-prep";
+  for (int i = 1; i < argc; ++i) opt.created_by += std::string(" ") + argv[i];
+  return true;
+}
+
+void print_summary(const PrepOptions& opt, const cst::dataio::PrepSummary& s) {
+  std::printf("tokenizer: %s/tokenizer.model (vocab %lld, sha256 %s)\n", opt.output.c_str(),
+              static_cast<long long>(s.vocab_size), s.tokenizer_sha256.c_str());
+  for (int i = 0; i < cst::dataio::kNumSplits; ++i) {
+    const auto k = static_cast<size_t>(i);
+    if (s.shards[k] == 0) continue;
+    std::printf("%-10s: %lld documents, %lld tokens%s, %lld shards in %s/%s/\n",
+                cst::dataio::split_name(static_cast<cst::dataio::Split>(i)),
+                static_cast<long long>(s.documents[k]), static_cast<long long>(s.tokens[k]),
+                opt.task == cst::dataio::SampleKind::kMlm
+                    ? (", " + std::to_string(s.samples[k]) + " rows").c_str() : "",
+                static_cast<long long>(s.shards[k]), opt.output.c_str(),
+                cst::dataio::split_name(static_cast<cst::dataio::Split>(i)));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::unique_ptr<cst::comm::MpiEnvironment> mpi;
+  int code = 0;
+  try {
+    mpi = std::make_unique<cst::comm::MpiEnvironment>(argc, argv);
+    PrepOptions opt;
+    if (!parse(argc, argv, opt, mpi->rank() == 0)) return 0;
+    opt.progress = opt.progress && mpi->rank() == 0;
+    cst::dataio::PrepWorld world{mpi->rank(), mpi->size(), [&] { mpi->barrier(); }};
+    const cst::dataio::PrepSummary summary = cst::dataio::run_prep(opt, world);
+    if (mpi->rank() == 0) print_summary(opt, summary);
+    return 0;
+  } catch (const cst::InputError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    code = 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    code = 1;
+  }
+  if (mpi && mpi->size() > 1) {
+    std::fprintf(stderr, "error: rank %d on %s aborts the job\n", mpi->rank(), mpi->host().c_str());
+    mpi->abort(code);
+  }
+  return code;
+}

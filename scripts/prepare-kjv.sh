@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The quickstart corpus: the King James Bible from Debian's bible-kjv package, prepared like
+# PG-19 and tokenized by cst-prep.
+#
+#   scripts/prepare-kjv.sh <build dir> [output dir, default data/kjv] [--force]
+#
+# 1. `bible "gen1:1-rev22:21"` -> <out>/raw/{train,validation,test}/<NN>-<Book>.txt, one document
+#    per book (verse numbers dropped, chapters headed "CHAPTER n"). Deterministic split:
+#    test = Lamentations, Malachi, Titus, Jude; validation = Ruth, Esther, Jonah, Mark,
+#    Philemon; train = the other 57 books.
+# 2. cst-prep trains a unigram SentencePiece tokenizer (vocab 8000) on the train books and
+#    writes LM token-stream shards: <out>/{tokenizer.model,train,validation,test}.
+# 3. The same tokenizer makes MLM shards (S = 128): <out>/mlm/{train,validation,test}.
+# Idempotent: a step whose outputs exist is skipped (--force redoes everything). ~10 s.
+set -euo pipefail
+
+usage() { echo "usage: $0 <build dir> [output dir] [--force]" >&2; exit 2; }
+force=0
+args=()
+for a in "$@"; do
+  if [ "$a" = "--force" ]; then force=1; else args+=("$a"); fi
+done
+[ ${#args[@]} -ge 1 ] || usage
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${args[0]}"
+out="${args[1]:-$root/data/kjv}"
+prep="$build/launcher/cst-prep"
+[ -x "$prep" ] || { echo "error: $prep not found: build the cst-prep target first" >&2; exit 2; }
+command -v bible >/dev/null || { echo "error: 'bible' not found: apt-get install bible-kjv" >&2; exit 2; }
+raw="$out/raw"
+[ "$force" = 1 ] && rm -rf "$out"
+
+if [ -f "$raw/.done" ]; then
+  echo "[prepare-kjv] raw text: already in $raw"
+else
+  rm -rf "$raw"
+  mkdir -p "$raw/train" "$raw/validation" "$raw/test"
+  # Chapter headers are "<Book> <n>" lines after an empty line; verses are "  <v> text".
+  bible "gen1:1-rev22:21" | awk -v raw="$raw" '
+    BEGIN { split("Ruth Esther Jonah Mark Philemon", v, " "); for (i in v) split_of[v[i]] = "validation";
+            split("Lamentations Malachi Titus Jude", t, " "); for (i in t) split_of[t[i]] = "test" }
+    prev == "" && match($0, /^([123] )?[A-Z][a-z]+( of [A-Z][a-z]+)? [0-9]+$/) {
+      book = $0; sub(/ [0-9]+$/, "", book); chapter = $0; sub(/.* /, "", chapter)
+      if (book != current) {
+        if (file) close(file)
+        current = book; n++
+        name = book; gsub(/ /, "_", name)
+        s = (book in split_of) ? split_of[book] : "train"
+        file = sprintf("%s/%s/%02d-%s.txt", raw, s, n, name)
+        print book > file; print "" > file
+      }
+      print "CHAPTER " chapter > file
+      prev = $0; next
+    }
+    { prev = $0; if (!file) next; line = $0; sub(/^  [0-9]+ /, "", line); print line > file }
+    END { if (n != 66) { print "expected 66 books, found " n > "/dev/stderr"; exit 1 } }'
+  touch "$raw/.done"
+  echo "[prepare-kjv] raw text: $(find "$raw" -name '*.txt' | wc -l) books in $raw"
+fi
+
+if [ -f "$out/.done" ]; then
+  echo "[prepare-kjv] LM shards: already in $out"
+else
+  "$prep" --input "$raw" --format pg19 --output "$out" --task lm --vocab-size 8000 \
+          --model-type unigram --shard-tokens 262144 --seed 1234
+  touch "$out/.done"
+fi
+
+if [ -f "$out/mlm/.done" ]; then
+  echo "[prepare-kjv] MLM shards: already in $out/mlm"
+else
+  "$prep" --input "$raw" --format pg19 --output "$out/mlm" --task mlm --seq-len 128 \
+          --tokenizer "$out/tokenizer.model" --shard-rows 4096
+  touch "$out/mlm/.done"
+fi
+
+echo "[prepare-kjv] tokenizer:  $out/tokenizer.model"
+echo "[prepare-kjv] LM shards:  $out/{train,validation,test}/shard-*.h5"
+echo "[prepare-kjv] MLM shards: $out/mlm/{train,validation,test}/shard-*.h5 (S = 128)"

@@ -1,0 +1,214 @@
+// cst-prep's pieces: text readers, the JSON field reader, and prep -> read round trips.
+#include <sentencepiece_processor.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/h5.h"
+#include "dataio/loader.h"
+#include "dataio/prep.h"
+#include "dataio/text.h"
+#include "test_util.h"
+
+namespace cst::dataio {
+namespace {
+using testing::expect_input_error;
+using testing::TempDir;
+
+void write_text(const std::string& path, const std::string& text) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path) << text;
+}
+
+// Deterministic pseudo-English: `words` words, sentences and lines of varying length.
+std::string gen_text(uint64_t seed, int words) {
+  static const char* kWords[] = {"the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as",
+                                 "was", "with", "be", "by", "on", "not", "he", "this", "are", "or",
+                                 "his", "from", "at", "which", "but", "have", "an", "they", "you"};
+  std::string out;
+  for (int i = 0; i < words; ++i) {
+    const uint64_t h = counter_hash(seed, static_cast<uint64_t>(i));
+    out += kWords[h % 30];
+    out += h % 11 == 0 ? ". " : " ";
+    if (h % 17 == 0) out.back() = '\n';
+  }
+  return out + ".\n";
+}
+
+TEST(Text, JsonStringField) {
+  const std::string w = "f line 1";
+  EXPECT_EQ(json_string_field(R"({"id": 3, "text": "a\"b\\c\nd\u00e9\ud83d\ude00"})", "text", w),
+            "a\"b\\c\nd\xc3\xa9\xf0\x9f\x98\x80");
+  EXPECT_EQ(json_string_field(R"({"meta": {"text": "no", "x": [1, "]", {}]}, "text": "yes"})", "text", w), "yes");
+  expect_input_error([&] { json_string_field(R"({"id": 3})", "text", w); }, {"f line 1", "no string field 'text'"});
+  expect_input_error([&] { json_string_field(R"({"text": 5})", "text", w); }, {"f line 1", "not a string"});
+  expect_input_error([&] { json_string_field(R"({"text": "abc)", "text", w); }, {"f line 1", "unterminated"});
+  expect_input_error([&] { json_string_field("[1, 2]", "text", w); }, {"f line 1", "expected '{'"});
+}
+
+TEST(Text, SplitSentences) {
+  EXPECT_EQ(split_sentences("One two. Three? Four!\nFive 3.5 six\n\n  "),
+            (std::vector<std::string>{"One two.", "Three?", "Four!", "Five 3.5 six"}));
+}
+
+TEST(Text, WikiExtractorAndJsonlDocuments) {
+  TempDir dir;
+  write_text(dir.file("wiki/AA/wiki_00"),
+             "<doc id=\"1\" url=\"u\" title=\"A\">\nA\n\nText one.\n</doc>\n<doc id=\"2\" title=\"B\">\nB\nTwo.\n</doc>\n");
+  write_text(dir.file("wiki/AB/wiki_00"), "<doc id=\"3\" title=\"C\">\nC\n");
+  InputFormat f = InputFormat::kAuto;
+  const auto files = list_inputs(dir.file("wiki"), f);
+  ASSERT_EQ(f, InputFormat::kWikiExtractor);
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_EQ(files[0].rel, "AA/wiki_00");
+  std::vector<std::string> docs;
+  read_documents(files[0], f, "text", [&](std::string&& d) { docs.push_back(d); });
+  EXPECT_EQ(docs, (std::vector<std::string>{"A\n\nText one.\n", "B\nTwo.\n"}));
+  expect_input_error([&] { read_documents(files[1], f, "text", [](std::string&&) {}); },
+                     {"AB/wiki_00", "line 1", "not closed"});
+
+  write_text(dir.file("j/x.jsonl"), "{\"text\": \"d1\"}\n\n{\"text\": \"d2\"}\n{\"title\": 1}\n");
+  f = InputFormat::kAuto;
+  const auto jf = list_inputs(dir.file("j"), f);
+  ASSERT_EQ(f, InputFormat::kJsonl);
+  docs.clear();
+  expect_input_error([&] { read_documents(jf[0], f, "text", [&](std::string&& d) { docs.push_back(d); }); },
+                     {"x.jsonl", "line 4", "no string field"});
+  EXPECT_EQ(docs, (std::vector<std::string>{"d1", "d2"}));
+}
+
+TEST(Text, InputListingErrors) {
+  TempDir dir;
+  InputFormat f = InputFormat::kAuto;
+  expect_input_error([&] { list_inputs(dir.file("missing"), f); }, {"missing", "does not exist"});
+  std::filesystem::create_directories(dir.file("empty"));
+  f = InputFormat::kAuto;
+  expect_input_error([&] { list_inputs(dir.file("empty"), f); }, {"empty", "no txt input file"});
+  expect_input_error([&] { read_documents({dir.file("gone.txt"), "gone.txt", -1, 0}, InputFormat::kTxt, "text",
+                                          [](std::string&&) {}); },
+                     {"gone.txt", "cannot read"});
+  expect_input_error([&] { parse_input_format("csv"); }, {"'csv'"});
+}
+
+PrepOptions prep_opts(const TempDir& dir, const std::string& input, SampleKind task) {
+  PrepOptions o;
+  o.input = dir.file(input);
+  o.output = dir.file("out");
+  o.task = task;
+  o.vocab_size = 200;
+  o.shard_tokens = 2000;
+  o.shard_rows = 40;
+  o.seq_len = 24;
+  o.progress = false;
+  return o;
+}
+
+// Reads every token of a split's LM shards in file order, with the documents' boundaries.
+std::vector<std::vector<int32_t>> lm_documents(const std::string& dir) {
+  std::vector<std::vector<int32_t>> docs;
+  for (const auto& path : list_shards(dir)) {
+    h5::File f(path, h5::File::Mode::kRead);
+    const auto t = f.open("tokens").read<int32_t>();
+    const auto off = f.open("doc_offsets").read<int64_t>();
+    for (size_t d = 0; d + 1 < off.size(); ++d) docs.emplace_back(t.begin() + off[d], t.begin() + off[d + 1]);
+  }
+  return docs;
+}
+
+TEST(Prep, LmRoundTripsTheText) {
+  TempDir dir;
+  std::vector<std::string> books;
+  for (int b = 0; b < 4; ++b) {
+    books.push_back(gen_text(static_cast<uint64_t>(b), 700));
+    write_text(dir.file("pg19/train/" + std::to_string(100 + b) + ".txt"), books.back());
+  }
+  write_text(dir.file("pg19/validation/200.txt"), gen_text(9, 400));
+  const PrepSummary sum = run_prep(prep_opts(dir, "pg19", SampleKind::kLm), {});
+  EXPECT_EQ(sum.documents[0], 4);
+  EXPECT_EQ(sum.documents[1], 1);
+  EXPECT_GE(sum.shards[0], 2);
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.Load(dir.file("out/tokenizer.model")).ok());
+  EXPECT_EQ(sum.tokenizer_sha256, sha256_file(dir.file("out/tokenizer.model")));
+  const auto docs = lm_documents(dir.file("out/train"));
+  ASSERT_EQ(docs.size(), 4u);
+  for (size_t b = 0; b < docs.size(); ++b) {
+    ASSERT_EQ(docs[b].back(), sp.eos_id());
+    std::string text;
+    ASSERT_TRUE(sp.Decode(std::vector<int>(docs[b].begin(), docs[b].end() - 1), &text).ok());
+    std::string want;  // lines joined by single spaces, as SentencePiece normalises them
+    for (char c : books[b]) want += c == '\n' ? ' ' : c;
+    while (!want.empty() && want.back() == ' ') want.pop_back();
+    EXPECT_EQ(text, want) << "book " << b;
+  }
+  // The loader's evaluation pass reads exactly the shards' windows.
+  SourceOptions so;
+  so.seq_len = 31;
+  so.vocab_size = sum.vocab_size;
+  so.tokenizer_sha256 = sum.tokenizer_sha256;
+  auto src = std::make_shared<Hdf5Source>(list_shards(dir.file("out/train")), so);
+  LoaderOptions lo;
+  lo.global_batch = 8;
+  lo.train = false;
+  Loader loader(src, lo);
+  std::vector<int32_t> streamed, want;
+  while (auto b = loader.next()) streamed.insert(streamed.end(), b->input_ids.begin(), b->input_ids.end());
+  for (const auto& path : list_shards(dir.file("out/train"))) {
+    const auto t = h5::File(path, h5::File::Mode::kRead).open("tokens").read<int32_t>();
+    want.insert(want.end(), t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 32 * 32));
+  }
+  EXPECT_EQ(streamed, want);
+}
+
+TEST(Prep, MlmRowsPackSentences) {
+  TempDir dir;
+  std::string jsonl;
+  for (int d = 0; d < 30; ++d) {
+    std::string t = gen_text(static_cast<uint64_t>(d), 60);
+    for (char& c : t) c = c == '\n' ? ' ' : c;
+    jsonl += "{\"text\": \"" + t + "\"}\n";
+  }
+  write_text(dir.file("j/a.jsonl"), jsonl);
+  PrepOptions o = prep_opts(dir, "j", SampleKind::kMlm);
+  o.valid_fraction = 0.2;
+  const PrepSummary sum = run_prep(o, {});
+  EXPECT_EQ(sum.documents[0] + sum.documents[1], 30);
+  EXPECT_GT(sum.documents[1], 0);
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.Load(dir.file("out/tokenizer.model")).ok());
+  const int mask_id = sp.PieceToId("[MASK]");
+  SourceOptions so;
+  so.kind = SampleKind::kMlm;
+  so.seq_len = 24;
+  Hdf5Source src(list_shards(dir.file("out/train")), so);
+  EXPECT_EQ(src.num_samples(), sum.samples[0]);
+  EXPECT_EQ(src.special().mask, mask_id);
+  for (int64_t r = 0; r < src.num_samples(); ++r) {
+    std::vector<int32_t> ids(24), labels(24);
+    std::vector<uint8_t> m(24), seg(24);
+    int8_t nsp;
+    src.read(r, {ids.data(), m.data(), seg.data(), labels.data(), &nsp});
+    ASSERT_EQ(ids[0], sp.bos_id());
+    int len = 0;
+    while (len < 24 && m[static_cast<size_t>(len)]) ++len;
+    ASSERT_GE(len, 3);
+    EXPECT_EQ(ids[static_cast<size_t>(len - 1)], sp.eos_id()) << "row " << r;
+    for (int c = len; c < 24; ++c) EXPECT_EQ(ids[static_cast<size_t>(c)], sp.pad_id());
+  }
+}
+
+TEST(Prep, BadInputs) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.file("empty"));
+  expect_input_error([&] { run_prep(prep_opts(dir, "empty", SampleKind::kLm), {}); }, {"empty"});
+  write_text(dir.file("blank/a.txt"), "\n  \n");
+  expect_input_error([&] { run_prep(prep_opts(dir, "blank", SampleKind::kLm), {}); }, {"blank", "no text"});
+  PrepOptions o = prep_opts(dir, "blank", SampleKind::kLm);
+  o.tokenizer = dir.file("none.model");
+  expect_input_error([&] { run_prep(o, {}); }, {"none.model"});
+  o.vocab_size = 3;
+  expect_input_error([&] { run_prep(o, {}); }, {"vocab size 3"});
+}
+
+}  // namespace
+}  // namespace cst::dataio
