@@ -1,0 +1,144 @@
+#include "comm/communicator.h"
+
+#include <ATen/ATen.h>
+
+#include <sstream>
+
+#include "comm/mpi.h"
+#include "comm/mpi_communicator.h"
+#ifdef CST_WITH_NCCL
+#include "comm/nccl_communicator.h"
+#endif
+
+namespace cst::comm {
+
+const char* to_string(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum:
+      return "sum";
+    case ReduceOp::kAvg:
+      return "avg";
+    case ReduceOp::kMax:
+      return "max";
+    case ReduceOp::kMin:
+      return "min";
+  }
+  return "?";
+}
+
+namespace detail {
+
+std::string describe(const at::Tensor& t) {
+  std::ostringstream os;
+  if (!t.defined()) return "an undefined tensor";
+  os << nbytes(t) << " bytes of " << t.scalar_type() << " " << t.sizes() << " on " << t.device();
+  return os.str();
+}
+
+namespace {
+class CompletedWork : public Work {
+ public:
+  explicit CompletedWork(double elapsed) : elapsed_(elapsed) {}
+  bool done() override { return true; }
+  void wait(double) override {}
+  double elapsed_seconds() const override { return elapsed_; }
+
+ private:
+  double elapsed_;
+};
+}  // namespace
+
+std::unique_ptr<Work> completed_work(double elapsed_seconds) {
+  return std::make_unique<CompletedWork>(elapsed_seconds);
+}
+
+}  // namespace detail
+
+double Communicator::all_reduce_scalar(double v, ReduceOp op) {
+  at::Tensor t = at::full({1}, v, at::TensorOptions().dtype(at::kDouble));
+  all_reduce(t, op);
+  return t.item<double>();
+}
+
+int64_t Communicator::all_reduce_int(int64_t v, ReduceOp op) {
+  CST_CHECK(op != ReduceOp::kAvg, "all_reduce_int: kAvg is not defined for integers (use all_reduce_scalar)");
+  at::Tensor t = at::full({1}, v, at::TensorOptions().dtype(at::kLong));
+  all_reduce(t, op);
+  return t.item<int64_t>();
+}
+
+// ---- LocalCommunicator ------------------------------------------------------------------------
+
+void LocalCommunicator::all_reduce(at::Tensor& t, ReduceOp op) {
+  CST_CHECK(t.defined(), "local all_reduce: undefined tensor");
+  CST_CHECK(op != ReduceOp::kAvg || at::isFloatingType(t.scalar_type()),
+            "local all_reduce: kAvg needs a floating dtype, got " << detail::describe(t));
+}
+
+std::unique_ptr<Work> LocalCommunicator::all_reduce_async(at::Tensor t, ReduceOp op) {
+  all_reduce(t, op);
+  return detail::completed_work();
+}
+
+void LocalCommunicator::broadcast(at::Tensor& t, int root) {
+  CST_CHECK(root == 0, "local broadcast: root " << root << " is not a rank of a 1-rank communicator");
+}
+
+void LocalCommunicator::all_gather(const at::Tensor& in, at::Tensor& out) {
+  CST_CHECK(out.dim() == in.dim() + 1 && out.size(0) == 1 && out.sizes().slice(1) == in.sizes() &&
+                out.scalar_type() == in.scalar_type(),
+            "local all_gather: out must be [1, " << in.sizes() << "] " << in.scalar_type() << ", got "
+                                                 << detail::describe(out));
+  out[0].copy_(in);
+}
+
+void LocalCommunicator::send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) {
+  CST_CHECK(dst == -1 || dst == 0, "local send_recv: dst " << dst << " is not a rank");
+  CST_CHECK(src == -1 || src == 0, "local send_recv: src " << src << " is not a rank");
+  CST_CHECK((dst == 0) == (src == 0), "local send_recv: a send to self needs a receive from self");
+  if (src == 0) {
+    CST_CHECK(recv.sizes() == send.sizes() && recv.scalar_type() == send.scalar_type(),
+              "local send_recv: recv " << detail::describe(recv) << " does not match send "
+                                       << detail::describe(send));
+    recv.copy_(send);
+  }
+}
+
+// ---- factory ----------------------------------------------------------------------------------
+
+std::unique_ptr<Communicator> make_communicator(MpiEnvironment* mpi, const std::string& backend,
+                                                double timeout_s) {
+  std::string b = backend;
+  if (b == "auto") {
+#ifdef CST_WITH_NCCL
+    if (mpi != nullptr && NcclCommunicator::cuda_available())
+      b = "nccl";
+    else
+#endif
+      b = (mpi != nullptr && mpi->size() > 1) ? "mpi" : "local";
+  }
+  if (b == "local") {
+    CST_INPUT_CHECK(mpi == nullptr || mpi->size() == 1,
+                    "communicator backend 'local' runs one rank, but MPI has " << mpi->size() << " ranks");
+    return std::make_unique<LocalCommunicator>();
+  }
+  if (b == "mpi") {
+    CST_INPUT_CHECK(mpi != nullptr, "communicator backend 'mpi' needs an MpiEnvironment");
+    MpiCommunicator::Options o;
+    o.timeout_s = timeout_s;
+    return std::make_unique<MpiCommunicator>(*mpi, o);
+  }
+  if (b == "nccl") {
+#ifdef CST_WITH_NCCL
+    CST_INPUT_CHECK(mpi != nullptr, "communicator backend 'nccl' needs an MpiEnvironment");
+    CST_INPUT_CHECK(NcclCommunicator::cuda_available(),
+                    "communicator backend 'nccl' needs a CUDA device; none is visible");
+    return std::make_unique<NcclCommunicator>(*mpi, -1, timeout_s);
+#else
+    CST_THROW_INPUT("communicator backend 'nccl': this build has no NCCL (CST_WITH_NCCL is off)");
+#endif
+  }
+  CST_THROW_INPUT("unknown communicator backend '" << backend << "' (expected auto, local, mpi or nccl)");
+}
+
+}  // namespace cst::comm

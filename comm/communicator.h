@@ -1,0 +1,119 @@
+// The communication seam: one small interface for the collectives data-parallel training needs,
+// with a single-process implementation (LocalCommunicator), MPI on CPU tensors
+// (MpiCommunicator, comm/mpi_communicator.h) and NCCL on CUDA tensors (NcclCommunicator,
+// comm/nccl_communicator.h, built only when CST_WITH_NCCL). Pick one with make_communicator().
+//
+// Contract of every collective below: every rank of the communicator must call it, in the same
+// order, with tensors of the same shape and dtype (and the same root / op). Violations are not
+// detected in general; they hang or corrupt (as with MPI and NCCL themselves).
+//
+// Errors throw cst::Error naming the operation, the byte count, the rank and the host.
+// A collective that does not finish in time throws cst::comm::CommTimeout; after that the
+// communicator is unusable and the process should MPI_Abort (main() does).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/error.h"
+
+namespace cst::comm {
+
+class MpiEnvironment;
+
+enum class ReduceOp { kSum, kAvg, kMax, kMin };
+const char* to_string(ReduceOp op);
+
+// A collective that did not complete within its timeout.
+class CommTimeout : public Error {
+ public:
+  explicit CommTimeout(const std::string& what) : Error(what) {}
+};
+
+// Handle of a non-blocking collective. Owned by the caller. Destroying a Work does not cancel
+// the collective: it still runs, and the backend keeps the tensor's storage alive until then.
+class Work {
+ public:
+  virtual ~Work() = default;
+  // True once the collective has completed (successfully or with an error). Never blocks.
+  virtual bool done() = 0;
+  // Blocks until complete and rethrows the collective's error, if any. Throws CommTimeout
+  // naming op, bytes and rank if not complete within timeout_s (<= 0: wait forever).
+  // For CUDA collectives, also makes the caller's current stream wait for the collective.
+  virtual void wait(double timeout_s = 0) = 0;
+  // Seconds the collective itself ran (from when it started executing, not when it was
+  // queued), valid after done(); 0 when the backend cannot tell.
+  virtual double elapsed_seconds() const { return 0.0; }
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual const char* backend() const = 0;  // "local" | "mpi" | "nccl"
+
+  // ---- collectives: every rank must call them, in the same order, same shapes/dtypes ----
+  // In place: t becomes the reduction over ranks of t. kAvg needs a floating dtype.
+  virtual void all_reduce(at::Tensor& t, ReduceOp op = ReduceOp::kSum) = 0;
+  // Non-blocking all_reduce in place. t (a shallow handle; the Work keeps the storage alive)
+  // must not be read or written until the Work completes. Collectives issued later on this
+  // communicator, blocking or not, run after this one.
+  virtual std::unique_ptr<Work> all_reduce_async(at::Tensor t, ReduceOp op = ReduceOp::kSum) = 0;
+  // t on rank `root` is copied into t on every other rank.
+  virtual void broadcast(at::Tensor& t, int root) = 0;
+  // in: any shape; out: [size, in.sizes()...] contiguous, same dtype; out[r] = in of rank r.
+  virtual void all_gather(const at::Tensor& in, at::Tensor& out) = 0;
+  // Point-to-point exchange (halos for CST sequence parallelism): sends `send` to rank dst and
+  // receives `recv` (contiguous, preallocated) from rank src in one deadlock-free call; dst or
+  // src may be -1 for none. Only the ranks named must call it (not a collective), but a rank
+  // receiving from src must be matched by src sending to it.
+  virtual void send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) = 0;
+  virtual void barrier() = 0;
+
+  // Convenience built on all_reduce: scalars on CPU (collective).
+  double all_reduce_scalar(double v, ReduceOp op);
+  int64_t all_reduce_int(int64_t v, ReduceOp op);
+};
+
+// One rank: every collective has its single-rank meaning (all_reduce of any op = identity,
+// broadcast from 0 = no-op, all_gather copies in into out[0], send_recv to/from rank 0 copies).
+// Any device and dtype.
+class LocalCommunicator : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  const char* backend() const override { return "local"; }
+  void all_reduce(at::Tensor& t, ReduceOp op = ReduceOp::kSum) override;
+  std::unique_ptr<Work> all_reduce_async(at::Tensor t, ReduceOp op = ReduceOp::kSum) override;
+  void broadcast(at::Tensor& t, int root) override;
+  void all_gather(const at::Tensor& in, at::Tensor& out) override;
+  void send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) override;
+  void barrier() override {}
+};
+
+// Makes a communicator. backend:
+//   "local": LocalCommunicator (mpi may be null; if given, its size must be 1);
+//   "mpi":   MpiCommunicator over MPI_COMM_WORLD (needs mpi);
+//   "nccl":  NcclCommunicator on the current CUDA device (needs mpi and a build with NCCL);
+//   "auto":  nccl if built with NCCL and a CUDA device is present, else mpi when mpi is given
+//            and its size > 1, else local.
+// timeout_s bounds every blocking collective of the MPI and NCCL communicators (<= 0: none).
+// mpi, when given, must outlive the communicator. Collective over MPI_COMM_WORLD for mpi/nccl.
+// Throws cst::InputError for an unknown or unavailable backend.
+std::unique_ptr<Communicator> make_communicator(MpiEnvironment* mpi, const std::string& backend,
+                                                double timeout_s = 600.0);
+
+namespace detail {
+// Bytes of t's elements (numel * element size).
+inline int64_t nbytes(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
+// "<bytes> bytes of <dtype> <shape>", for error messages.
+std::string describe(const at::Tensor& t);
+// A Work that is already complete (successfully).
+std::unique_ptr<Work> completed_work(double elapsed_seconds = 0.0);
+}  // namespace detail
+
+}  // namespace cst::comm

@@ -1,0 +1,109 @@
+// cst-train: data-parallel training of a CST (or baseline) model on HDF5 shards.
+//
+//   mpirun -np W cst-train --config configs/tiny_lm.cfg [--group.key value ...]
+//   srun cst-train --config ...            (or one plain process)
+//
+// Options come from the .cfg file ([group] sections, docs in --help), then the command line on
+// top. Unknown keys or bad values: exit 2 naming key and value. An error on any rank is logged
+// with its rank and host and ends every rank (MPI_Abort) with a non-zero exit code: 2 for bad
+// input, 1 for other failures, 3 for a collective that timed out (the watchdog).
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <iostream>
+#include <map>
+
+#include "comm/communicator.h"
+#include "comm/mpi.h"
+#include "common/error.h"
+#include "trainer/trainer.h"
+#include "trainer/watchdog.h"
+
+namespace po = boost::program_options;
+using namespace cst;
+
+namespace {
+
+const std::vector<std::pair<std::string, std::string>> kGroups = {
+    {"model", "Model"},         {"data", "Data"},     {"train", "Batching and steps"}, {"optim", "Optimizer"},
+    {"dist", "Distributed"},    {"checkpoint", "Checkpoint"}, {"log", "Logging"}, {"debug", "Fault injection (tests)"}};
+
+// Returns false when only --help was asked for.
+bool parse(int argc, char** argv, trainer::TrainConfig& cfg, bool print_help) {
+  const trainer::TrainConfig defaults;
+  po::options_description generic("cst-train options");
+  generic.add_options()("help,h", "show this help")("config,c", po::value<std::string>(),
+                                                     "INI config file ([group] sections; command line wins)");
+  std::map<std::string, po::options_description> groups;
+  for (const auto& [g, title] : kGroups) groups.emplace(g, po::options_description(title + " (" + g + ".*)"));
+  for (const auto& f : trainer::TrainConfig::fields()) {
+    const std::string g = f.name.substr(0, f.name.find('.'));
+    groups.at(g).add_options()(f.name.c_str(), po::value<std::string>()->default_value(f.get(defaults)),
+                               f.help.c_str());
+  }
+  po::options_description all;
+  all.add(generic);
+  for (const auto& [g, title] : kGroups) all.add(groups.at(g));
+
+  po::variables_map vm;
+  po::store(po::parse_command_line(argc, argv, all), vm);
+  if (vm.count("help")) {
+    if (print_help) std::cout << all << "\n";
+    return false;
+  }
+  if (vm.count("config")) {
+    const std::string path = vm["config"].as<std::string>();
+    try {
+      po::store(po::parse_config_file<char>(path.c_str(), all, /*allow_unregistered=*/false), vm);
+    } catch (const po::reading_file&) {
+      CST_THROW_INPUT("cannot read config file '" << path << "'");
+    } catch (const po::error& e) {
+      CST_THROW_INPUT("config file '" << path << "': " << e.what());
+    }
+  }
+  po::notify(vm);
+  for (const auto& f : trainer::TrainConfig::fields())
+    if (vm.count(f.name) && !vm[f.name].defaulted()) cfg.set(f.name, vm[f.name].as<std::string>());
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  comm::MpiEnvironment mpi(argc, argv);
+  const int rank = mpi.rank();
+  int code = 0;
+  std::string what;
+  try {
+    trainer::TrainConfig cfg;
+    if (!parse(argc, argv, cfg, rank == 0)) return 0;
+    cfg.validate(mpi.size());
+    if (rank == 0) std::printf("# resolved configuration (%d rank(s))\n%s\n", mpi.size(), cfg.to_string().c_str());
+    trainer::ProcessInfo proc = trainer::ProcessInfo::from_environment(rank, mpi.size(), mpi.host());
+    trainer::select_device(cfg.dist, proc);
+    std::unique_ptr<comm::Communicator> comm = comm::make_communicator(&mpi, cfg.dist.backend, cfg.dist.comm_timeout_s);
+    trainer::Watchdog watchdog(cfg.dist.comm_timeout_s, [&](const std::string& msg) {
+      std::fprintf(stderr, "[rank %d %s] error: %s; aborting the job\n", rank, mpi.host().c_str(), msg.c_str());
+      std::fflush(stderr);
+      mpi.abort(3);
+    });
+    trainer::Trainer t(cfg, *comm, proc, &watchdog);
+    trainer::TrainResult r = t.run();
+    if (rank == 0)
+      std::printf("done: %ld steps, final train loss %.4f%s\n", (long)r.steps, r.final_train_loss,
+                  r.final_eval_loss >= 0 ? (", validation loss " + std::to_string(r.final_eval_loss)).c_str() : "");
+    comm->barrier();
+    return 0;
+  } catch (const po::error& e) {
+    code = 2, what = std::string(e.what()) + " (see --help)";
+  } catch (const InputError& e) {
+    code = 2, what = e.what();
+  } catch (const comm::CommTimeout& e) {
+    code = 3, what = e.what();
+  } catch (const std::exception& e) {
+    code = 1, what = e.what();
+  }
+  std::fprintf(stderr, "[rank %d %s] error: %s\n", rank, mpi.host().c_str(), what.c_str());
+  std::fflush(stderr);
+  if (mpi.size() > 1) mpi.abort(code);  // end every rank: no peer may hang in a collective
+  return code;
+}

@@ -1,0 +1,47 @@
+// main() of the MPI test executables: initialises MPI, runs the tests on every rank, prints
+// full output on rank 0 and only failures elsewhere, and exits with the same code on every rank
+// (non-zero if any rank failed).
+#include "tests/comm/mpi_main.h"
+
+#include <gtest/gtest.h>
+
+#include <iostream>
+
+namespace cst::comm::testing {
+namespace {
+MpiEnvironment* g_env = nullptr;
+
+// Failures on ranks other than 0, prefixed with the rank.
+class RankFailurePrinter : public ::testing::EmptyTestEventListener {
+ public:
+  explicit RankFailurePrinter(int rank) : rank_(rank) {}
+  void OnTestPartResult(const ::testing::TestPartResult& r) override {
+    if (r.failed())
+      std::cerr << "[rank " << rank_ << "] FAILURE " << (r.file_name() ? r.file_name() : "?") << ":"
+                << r.line_number() << "\n"
+                << r.summary() << std::endl;
+  }
+
+ private:
+  int rank_;
+};
+}  // namespace
+
+MpiEnvironment& mpi() { return *g_env; }
+}  // namespace cst::comm::testing
+
+int main(int argc, char** argv) {
+  cst::comm::MpiEnvironment env(argc, argv);
+  cst::comm::testing::g_env = &env;
+  ::testing::InitGoogleTest(&argc, argv);
+  if (env.rank() != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+    listeners.Append(new cst::comm::testing::RankFailurePrinter(env.rank()));
+  }
+  int rc = RUN_ALL_TESTS();
+  int any = 0;
+  CST_CHECK_MPI(MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+  if (env.rank() == 0 && any != rc) std::cerr << "a test failed on another rank" << std::endl;
+  return any;
+}

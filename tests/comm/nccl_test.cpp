@@ -1,0 +1,109 @@
+// NcclCommunicator and GradReducer on CUDA tensors. Built when CST_WITH_NCCL; every test is
+// skipped, visibly ("SKIPPED: no CUDA device"), on machines without a GPU or with fewer GPUs
+// than ranks. Ranks use device rank % device_count.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <gtest/gtest.h>
+
+#include "comm/nccl_communicator.h"
+#include "comm/reducer.h"
+#include "model/loss.h"
+#include "model/model.h"
+#include "tests/comm/mpi_main.h"
+#include "tests/comm/test_util.h"
+
+namespace cst::comm {
+namespace {
+
+// The communicator, or null (and the reason) when this machine cannot run the test.
+NcclCommunicator* comm_or_skip(std::string* why) {
+  MpiEnvironment& env = testing::mpi();
+  const int devices = NcclCommunicator::cuda_available() ? static_cast<int>(c10::cuda::device_count()) : 0;
+  if (devices == 0) {
+    *why = "SKIPPED: no CUDA device on this machine (NCCL tests need a GPU)";
+    return nullptr;
+  }
+  if (devices < env.size()) {
+    *why = "SKIPPED: no CUDA device for every rank (" + std::to_string(devices) + " devices, " +
+           std::to_string(env.size()) + " ranks)";
+    return nullptr;
+  }
+  static std::unique_ptr<NcclCommunicator> c;
+  if (!c) {
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(env.rank() % devices));
+    c = std::make_unique<NcclCommunicator>(env);
+  }
+  return c.get();
+}
+
+#define NCCL_OR_SKIP(var)                      \
+  std::string why_;                            \
+  NcclCommunicator* var = comm_or_skip(&why_); \
+  if (var == nullptr) GTEST_SKIP() << why_
+
+at::TensorOptions cuda(NcclCommunicator* c, at::ScalarType dt) {
+  return at::TensorOptions().dtype(dt).device(at::kCUDA, c->device());
+}
+
+TEST(NcclCommunicator, Collectives) {
+  NCCL_OR_SKIP(c);
+  const int W = c->size(), R = c->rank();
+  EXPECT_STREQ(c->backend(), "nccl");
+  for (auto dt : {at::kFloat, at::kBFloat16, at::kDouble, at::kLong}) {
+    at::Tensor t = at::full({1000}, R + 1, cuda(c, dt));
+    c->all_reduce(t, ReduceOp::kSum);
+    EXPECT_EQ(t.cpu().to(at::kDouble).max().item<double>(), W * (W + 1) / 2.0) << dt;
+    t = at::full({1000}, R + 1, cuda(c, dt));
+    c->all_reduce(t, ReduceOp::kMax);
+    EXPECT_EQ(t.cpu().to(at::kDouble).min().item<double>(), W) << dt;
+  }
+  at::Tensor a = at::full({4096}, 2.0 * R, cuda(c, at::kFloat));
+  auto w = c->all_reduce_async(a, ReduceOp::kAvg);
+  w->wait(60.0);
+  EXPECT_TRUE(w->done());
+  EXPECT_NEAR(a.cpu().mean().item<double>(), W - 1.0, 1e-6);
+  at::Tensor b = at::full({7}, R, cuda(c, at::kLong));
+  c->broadcast(b, W - 1);
+  EXPECT_EQ(b.cpu().min().item<int64_t>(), W - 1);
+  at::Tensor out = at::empty({W, 3}, cuda(c, at::kFloat));
+  c->all_gather(at::full({3}, R, cuda(c, at::kFloat)), out);
+  for (int r = 0; r < W; ++r) EXPECT_EQ(out[r].cpu().sum().item<double>(), 3.0 * r);
+  at::Tensor recv = at::empty({5}, cuda(c, at::kFloat));
+  c->send_recv(at::full({5}, R, cuda(c, at::kFloat)), (R + 1) % W, recv, (R + W - 1) % W);
+  EXPECT_EQ(recv.cpu().max().item<double>(), (R + W - 1) % W);
+  c->barrier();
+  at::Tensor cpu = at::ones({3});
+  EXPECT_THROW(c->all_reduce(cpu, ReduceOp::kSum), Error);
+}
+
+TEST(NcclCommunicator, ReducerOnCudaEqualsFlatAllReduce) {
+  NCCL_OR_SKIP(c);
+  model::ModelConfig cfg = testing::tiny_config();
+  at::manual_seed(1);
+  model::CstModel net(cfg);
+  net->to(at::Device(at::kCUDA, c->device()));
+  ReducerOptions o;
+  o.first_bucket_bytes = 4096;
+  o.bucket_bytes = 16384;
+  GradReducer r(*c, *net, o);
+  r.broadcast_parameters(cfg.hash());
+  at::manual_seed(100 + c->rank());
+  at::Tensor ids = at::randint(cfg.vocab_size, {2, cfg.max_seq_len}, at::kLong).to(at::kCUDA);
+  auto loss = [&] { return model::lm_loss(net->forward(ids), ids).mean(); };
+  r.prepare_for_backward(true);
+  loss().backward();
+  r.finalize(0);
+  std::vector<at::Tensor> g;
+  for (auto& p : net->parameters()) g.push_back(p.grad().flatten());
+  at::Tensor bucketed = at::cat(g);
+  net->zero_grad();
+  loss().backward();
+  g.clear();
+  for (auto& p : net->parameters()) g.push_back(p.grad().flatten());
+  at::Tensor flat = at::cat(g);
+  c->all_reduce(flat, ReduceOp::kAvg);
+  EXPECT_LT((bucketed - flat).abs().max().item<double>(), 1e-5);
+}
+
+}  // namespace
+}  // namespace cst::comm

@@ -1,0 +1,202 @@
+// cst-train end to end under mpirun: W = 2 and W = 4 equal W = 1, accumulation equals one big
+// batch, a failing or hanging rank ends the whole job quickly, and config errors exit 2.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "model/weights_io.h"
+#include "tests/dataio/test_util.h"
+
+namespace cst {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct JobResult {
+  int code = -1;
+  double seconds = 0;
+  std::string out, err;
+};
+
+class TrainJob : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new dataio::testing::TempDir();
+    fs::create_directories(dir_->file("lm"));
+    fs::create_directories(dir_->file("mlm"));
+    dataio::testing::write_lm(dir_->file("lm/shard0.h5"), dataio::testing::random_tokens(6000, 64, 1, 5), 64, 500);
+    dataio::testing::write_lm(dir_->file("lm/shard1.h5"), dataio::testing::random_tokens(4000, 64, 2, 5), 64, 700);
+    dataio::testing::write_mlm_fixture(dir_->file("mlm/shard0.h5"), 96, 24, 64, 3);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  // A tiny model; dropout 0 and eps 1e-6 so that runs differing only in summation order agree.
+  static std::string common_args(const std::string& task, int steps = 5, const std::string& lr = "1e-2",
+                                 int eval_interval = 0) {
+    std::string a = " --model.task " + task +
+                    " --model.vocab_size 64 --model.d_model 16 --model.n_heads 2 --model.n_layers 2 --model.d_ff 32"
+                    " --model.max_seq_len 32 --model.slice_len 8 --model.alpha 2 --model.dropout 0"
+                    " --optim.eps 1e-6 --optim.warmup_steps 2 --log.peak_tflops 1 --log.interval 1 --dist.threads 1"
+                    " --train.steps " + std::to_string(steps) + " --optim.lr " + lr +
+                    " --log.eval_interval " + std::to_string(eval_interval);
+    if (task == "lm") a += " --data.train " + dir_->file("lm") + " --data.seq_len 32";
+    else a += " --data.train " + dir_->file("mlm") + " --data.seq_len 0";
+    return a;
+  }
+
+  static JobResult run(int np, const std::string& args) {
+    const std::string tag = std::to_string(counter_++);
+    const std::string out = dir_->file("out" + tag), err = dir_->file("err" + tag);
+    std::string cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 " +
+                      std::string(CST_MPIEXEC) + " -np " + std::to_string(np) + " --oversubscribe --bind-to none " +
+                      CST_TRAIN_BIN + " " + args + " > " + out + " 2> " + err;
+    auto t0 = std::chrono::steady_clock::now();
+    int rc = std::system(cmd.c_str());
+    JobResult r;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r.code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    std::stringstream so, se;
+    so << std::ifstream(out).rdbuf();
+    se << std::ifstream(err).rdbuf();
+    r.out = so.str(), r.err = se.str();
+    return r;
+  }
+
+  // Trains and returns the final parameters.
+  static std::map<std::string, torch::Tensor> train(int np, const std::string& task, const std::string& extra,
+                                                    int steps = 5, const std::string& lr = "1e-2") {
+    const std::string logdir = dir_->file("run" + std::to_string(counter_));
+    JobResult r = run(np, common_args(task, steps, lr) + extra + " --log.dir " + logdir);
+    EXPECT_EQ(r.code, 0) << r.err << r.out;
+    std::map<std::string, torch::Tensor> out;
+    if (r.code != 0) return out;
+    model::CstModel m = model::load_model(logdir + "/model.h5");
+    for (auto& p : m->named_parameters()) out[p.key()] = p.value().detach().clone();
+    return out;
+  }
+
+  static double max_diff(const std::map<std::string, torch::Tensor>& a, const std::map<std::string, torch::Tensor>& b) {
+    EXPECT_EQ(a.size(), b.size());
+    double d = 0;
+    for (const auto& [k, v] : a) d = std::max(d, (v - b.at(k)).abs().max().item<double>());
+    return d;
+  }
+
+  static dataio::testing::TempDir* dir_;
+  static int counter_;
+};
+
+dataio::testing::TempDir* TrainJob::dir_ = nullptr;
+int TrainJob::counter_ = 0;
+
+TEST_F(TrainJob, LmWorldSizesTwoAndFourEqualOne) {
+  auto one = train(1, "lm", " --train.global_batch 8 --train.micro_batch 2");
+  auto two = train(2, "lm", " --train.global_batch 8 --train.micro_batch 2");
+  auto four = train(4, "lm", " --train.global_batch 8 --train.micro_batch 2");
+  ASSERT_FALSE(one.empty());
+  EXPECT_LT(max_diff(one, two), 1e-5);
+  EXPECT_LT(max_diff(one, four), 1e-5);
+  auto init = train(1, "lm", " --train.global_batch 8 --train.micro_batch 2", 1, "1e-9");
+  EXPECT_GT(max_diff(one, init), 1e-3) << "training did not move the parameters";
+}
+
+// MLM: ranks see different numbers of masked tokens; the loss is normalised globally.
+TEST_F(TrainJob, MlmWorldSizeTwoEqualsOne) {
+  auto one = train(1, "mlm", " --train.global_batch 8 --train.micro_batch 4");
+  auto two = train(2, "mlm", " --train.global_batch 8 --train.micro_batch 4");
+  ASSERT_FALSE(one.empty());
+  EXPECT_LT(max_diff(one, two), 1e-5);
+}
+
+TEST_F(TrainJob, FourMicroBatchesEqualOneBatchFourTimesLarger) {
+  auto accum = train(1, "lm", " --train.global_batch 8 --train.micro_batch 2");
+  auto big = train(1, "lm", " --train.global_batch 8 --train.micro_batch 8");
+  ASSERT_FALSE(accum.empty());
+  EXPECT_LT(max_diff(accum, big), 1e-5);
+}
+
+TEST_F(TrainJob, RankThrowingAtStepThreeEndsBothRanksQuickly) {
+  JobResult r = run(2, common_args("lm", 50) + " --train.global_batch 8 --train.micro_batch 2"
+                                     " --debug.fail_rank 1 --debug.fail_at_step 3 --log.dir " + dir_->file("fail"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_LT(r.seconds, 30.0);
+  EXPECT_NE(r.err.find("[rank 1 "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("injected failure at step 3"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("step     10"), std::string::npos) << "training went on after the failure";
+}
+
+TEST_F(TrainJob, HangingRankTripsTheWatchdog) {
+  JobResult r = run(2, common_args("lm", 50) + " --train.global_batch 8 --train.micro_batch 2"
+                                     " --debug.hang_rank 1 --debug.hang_at_step 2 --dist.comm_timeout_s 3"
+                                     " --log.dir " + dir_->file("hang"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_LT(r.seconds, 30.0);
+  EXPECT_NE(r.err.find("step 2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("[rank 0 "), std::string::npos) << r.err;
+}
+
+TEST_F(TrainJob, ConfigErrorsExitTwoNamingKeyAndValue) {
+  const std::string minimal = " --data.train " + dir_->file("lm") + " --data.seq_len 32 --model.max_seq_len 32"
+                              " --model.slice_len 8 --train.global_batch 8 --train.micro_batch 8";
+  const std::string cfg = dir_->file("bad.cfg");
+  std::ofstream(cfg) << "[model]\nd_model = 16\n[optim]\nlearning_rate = 0.1\n";
+  JobResult r = run(1, "--config " + cfg);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("learning_rate"), std::string::npos) << r.err;
+
+  r = run(1, minimal + " --model.vocab_size 64 --optim.lr fast");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("optim.lr = 'fast'"), std::string::npos) << r.err;
+
+  r = run(2, common_args("lm") + " --train.global_batch 6 --train.micro_batch 2");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("train.global_batch = 6"), std::string::npos) << r.err;
+
+  r = run(1, minimal + " --model.vocab_size 64 --model.n_heads 3");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("n_heads = 3"), std::string::npos) << r.err;
+
+  r = run(1, minimal + " --model.vocab_size 32");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("vocab"), std::string::npos) << r.err;
+
+  r = run(1, common_args("lm") + " --no-such-option 1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("no-such-option"), std::string::npos) << r.err;
+
+  r = run(1, "--config " + dir_->file("missing.cfg"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("missing.cfg"), std::string::npos) << r.err;
+}
+
+TEST_F(TrainJob, MetricsAndTensorBoardEventsAreWritten) {
+  const std::string logdir = dir_->file("tb");
+  JobResult r = run(2, common_args("lm", 5, "1e-2", 5) + " --train.global_batch 8 --train.micro_batch 2 --log.dir " +
+                           logdir + " --data.valid " + dir_->file("lm"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream jl(logdir + "/metrics.jsonl");
+  int train_lines = 0, eval_lines = 0;
+  for (std::string line; std::getline(jl, line);) {
+    train_lines += line.find("\"kind\": \"train\"") != std::string::npos;
+    eval_lines += line.find("\"kind\": \"eval\"") != std::string::npos;
+  }
+  EXPECT_EQ(train_lines, 5);
+  EXPECT_EQ(eval_lines, 1);
+  for (const char* word : {"tok/s", "MFU", "data", "comm", "ETA", "ppl", "grad"})
+    EXPECT_NE(r.out.find(word), std::string::npos) << word;
+#ifdef CST_PYTHON
+  // TensorBoard's own reader must see the scalars.
+  const std::string cmd = std::string(CST_PYTHON) + " " + CST_SOURCE_DIR + "/tests/python/check_tensorboard.py " + logdir +
+                          " train/loss=5 valid/loss=1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+#else
+  std::printf("SKIPPED: TensorBoard reader check (no python next to the LibTorch found)\n");
+#endif
+}
+
+}  // namespace
+}  // namespace cst

@@ -1,0 +1,165 @@
+#include "trainer/train_config.h"
+
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace cst::trainer {
+namespace {
+
+const EnumTable<OptimizerKind> kOptim = {{"adamw", OptimizerKind::kAdamW}, {"lamb", OptimizerKind::kLamb}};
+const EnumTable<Schedule> kSchedule = {
+    {"linear", Schedule::kLinear}, {"cosine", Schedule::kCosine}, {"constant", Schedule::kConstant}};
+
+using C = TrainConfig;
+
+std::vector<Field<C>> make_fields() {
+  std::vector<Field<C>> f;
+  for (const auto& mf : model::ModelConfig::fields()) {  // model.<field>, declared in model/config.cpp
+    f.push_back({"model." + mf.name, mf.kind, mf.help, [g = mf.get](const C& c) { return g(c.model); },
+                 [s = mf.set, key = "model." + mf.name](C& c, const std::string& v) {
+                   try {
+                     s(c.model, v);
+                   } catch (const InputError&) {
+                     CST_THROW_INPUT(key << " = '" << v << "' is not a valid value");
+                   }
+                 }});
+  }
+  std::vector<Field<C>> rest = {
+      CST_FIELD_STRING(C, "data.train", data.train, "train split: a shard file or a folder of *.h5 shards"),
+      CST_FIELD_STRING(C, "data.valid", data.valid, "validation split (empty: no validation)"),
+      CST_FIELD_INT(C, "data.seq_len", data.seq_len, "LM: tokens per sample N; MLM: 0 = the shards' length"),
+      CST_FIELD_STRING(C, "data.tokenizer_sha256", data.tokenizer_sha256, "expected tokenizer hash of the shards"),
+      CST_FIELD_INT(C, "data.prefetch", data.prefetch, "batches the loader reads ahead"),
+      CST_FIELD_FLOAT(C, "data.mask_prob", data.mask_prob, "MLM: fraction of tokens masked"),
+      CST_FIELD_INT(C, "train.steps", train.steps, "optimizer steps"),
+      CST_FIELD_INT(C, "train.global_batch", train.global_batch, "samples per step over all ranks"),
+      CST_FIELD_INT(C, "train.micro_batch", train.micro_batch, "samples per forward/backward per rank"),
+      CST_FIELD_INT(C, "train.seed", train.seed, "seed of init, data order, masking, dropout"),
+      CST_FIELD_ENUM(C, "optim.name", optim.name, kOptim, "adamw | lamb"),
+      CST_FIELD_FLOAT(C, "optim.lr", optim.lr, "peak learning rate"),
+      CST_FIELD_FLOAT(C, "optim.min_lr", optim.min_lr, "final learning rate"),
+      CST_FIELD_INT(C, "optim.warmup_steps", optim.warmup_steps, "linear warmup steps"),
+      CST_FIELD_ENUM(C, "optim.schedule", optim.schedule, kSchedule, "linear | cosine | constant"),
+      CST_FIELD_FLOAT(C, "optim.weight_decay", optim.weight_decay, "decoupled weight decay"),
+      CST_FIELD_FLOAT(C, "optim.beta1", optim.beta1, "Adam beta1"),
+      CST_FIELD_FLOAT(C, "optim.beta2", optim.beta2, "Adam beta2"),
+      CST_FIELD_FLOAT(C, "optim.eps", optim.eps, "Adam epsilon"),
+      CST_FIELD_FLOAT(C, "optim.grad_clip", optim.grad_clip, "max global gradient norm (0 = off)"),
+      CST_FIELD_BOOL(C, "optim.decay_all", optim.decay_all, "decay norms, biases and embeddings too"),
+      CST_FIELD_STRING(C, "dist.backend", dist.backend, "auto | local | mpi | nccl"),
+      CST_FIELD_STRING(C, "dist.device", dist.device, "auto | cpu | cuda (device = local rank)"),
+      CST_FIELD_INT(C, "dist.threads", dist.threads, "intra-op threads per rank (0 = cores / local ranks)"),
+      CST_FIELD_FLOAT(C, "dist.bucket_first_mb", dist.bucket_first_mb, "first gradient bucket, MiB"),
+      CST_FIELD_FLOAT(C, "dist.bucket_mb", dist.bucket_mb, "gradient bucket size, MiB"),
+      CST_FIELD_FLOAT(C, "dist.comm_timeout_s", dist.comm_timeout_s, "collective watchdog timeout, seconds"),
+      CST_FIELD_STRING(C, "dist.bf16", dist.bf16, "auto | on | off: bfloat16 autocast (CUDA)"),
+      CST_FIELD_BOOL(C, "checkpoint.save_final", checkpoint.save_final, "write <log.dir>/model.h5 at the end"),
+      CST_FIELD_INT(C, "checkpoint.weights_interval", checkpoint.weights_interval,
+                    "also write weights every k steps (0 = off)"),
+      CST_FIELD_STRING(C, "log.dir", log.dir, "run folder: metrics.jsonl, TensorBoard events, weights"),
+      CST_FIELD_INT(C, "log.interval", log.interval, "steps between log lines"),
+      CST_FIELD_INT(C, "log.eval_interval", log.eval_interval, "steps between validations (0 = at the end)"),
+      CST_FIELD_INT(C, "log.eval_batches", log.eval_batches, "max validation batches (0 = all)"),
+      CST_FIELD_BOOL(C, "log.tensorboard", log.tensorboard, "write TensorBoard event files"),
+      CST_FIELD_FLOAT(C, "log.peak_tflops", log.peak_tflops, "per-device peak TFLOP/s for MFU (0 = measure)"),
+      CST_FIELD_INT(C, "debug.fail_rank", debug.fail_rank, "tests: rank that throws"),
+      CST_FIELD_INT(C, "debug.fail_at_step", debug.fail_at_step, "tests: step at which it throws"),
+      CST_FIELD_INT(C, "debug.hang_rank", debug.hang_rank, "tests: rank that stalls before a collective"),
+      CST_FIELD_INT(C, "debug.hang_at_step", debug.hang_at_step, "tests: step at which it stalls"),
+  };
+  f.insert(f.end(), rest.begin(), rest.end());
+  return f;
+}
+
+}  // namespace
+
+const char* to_string(OptimizerKind k) { return enum_name(kOptim, k); }
+
+const std::vector<Field<C>>& TrainConfig::fields() {
+  static const std::vector<Field<C>> kFields = make_fields();
+  return kFields;
+}
+
+void TrainConfig::set(const std::string& key, const std::string& value) {
+  for (const auto& f : fields())
+    if (f.name == key) return f.set(*this, value);
+  CST_THROW_INPUT("unknown option '" << key << "' (value '" << value << "')");
+}
+
+std::string TrainConfig::get(const std::string& key) const {
+  for (const auto& f : fields())
+    if (f.name == key) return f.get(*this);
+  CST_THROW_INPUT("unknown option '" << key << "'");
+}
+
+std::string TrainConfig::to_string() const {
+  std::ostringstream os;
+  std::string group;
+  for (const auto& f : fields()) {
+    const std::string g = f.name.substr(0, f.name.find('.'));
+    if (g != group) os << (group.empty() ? "" : "\n") << "[" << (group = g) << "]\n";
+    os << f.name.substr(f.name.find('.') + 1) << " = " << f.get(*this) << "\n";
+  }
+  return os.str();
+}
+
+int64_t TrainConfig::effective_seq_len() const { return data.seq_len; }
+
+void TrainConfig::validate(int world_size) const {
+  model.validate();
+#define CST_OPT_CHECK(cond, key, why) CST_INPUT_CHECK(cond, key << " = " << get(key) << ": " << why)
+  CST_OPT_CHECK(!data.train.empty(), "data.train", "a train split is required");
+  CST_OPT_CHECK(data.seq_len >= (model.task == model::Task::kMlm ? 0 : 2), "data.seq_len", "must be >= 2 (LM)");
+  CST_OPT_CHECK(data.seq_len <= model.max_seq_len, "data.seq_len", "exceeds model.max_seq_len = " << model.max_seq_len);
+  CST_OPT_CHECK(model.task != model::Task::kCls, "model.task", "cst-train trains lm and mlm");
+  CST_OPT_CHECK(data.prefetch >= 1, "data.prefetch", "must be >= 1");
+  CST_OPT_CHECK(data.mask_prob > 0 && data.mask_prob < 1, "data.mask_prob", "must be in (0, 1)");
+  CST_OPT_CHECK(train.steps >= 1, "train.steps", "must be >= 1");
+  CST_OPT_CHECK(train.micro_batch >= 1, "train.micro_batch", "must be >= 1");
+  CST_OPT_CHECK(train.global_batch >= 1, "train.global_batch", "must be >= 1");
+  CST_INPUT_CHECK(train.global_batch % (static_cast<int64_t>(world_size) * train.micro_batch) == 0,
+                  "train.global_batch = " << train.global_batch << " is not a multiple of world size " << world_size
+                                          << " x train.micro_batch " << train.micro_batch << " = "
+                                          << world_size * train.micro_batch);
+  CST_OPT_CHECK(optim.lr > 0, "optim.lr", "must be > 0");
+  CST_OPT_CHECK(optim.min_lr >= 0 && optim.min_lr <= optim.lr, "optim.min_lr", "must be in [0, optim.lr]");
+  CST_OPT_CHECK(optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0");
+  CST_OPT_CHECK(optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0");
+  CST_OPT_CHECK(optim.beta1 >= 0 && optim.beta1 < 1, "optim.beta1", "must be in [0, 1)");
+  CST_OPT_CHECK(optim.beta2 >= 0 && optim.beta2 < 1, "optim.beta2", "must be in [0, 1)");
+  CST_OPT_CHECK(optim.eps > 0, "optim.eps", "must be > 0");
+  CST_OPT_CHECK(optim.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 = off)");
+  for (auto [key, val, allowed] : {std::tuple{"dist.backend", dist.backend, "auto local mpi nccl"},
+                                   std::tuple{"dist.device", dist.device, "auto cpu cuda"},
+                                   std::tuple{"dist.bf16", dist.bf16, "auto on off"}}) {
+    std::istringstream is(allowed);
+    bool ok = false;
+    for (std::string a; is >> a;) ok |= a == val;
+    CST_INPUT_CHECK(ok, key << " = '" << val << "' is not one of {" << allowed << "}");
+  }
+  CST_OPT_CHECK(dist.threads >= 0, "dist.threads", "must be >= 0");
+  CST_OPT_CHECK(dist.bucket_first_mb > 0, "dist.bucket_first_mb", "must be > 0");
+  CST_OPT_CHECK(dist.bucket_mb > 0, "dist.bucket_mb", "must be > 0");
+  CST_OPT_CHECK(dist.comm_timeout_s > 0, "dist.comm_timeout_s", "must be > 0");
+  CST_OPT_CHECK(checkpoint.weights_interval >= 0, "checkpoint.weights_interval", "must be >= 0");
+  CST_OPT_CHECK(!log.dir.empty(), "log.dir", "must not be empty");
+  CST_OPT_CHECK(log.interval >= 1, "log.interval", "must be >= 1");
+  CST_OPT_CHECK(log.eval_interval >= 0, "log.eval_interval", "must be >= 0");
+  CST_OPT_CHECK(log.eval_batches >= 0, "log.eval_batches", "must be >= 0");
+  CST_OPT_CHECK(log.peak_tflops >= 0, "log.peak_tflops", "must be >= 0");
+  CST_OPT_CHECK(debug.fail_rank < world_size, "debug.fail_rank", "must be < world size " << world_size);
+#undef CST_OPT_CHECK
+}
+
+double learning_rate(const OptimOptions& o, int64_t steps, int64_t step) {
+  if (step < o.warmup_steps) return o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps);
+  if (o.schedule == Schedule::kConstant || steps <= o.warmup_steps) return o.lr;
+  const double t = std::min(1.0, static_cast<double>(step - o.warmup_steps) / static_cast<double>(steps - o.warmup_steps));
+  const double f = o.schedule == Schedule::kLinear ? 1.0 - t : 0.5 * (1.0 + std::cos(M_PI * t));
+  return o.min_lr + (o.lr - o.min_lr) * f;
+}
+
+}  // namespace cst::trainer

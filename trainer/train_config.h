@@ -1,0 +1,106 @@
+// TrainConfig: everything cst-train takes, as typed structs with in-class defaults. Each option
+// is declared once in the field table (train_config.cpp) under its group (model, data, train,
+// optim, dist, checkpoint, log, debug); config files use [group] sections, the command line
+// --group.key. validate() runs once after merging and throws cst::InputError naming the key.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/fields.h"
+#include "model/config.h"
+
+namespace cst::trainer {
+
+enum class OptimizerKind { kAdamW, kLamb };
+enum class Schedule { kLinear, kCosine, kConstant };
+
+struct DataOptions {
+  std::string train;             // shard file or folder of *.h5 (the train split)
+  std::string valid;             // validation split ("" = no validation)
+  int64_t seq_len = 256;         // LM: N tokens per sample (windows of N+1); MLM: 0 = the shards' S
+  std::string tokenizer_sha256;  // expected tokenizer of the shards ("" = not checked)
+  int64_t prefetch = 4;          // batches the loader reads ahead
+  double mask_prob = 0.15;       // MLM dynamic masking: fraction of tokens predicted
+};
+
+struct TrainOptions {
+  int64_t steps = 1000;        // optimizer steps
+  int64_t global_batch = 32;   // samples per step over all ranks
+  int64_t micro_batch = 8;     // samples per forward/backward on one rank
+  int64_t seed = 1234;         // init, data order, masking, dropout (per rank: seed + rank)
+};
+
+struct OptimOptions {
+  OptimizerKind name = OptimizerKind::kAdamW;
+  double lr = 1e-3;               // peak learning rate
+  double min_lr = 0.0;            // learning rate at the end of the decay
+  int64_t warmup_steps = 100;     // linear warmup from 0
+  Schedule schedule = Schedule::kCosine;  // decay after warmup
+  double weight_decay = 0.01;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double grad_clip = 1.0;         // max global grad norm (0 = off)
+  bool decay_all = false;         // also decay LayerNorm weights, biases and embeddings
+};
+
+struct DistOptions {
+  std::string backend = "auto";   // auto | local | mpi | nccl
+  std::string device = "auto";    // auto | cpu | cuda
+  int64_t threads = 0;            // intra-op threads per rank (0 = cores / ranks on this host)
+  double bucket_first_mb = 1.0;   // first gradient bucket (MiB)
+  double bucket_mb = 25.0;        // later buckets (MiB)
+  double comm_timeout_s = 600.0;  // watchdog: a collective taking longer aborts the job
+  std::string bf16 = "auto";      // auto (on for CUDA) | on | off: autocast to bfloat16
+};
+
+struct CheckpointOptions {
+  bool save_final = true;         // write <log.dir>/model.h5 (docs/WEIGHTS.md) at the end
+  int64_t weights_interval = 0;   // also every k steps to <log.dir>/model_step<k>.h5 (0 = off)
+};
+
+struct LogOptions {
+  std::string dir = "runs/default";  // metrics.jsonl, TensorBoard events, weights
+  int64_t interval = 10;             // steps between log lines
+  int64_t eval_interval = 100;       // steps between validations (0 = only at the end)
+  int64_t eval_batches = 0;          // max validation batches (0 = the whole split)
+  bool tensorboard = true;           // write TensorBoard event files
+  double peak_tflops = 0.0;          // per-device peak for MFU (0 = measure a 2048^3 GEMM)
+};
+
+struct DebugOptions {
+  int64_t fail_rank = -1;     // tests: this rank throws at step fail_at_step
+  int64_t fail_at_step = -1;
+  int64_t hang_rank = -1;     // tests: this rank sleeps before the collective at hang_at_step
+  int64_t hang_at_step = -1;
+};
+
+struct TrainConfig {
+  model::ModelConfig model;
+  DataOptions data;
+  TrainOptions train;
+  OptimOptions optim;
+  DistOptions dist;
+  CheckpointOptions checkpoint;
+  LogOptions log;
+  DebugOptions debug;
+
+  // Every field: "model.<ModelConfig field>" and the groups above.
+  static const std::vector<Field<TrainConfig>>& fields();
+  void set(const std::string& key, const std::string& value);  // InputError on unknown key/bad value
+  std::string get(const std::string& key) const;
+  std::string to_string() const;  // "[group]\nkey = value" INI text, loadable with --config
+
+  // Throws InputError naming the key and value. world_size: the job's number of ranks.
+  void validate(int world_size) const;
+  int64_t micro_steps(int world_size) const { return train.global_batch / (world_size * train.micro_batch); }
+  int64_t effective_seq_len() const;  // tokens per sample fed to the model
+};
+
+// Learning rate at optimizer step `step` (0-based): linear warmup to lr over warmup_steps,
+// then linear or cosine decay to min_lr at `steps`, or constant.
+double learning_rate(const OptimOptions& o, int64_t steps, int64_t step);
+
+const char* to_string(OptimizerKind k);
+
+}  // namespace cst::trainer

@@ -1,0 +1,61 @@
+// The training loop for both jobs (mlm, lm): data-parallel over a Communicator, gradient
+// accumulation over micro-batches, clipping, AdamW/LAMB with warmup + decay, periodic
+// validation, metrics, and weights export.
+//
+// Loss normalisation: each optimizer step minimises (sum of token losses over the GLOBAL batch)
+// / (number of predicted tokens in the global batch), whatever the world size and micro-batch
+// split, so W ranks x k micro-steps compute the same update as 1 rank x 1 big batch.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "trainer/train_config.h"
+
+namespace cst::comm {
+class Communicator;
+}
+
+namespace cst::trainer {
+
+class Watchdog;
+
+// Where this process runs: rank, local rank (picks the CUDA device) and host, from MPI / the
+// launcher's environment (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID).
+struct ProcessInfo {
+  int rank = 0, world_size = 1, local_rank = 0, local_size = 1;
+  std::string host = "localhost";
+  static ProcessInfo from_environment(int rank, int world_size, const std::string& host);
+};
+
+// Picks this rank's device from dist.device ("auto": CUDA when present) and makes it current:
+// CUDA device = local_rank % device count. Returns "cpu" or "cuda:<i>". Throws InputError when
+// CUDA is asked for and absent. Also sets the intra-op thread count (dist.threads, default
+// cores / ranks on this host). Call before make_communicator (NCCL binds the current device).
+std::string select_device(const DistOptions& dist, const ProcessInfo& proc);
+
+struct TrainResult {
+  int64_t steps = 0;
+  double final_train_loss = 0;  // mean over the last log interval
+  double final_eval_loss = -1;  // -1 when there is no validation split
+};
+
+class Trainer {
+ public:
+  // cfg must be validated for comm.size(). Builds the model (seeded identically on every rank,
+  // then rank 0's parameters broadcast), optimizer, reducer and loaders. Collective.
+  // watchdog may be null (no collective timeout beyond the reducer's own).
+  Trainer(const TrainConfig& cfg, comm::Communicator& comm, const ProcessInfo& proc, Watchdog* watchdog);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Trains cfg.train.steps steps. Collective: every rank must call it.
+  TrainResult run();
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace cst::trainer
