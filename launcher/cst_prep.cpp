@@ -13,6 +13,7 @@
 
 #include "comm/mpi.h"
 #include "common/error.h"
+#include "launcher/tool_main.h"
 #include "dataio/prep.h"
 
 namespace po = boost::program_options;
@@ -94,12 +95,8 @@ int main(int argc, char** argv) {
     const cst::dataio::PrepSummary summary = cst::dataio::run_prep(opt, world);
     if (mpi->rank() == 0) print_summary(opt, summary);
     return 0;
-  } catch (const cst::InputError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    code = 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    code = 1;
+  } catch (...) {
+    code = cst::report_exception(std::current_exception());
   }
   if (mpi && mpi->size() > 1) {
     std::fprintf(stderr, "error: rank %d on %s aborts the job\n", mpi->rank(), mpi->host().c_str());

@@ -17,6 +17,7 @@
 #include <iostream>
 
 #include "common/error.h"
+#include "launcher/tool_main.h"
 #include "common/h5.h"
 #include "model/weights_io.h"
 
@@ -152,13 +153,6 @@ int main(int argc, char** argv) try {
   std::printf("scored %ld sequences of %ld tokens (%s) -> %s\n", (long)B, (long)N, model::to_string(cfg.task),
               output.c_str());
   return 0;
-} catch (const po::error& e) {
-  std::fprintf(stderr, "error: %s (see --help)\n", e.what());
-  return 2;
-} catch (const cst::InputError& e) {
-  std::fprintf(stderr, "error: %s\n", e.what());
-  return 2;
-} catch (const std::exception& e) {
-  std::fprintf(stderr, "error: %s\n", e.what());
-  return 1;
+} catch (...) {
+  return cst::report_exception(std::current_exception());
 }

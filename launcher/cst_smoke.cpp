@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "common/error.h"
+#include "launcher/tool_main.h"
 #include "model/config.h"
 #include "model/loss.h"
 #include "model/model.h"
@@ -81,13 +82,6 @@ int main(int argc, char** argv) try {
                 loss.mean().item<double>(), dt, tok_s, 100.0 * tok_s * flops_tok / peak.flops_per_s);
   }
   return 0;
-} catch (const po::error& e) {
-  std::fprintf(stderr, "error: %s (see --help)\n", e.what());
-  return 2;
-} catch (const cst::InputError& e) {
-  std::fprintf(stderr, "error: %s\n", e.what());
-  return 2;
-} catch (const std::exception& e) {
-  std::fprintf(stderr, "error: %s\n", e.what());
-  return 1;
+} catch (...) {
+  return cst::report_exception(std::current_exception());
 }

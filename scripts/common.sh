@@ -3,11 +3,13 @@ CST_VENV="${CST_VENV:-$HOME/.cache/cst-train/venv}"
 CST_PYTHON="$CST_VENV/bin/python"
 CST_BUILD="${CST_BUILD:-build}"
 cst_torch_prefix() { "$CST_PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)'; }
-# Configure (once) and build everything in $CST_BUILD.
+# Configure (once) and build the given targets (default: everything) in $CST_BUILD.
 cst_build() {
   if [ ! -f "$CST_BUILD/build.ninja" ]; then
     cmake -S . -B "$CST_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$(cst_torch_prefix)"
   fi
-  cmake --build "$CST_BUILD" -j"$(nproc)"
+  local targets=()
+  for t in "$@"; do targets+=(--target "$t"); done
+  cmake --build "$CST_BUILD" -j"$(nproc)" "${targets[@]}"
 }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
