@@ -2,12 +2,16 @@
 // memory for N in {512 ... 16384} at equal model size and equal tokens per step, plus MFU
 // against the GEMM peak measured in the same run. Prints a Markdown table.
 //
+// Time is the process's CPU time (all threads), not wall time: on a shared machine other
+// processes steal wall time but not CPU time, so tokens per CPU-second and the GEMM FLOPs per
+// CPU-second stay comparable (on an idle machine with T threads, wall = CPU / T).
+//
 //   bench_attention [--max-n 16384] [--max-full-n 8192] [--tokens 16384] [--iters 3]
 //                   [--set KEY=VALUE ...]
 #include <torch/torch.h>
 
 #include <boost/program_options.hpp>
-#include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <iostream>
 
@@ -21,9 +25,24 @@ namespace po = boost::program_options;
 using namespace cst;
 
 struct Result {
-  double tok_s = 0, peak_mib = 0, mfu = 0;
+  double tok_s = 0, peak_mib = 0, mfu = 0;  // tok_s: tokens per CPU-second
   bool ran = false;
 };
+
+double cpu_seconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
+
+// FLOPs per CPU-second of a 2048^3 float32 matmul (best of 5).
+double gemm_flops_per_cpu_s() {
+  torch::Tensor a = torch::randn({2048, 2048}), b = torch::randn({2048, 2048});
+  torch::matmul(a, b);
+  double best = 1e30;
+  for (int i = 0; i < 5; ++i) {
+    const double t0 = cpu_seconds();
+    torch::matmul(a, b);
+    best = std::min(best, cpu_seconds() - t0);
+  }
+  return 2.0 * 2048.0 * 2048.0 * 2048.0 / best;
+}
 
 Result run(const model::ModelConfig& cfg, int64_t n_tok, int64_t tokens, int iters, double peak_flops) {
   torch::manual_seed(0);
@@ -40,9 +59,9 @@ Result run(const model::ModelConfig& cfg, int64_t n_tok, int64_t tokens, int ite
     step();  // warm-up, and the memory measurement
     r.peak_mib = mem.peak_bytes() / 1048576.0;
   }
-  auto t0 = std::chrono::steady_clock::now();
+  const double t0 = cpu_seconds();
   for (int i = 0; i < iters; ++i) step();
-  double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+  const double dt = (cpu_seconds() - t0) / iters;
   r.tok_s = static_cast<double>(batch * n_tok) / dt;
   r.mfu = r.tok_s * 3.0 * trainer::forward_flops_per_token(cfg, n_tok) / peak_flops;
   r.ran = true;
@@ -73,11 +92,12 @@ int main(int argc, char** argv) try {
   base.max_seq_len = max_n;
   for (const auto& kv : sets) base.set(kv.substr(0, kv.find('=')), kv.substr(kv.find('=') + 1));
   trainer::GemmPeak peak = trainer::measure_gemm_peak();
-  std::printf("GEMM peak %.1f GFLOP/s (%s, %s); model D=%ld H=%ld layers=%ld F=%ld V=%ld, CST L=%ld alpha=%.1f; "
+  peak.flops_per_s = gemm_flops_per_cpu_s();
+  std::printf("GEMM peak %.1f GFLOP per CPU-second (%s, %s); model D=%ld H=%ld layers=%ld F=%ld V=%ld, CST L=%ld alpha=%.1f; "
               "%ld tokens per step\n\n",
               peak.flops_per_s / 1e9, peak.device.c_str(), peak.dtype.c_str(), (long)base.d_model, (long)base.n_heads,
               (long)base.n_layers, (long)base.d_ff, (long)base.vocab_size, (long)base.slice_len, base.alpha, (long)tokens);
-  std::printf("| N | CST tok/s | full tok/s | CST / full speed | CST peak MiB | full peak MiB | full / CST memory | CST MFU | full MFU |\n");
+  std::printf("| N | CST tok/CPU-s | full tok/CPU-s | CST / full speed | CST peak MiB | full peak MiB | full / CST memory | CST MFU | full MFU |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (int64_t n = 512; n <= max_n; n *= 2) {
     model::ModelConfig cst = base, full = base;

@@ -6,7 +6,10 @@
 // Options come from the .cfg file ([group] sections, docs in --help), then the command line on
 // top. Unknown keys or bad values: exit 2 naming key and value. An error on any rank is logged
 // with its rank and host and ends every rank (MPI_Abort) with a non-zero exit code: 2 for bad
-// input, 1 for other failures, 3 for a collective that timed out (the watchdog).
+// input (including a checkpoint that cannot be resumed), 1 for other failures, 3 for a
+// collective that timed out (the watchdog). SIGTERM, SIGUSR1 or SIGINT: every rank saves a
+// checkpoint at the next step boundary and exits 128 + signal (143, 138, 130; the largest when
+// ranks got different ones). docs/CHECKPOINT.md.
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
@@ -15,6 +18,7 @@
 #include "comm/communicator.h"
 #include "comm/mpi.h"
 #include "common/error.h"
+#include "trainer/preemption.h"
 #include "trainer/trainer.h"
 #include "trainer/watchdog.h"
 
@@ -32,7 +36,9 @@ bool parse(int argc, char** argv, trainer::TrainConfig& cfg, bool print_help) {
   const trainer::TrainConfig defaults;
   po::options_description generic("cst-train options");
   generic.add_options()("help,h", "show this help")("config,c", po::value<std::string>(),
-                                                     "INI config file ([group] sections; command line wins)");
+                                                     "INI config file ([group] sections; command line wins)")(
+      "resume", po::value<std::string>(),
+      "same as --checkpoint.resume: auto = newest complete checkpoint in checkpoint.dir, or a step_<N> folder");
   std::map<std::string, po::options_description> groups;
   for (const auto& [g, title] : kGroups) groups.emplace(g, po::options_description(title + " (" + g + ".*)"));
   for (const auto& f : trainer::TrainConfig::fields()) {
@@ -47,7 +53,11 @@ bool parse(int argc, char** argv, trainer::TrainConfig& cfg, bool print_help) {
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, all), vm);
   if (vm.count("help")) {
-    if (print_help) std::cout << all << "\n";
+    if (print_help)
+      std::cout << all << "\nExit codes: 0 done; 1 failure; 2 bad input (options, data, a checkpoint that cannot be "
+                          "resumed); 3 collective timeout;\n128 + signal after SIGTERM (143), SIGUSR1 (138) or SIGINT "
+                          "(130): a checkpoint was saved at the next step boundary\n(resume with --resume auto). "
+                          "See docs/CHECKPOINT.md.\n";
     return false;
   }
   if (vm.count("config")) {
@@ -63,6 +73,7 @@ bool parse(int argc, char** argv, trainer::TrainConfig& cfg, bool print_help) {
   po::notify(vm);
   for (const auto& f : trainer::TrainConfig::fields())
     if (vm.count(f.name) && !vm[f.name].defaulted()) cfg.set(f.name, vm[f.name].as<std::string>());
+  if (vm.count("resume")) cfg.set("checkpoint.resume", vm["resume"].as<std::string>());
   return true;
 }
 
@@ -70,6 +81,7 @@ bool parse(int argc, char** argv, trainer::TrainConfig& cfg, bool print_help) {
 
 int main(int argc, char** argv) {
   comm::MpiEnvironment mpi(argc, argv);
+  trainer::install_preemption_handlers();  // after MPI_Init: ours, not the MPI library's
   const int rank = mpi.rank();
   int code = 0;
   std::string what;
@@ -88,10 +100,15 @@ int main(int argc, char** argv) {
     });
     trainer::Trainer t(cfg, *comm, proc, &watchdog);
     trainer::TrainResult r = t.run();
-    if (rank == 0)
+    if (rank == 0 && r.preempted_signal == 0)
       std::printf("done: %ld steps, final train loss %.4f%s\n", (long)r.steps, r.final_train_loss,
                   r.final_eval_loss >= 0 ? (", validation loss " + std::to_string(r.final_eval_loss)).c_str() : "");
     comm->barrier();
+    if (r.preempted_signal > 0) {
+      if (rank == 0) std::printf("preempted by signal %d: exit %d\n", r.preempted_signal, 128 + r.preempted_signal);
+      std::fflush(stdout);
+      return 128 + r.preempted_signal;
+    }
     return 0;
   } catch (const po::error& e) {
     code = 2, what = std::string(e.what()) + " (see --help)";

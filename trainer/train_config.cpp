@@ -59,6 +59,16 @@ std::vector<Field<C>> make_fields() {
       CST_FIELD_BOOL(C, "checkpoint.save_final", checkpoint.save_final, "write <log.dir>/model.h5 at the end"),
       CST_FIELD_INT(C, "checkpoint.weights_interval", checkpoint.weights_interval,
                     "also write weights every k steps (0 = off)"),
+      CST_FIELD_STRING(C, "checkpoint.dir", checkpoint.dir, "checkpoint folder (empty: <log.dir>/checkpoints)"),
+      CST_FIELD_INT(C, "checkpoint.interval", checkpoint.interval,
+                    "steps between checkpoints (0 = only at the end and on preemption)"),
+      CST_FIELD_INT(C, "checkpoint.keep", checkpoint.keep, "complete checkpoints kept, newest first (0 = all)"),
+      CST_FIELD_BOOL(C, "checkpoint.async", checkpoint.async, "write checkpoints in a background thread"),
+      CST_FIELD_INT(C, "checkpoint.zero_stage", checkpoint.zero_stage,
+                    "0: optimizer state on every rank; 1: partitioned over ranks (ZeRO-1)"),
+      CST_FIELD_STRING(C, "checkpoint.resume", checkpoint.resume,
+                       "resume from: empty = fresh start, auto = newest complete checkpoint in checkpoint.dir, "
+                       "or a step_<N> folder (also --resume)"),
       CST_FIELD_STRING(C, "log.dir", log.dir, "run folder: metrics.jsonl, TensorBoard events, weights"),
       CST_FIELD_INT(C, "log.interval", log.interval, "steps between log lines"),
       CST_FIELD_INT(C, "log.eval_interval", log.eval_interval, "steps between validations (0 = at the end)"),
@@ -69,6 +79,10 @@ std::vector<Field<C>> make_fields() {
       CST_FIELD_INT(C, "debug.fail_at_step", debug.fail_at_step, "tests: step at which it throws"),
       CST_FIELD_INT(C, "debug.hang_rank", debug.hang_rank, "tests: rank that stalls before a collective"),
       CST_FIELD_INT(C, "debug.hang_at_step", debug.hang_at_step, "tests: step at which it stalls"),
+      CST_FIELD_INT(C, "debug.signal_rank", debug.signal_rank, "tests: rank that raises debug.signal on itself"),
+      CST_FIELD_INT(C, "debug.signal_at_step", debug.signal_at_step, "tests: after this step"),
+      CST_FIELD_INT(C, "debug.signal", debug.signal, "tests: signal number raised (10 = SIGUSR1)"),
+      CST_FIELD_INT(C, "debug.save_delay_ms", debug.save_delay_ms, "tests: checkpoint writers sleep mid-save"),
   };
   f.insert(f.end(), rest.begin(), rest.end());
   return f;
@@ -145,6 +159,11 @@ void TrainConfig::validate(int world_size) const {
   CST_OPT_CHECK(dist.bucket_mb > 0, "dist.bucket_mb", "must be > 0");
   CST_OPT_CHECK(dist.comm_timeout_s > 0, "dist.comm_timeout_s", "must be > 0");
   CST_OPT_CHECK(checkpoint.weights_interval >= 0, "checkpoint.weights_interval", "must be >= 0");
+  CST_OPT_CHECK(checkpoint.interval >= 0, "checkpoint.interval", "must be >= 0 (0 = only at the end)");
+  CST_OPT_CHECK(checkpoint.keep >= 0, "checkpoint.keep", "must be >= 0 (0 = keep all)");
+  CST_OPT_CHECK(checkpoint.zero_stage == 0 || checkpoint.zero_stage == 1, "checkpoint.zero_stage", "must be 0 or 1");
+  CST_OPT_CHECK(debug.save_delay_ms >= 0, "debug.save_delay_ms", "must be >= 0");
+  CST_OPT_CHECK(debug.signal >= 1 && debug.signal <= 64, "debug.signal", "must be a signal number");
   CST_OPT_CHECK(!log.dir.empty(), "log.dir", "must not be empty");
   CST_OPT_CHECK(log.interval >= 1, "log.interval", "must be >= 1");
   CST_OPT_CHECK(log.eval_interval >= 0, "log.eval_interval", "must be >= 0");

@@ -54,9 +54,18 @@ struct DistOptions {
   std::string bf16 = "auto";      // auto (on for CUDA) | on | off: autocast to bfloat16
 };
 
+// Sharded checkpoints (docs/CHECKPOINT.md): <dir>/step_<N>/ with a manifest, model.h5, one
+// optimizer + RNG shard per rank; committed atomically; `latest` names the newest.
 struct CheckpointOptions {
   bool save_final = true;         // write <log.dir>/model.h5 (docs/WEIGHTS.md) at the end
   int64_t weights_interval = 0;   // also every k steps to <log.dir>/model_step<k>.h5 (0 = off)
+  std::string dir;                // checkpoint folder ("" = <log.dir>/checkpoints)
+  int64_t interval = 0;           // steps between checkpoints (0 = only at the end and on preemption)
+  int64_t keep = 3;               // complete checkpoints kept; older ones pruned after a commit (0 = all)
+  bool async = false;             // write in a background thread (host copy at the step boundary)
+  int64_t zero_stage = 0;         // 0: optimizer state replicated; 1: partitioned over ranks (ZeRO-1)
+  std::string resume;             // "" = fresh start; "auto" = newest complete checkpoint in dir; or a path
+  std::string resolved_dir(const std::string& log_dir) const { return dir.empty() ? log_dir + "/checkpoints" : dir; }
 };
 
 struct LogOptions {
@@ -73,6 +82,10 @@ struct DebugOptions {
   int64_t fail_at_step = -1;
   int64_t hang_rank = -1;     // tests: this rank sleeps before the collective at hang_at_step
   int64_t hang_at_step = -1;
+  int64_t signal_rank = -1;    // tests: this rank raises debug.signal on itself after step signal_at_step
+  int64_t signal_at_step = -1;
+  int64_t signal = 10;         // SIGUSR1 on Linux
+  int64_t save_delay_ms = 0;   // tests: checkpoint writers sleep this long mid-save (widens kill windows)
 };
 
 struct TrainConfig {

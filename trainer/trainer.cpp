@@ -5,9 +5,11 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "comm/communicator.h"
@@ -19,9 +21,11 @@
 #include "model/loss.h"
 #include "model/model.h"
 #include "model/weights_io.h"
+#include "trainer/checkpoint.h"
 #include "trainer/metrics.h"
 #include "trainer/optimizer.h"
 #include "trainer/perf.h"
+#include "trainer/preemption.h"
 #include "trainer/watchdog.h"
 #ifdef CST_WITH_CUDA
 #include <c10/cuda/CUDAFunctions.h>
@@ -108,6 +112,10 @@ struct Trainer::State {
   std::unique_ptr<dataio::Loader> loader;
   std::unique_ptr<MetricsSink> sink;  // rank 0
   double peak_flops = 0, train_flops_per_token = 0;
+  std::unique_ptr<Checkpointer> ckpt;
+  int64_t start_step = 0;                 // steps done before this run (resume)
+  int64_t last_checkpoint_step = -1;      // the step of the newest checkpoint this run wrote or resumed from
+  dataio::LoaderState loader_state;       // data position after the last step done
 
   bool rank0() const { return proc.rank == 0; }
   // Runs fn, a collective every rank makes, with the watchdog armed; a timeout names `what`.
@@ -124,6 +132,9 @@ struct Trainer::State {
   std::shared_ptr<dataio::SampleSource> open_split(const std::string& path) const;
   void save(const std::string& path);
   void evaluate(int64_t step, TrainResult& res);
+  void resume();
+  void save_checkpoint(int64_t step, bool sync);
+  at::Generator cuda_generator() const;  // undefined on CPU
 };
 
 std::shared_ptr<dataio::SampleSource> Trainer::State::open_split(const std::string& path) const {
@@ -161,7 +172,20 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   s.reducer = std::make_unique<comm::GradReducer>(comm, *s.model, ro);
   s.collective("broadcast_parameters", [&] { s.reducer->broadcast_parameters(cfg.model.hash()); });
   torch::manual_seed(static_cast<uint64_t>(cfg.train.seed) * 1000003ull + static_cast<uint64_t>(proc.rank));  // dropout
-  s.opt = std::make_unique<Optimizer>(s.params, cfg.optim);
+  s.opt = std::make_unique<Optimizer>(s.params, cfg.optim, &comm, static_cast<int>(cfg.checkpoint.zero_stage));
+
+  Checkpointer::Options co;
+  co.dir = cfg.checkpoint.resolved_dir(cfg.log.dir);
+  co.rank = proc.rank, co.world = proc.world_size;
+  co.keep = cfg.checkpoint.keep, co.async = cfg.checkpoint.async;
+  co.timeout_s = cfg.dist.comm_timeout_s, co.delay_ms = cfg.debug.save_delay_ms;
+  s.ckpt = std::make_unique<Checkpointer>(co);
+  s.resume();
+  if (s.rank0()) {  // only once resuming has succeeded: a rejected checkpoint leaves the folder as it was
+    std::filesystem::create_directories(co.dir);
+    s.ckpt->remove_stale_tmp();
+  }
+  s.collective("barrier (checkpoint folder ready)", [&] { comm.barrier(); });
 
   dataio::LoaderOptions lo;
   lo.global_batch = cfg.train.global_batch;
@@ -169,7 +193,7 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   lo.seed = static_cast<uint64_t>(cfg.train.seed);
   lo.prefetch = static_cast<int>(cfg.data.prefetch);
   lo.masking.prob = cfg.data.mask_prob;
-  s.loader = std::make_unique<dataio::Loader>(s.train_src, lo);
+  s.loader = std::make_unique<dataio::Loader>(s.train_src, lo, s.loader_state);
 
   s.train_flops_per_token = 3.0 * forward_flops_per_token(cfg.model, s.seq_len);
   if (s.rank0()) {
@@ -193,6 +217,99 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
 }
 
 Trainer::~Trainer() = default;
+
+at::Generator Trainer::State::cuda_generator() const {
+  return device.is_cuda() ? at::globalContext().defaultGenerator(device) : at::Generator();
+}
+
+// Rank 0 resolves and verifies the checkpoint and tells the others which (or that it failed:
+// then every rank throws InputError, so that the job exits 2); every rank then reads it.
+void Trainer::State::resume() {
+  if (cfg.checkpoint.resume.empty()) return;
+  std::string dir;
+  std::exception_ptr error;
+  int64_t found[2] = {0, -1};  // status (1 found, 0 none, -1 error), step
+  if (rank0()) {
+    try {
+      dir = resolve_resume(cfg, [](const std::string& w) {
+        std::fprintf(stderr, "[rank 0] warning: %s\n", w.c_str());
+        std::fflush(stderr);
+      });
+      found[0] = dir.empty() ? 0 : 1;
+      if (!dir.empty()) found[1] = verify_checkpoint(dir).step;
+    } catch (...) {
+      error = std::current_exception();
+      found[0] = -1;
+    }
+  }
+  Tensor t = torch::tensor({found[0], found[1]}, torch::kLong).to(device);
+  collective("broadcast(resume decision)", [&] { comm.broadcast(t, 0); });
+  t = t.cpu();
+  if (error) std::rethrow_exception(error);
+  CST_INPUT_CHECK(t[0].item<int64_t>() >= 0, "resume: rank 0 rejected the checkpoint (its error names file and field)");
+  if (t[0].item<int64_t>() == 0) return;
+  if (!rank0())
+    dir = cfg.checkpoint.resume == "auto"
+              ? cfg.checkpoint.resolved_dir(cfg.log.dir) + "/" + step_dir_name(t[1].item<int64_t>())
+              : cfg.checkpoint.resume;
+  const Manifest m = Manifest::parse(
+      [&] {
+        std::ifstream f(dir + "/manifest.json");
+        std::stringstream ss;
+        ss << f.rdbuf();
+        return ss.str();
+      }(),
+      dir + "/manifest.json");
+  {
+    auto lock = h5::lock_library();
+    model::load_weights(*model, dir + "/model.h5");
+  }
+  load_optimizer_state(dir, m, *opt);
+  CST_INPUT_CHECK(m.step <= cfg.train.steps, "checkpoint '" << dir << "' is at step " << m.step
+                                                             << ", beyond train.steps = " << cfg.train.steps);
+  start_step = last_checkpoint_step = m.step;
+  loader_state = m.loader;
+  if (m.world_size == proc.world_size) {  // same ranks: each continues its own random stream
+    auto [cpu, cuda] = load_rng_state(dir, m, proc.rank);
+    at::Generator cpu_gen = at::globalContext().defaultGenerator(at::kCPU), cuda_gen = cuda_generator();
+    if (cpu.defined()) cpu_gen.set_state(cpu);
+    if (cuda.defined() && cuda_gen.defined()) cuda_gen.set_state(cuda);
+  } else {  // another world size: reseeded from (seed, step, rank), documented in docs/CHECKPOINT.md
+    torch::manual_seed(static_cast<uint64_t>(cfg.train.seed) * 1000003ull + static_cast<uint64_t>(proc.rank) +
+                       static_cast<uint64_t>(m.step) * 0x9E3779B97F4A7C15ull);
+  }
+  if (rank0())
+    std::printf("resumed from %s: step %ld, epoch %ld, consumed samples %ld, saved by %ld rank(s)%s\n", dir.c_str(),
+                static_cast<long>(m.step), static_cast<long>(m.loader.epoch), static_cast<long>(m.loader.consumed_samples),
+                static_cast<long>(m.world_size), m.world_size == proc.world_size ? "" : " (RNG reseeded)");
+}
+
+void Trainer::State::save_checkpoint(int64_t step, bool sync) {
+  Manifest m;
+  m.step = step;
+  m.optimizer_steps = opt->steps_taken();
+  m.loader = loader_state;
+  m.world_size = proc.world_size;
+  m.zero_stage = cfg.checkpoint.zero_stage;
+  m.flat_numel = opt->flat_numel();
+  m.seed = cfg.train.seed;
+  m.global_batch = cfg.train.global_batch;
+  m.tokenizer_sha256 = cfg.data.tokenizer_sha256;
+  m.code_version = code_version();
+  for (const auto& f : model::ModelConfig::fields()) m.model.emplace_back(f.name, f.get(cfg.model));
+  for (const auto& f : TrainConfig::fields())
+    if (f.name.rfind("optim.", 0) == 0) m.optimizer.emplace_back(f.name, f.get(cfg));
+  const at::Generator cuda = cuda_generator();
+  collective("checkpoint save at step " + std::to_string(step), [&] {
+    ckpt->save(*model, *opt, at::globalContext().defaultGenerator(at::kCPU).get_state(),
+               cuda.defined() ? cuda.get_state() : Tensor(), std::move(m));
+    if (sync) {
+      ckpt->wait();
+      comm.barrier();  // every rank knows that step_<N> is committed
+    }
+  });
+  last_checkpoint_step = step;
+}
 
 void Trainer::State::save(const std::string& path) {
   if (!rank0()) return;
@@ -253,12 +370,13 @@ TrainResult Trainer::run() {
   double loss_sum = 0, data_wait = 0, comm_wait = 0, step_time = 0, grad_norm = 0;
   int64_t tokens = 0, interval_steps = 0;
   s.model->train();
-  for (int64_t step = 1; step <= steps; ++step) {  // 1-based, as in every message and log line
+  for (int64_t step = s.start_step + 1; step <= steps; ++step) {  // 1-based, as in every message and log line
     if (cfg.debug.fail_rank == s.proc.rank && cfg.debug.fail_at_step == step)
       CST_THROW("debug: injected failure at step " << step << " on rank " << s.proc.rank);
     const auto t0 = Clock::now();
     std::optional<dataio::Batch> batch = s.loader->next();
     CST_CHECK(batch.has_value(), "train loader ended");
+    s.loader_state = batch->state_after;
     data_wait += seconds_since(t0);
     Tensor ids = to_tensor(batch->input_ids, batch->rows, batch->cols, torch::kLong);
     Tensor labels = s.mlm ? to_tensor(batch->labels, batch->rows, batch->cols, torch::kLong) : ids.narrow(1, 1, s.seq_len);
@@ -317,7 +435,26 @@ TrainResult Trainer::run() {
     if ((cfg.log.eval_interval > 0 && step % cfg.log.eval_interval == 0) || step == steps) s.evaluate(step, res);
     if (cfg.checkpoint.weights_interval > 0 && step % cfg.checkpoint.weights_interval == 0 && step != steps)
       s.save(cfg.log.dir + "/model_step" + std::to_string(step) + ".h5");
+    if (cfg.checkpoint.interval > 0 && step % cfg.checkpoint.interval == 0 && step != steps)
+      s.save_checkpoint(step, !cfg.checkpoint.async);
+    // Preemption: every rank learns the largest signal any rank received, at the same step.
+    if (cfg.debug.signal_rank == s.proc.rank && cfg.debug.signal_at_step == step)
+      std::raise(static_cast<int>(cfg.debug.signal));
+    const int64_t sig = s.collective("all_reduce(preemption flag) at step " + std::to_string(step), [&] {
+      return s.comm.all_reduce_int(pending_signal(), comm::ReduceOp::kMax);
+    });
+    if (sig > 0) {
+      if (s.rank0()) std::printf("signal %ld received: saving a checkpoint at step %ld and stopping\n", (long)sig, (long)step);
+      s.collective("checkpoint wait", [&] { s.ckpt->wait(); });
+      if (s.last_checkpoint_step != step) s.save_checkpoint(step, true);
+      s.collective("barrier (preemption)", [&] { s.comm.barrier(); });
+      res.steps = step;
+      res.preempted_signal = static_cast<int>(sig);
+      return res;
+    }
   }
+  s.ckpt->wait();
+  if (s.last_checkpoint_step != steps) s.save_checkpoint(steps, true);
   if (cfg.checkpoint.save_final) s.save(cfg.log.dir + "/model.h5");
   res.steps = steps;
   return res;

@@ -38,19 +38,25 @@ struct TrainResult {
   int64_t steps = 0;
   double final_train_loss = 0;  // mean over the last log interval
   double final_eval_loss = -1;  // -1 when there is no validation split
+  int preempted_signal = 0;     // > 0: stopped by this signal after a checkpoint; exit 128 + it
 };
 
 class Trainer {
  public:
   // cfg must be validated for comm.size(). Builds the model (seeded identically on every rank,
-  // then rank 0's parameters broadcast), optimizer, reducer and loaders. Collective.
+  // then rank 0's parameters broadcast), optimizer, reducer and loaders, and, with
+  // checkpoint.resume, restores model, optimizer (re-partitioned for this world size), step,
+  // data position and RNG from a checkpoint (docs/CHECKPOINT.md; InputError when it does not
+  // fit). Collective.
   // watchdog may be null (no collective timeout beyond the reducer's own).
   Trainer(const TrainConfig& cfg, comm::Communicator& comm, const ProcessInfo& proc, Watchdog* watchdog);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
-  // Trains cfg.train.steps steps. Collective: every rank must call it.
+  // Trains up to step cfg.train.steps, writing checkpoints (checkpoint.interval, the end), or
+  // until a preemption signal (install_preemption_handlers): then every rank saves and returns
+  // with preempted_signal set. Collective: every rank must call it.
   TrainResult run();
 
  private:

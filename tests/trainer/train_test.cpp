@@ -10,17 +10,14 @@
 
 #include "model/weights_io.h"
 #include "tests/dataio/test_util.h"
+#include "tests/trainer/job_util.h"
 
 namespace cst {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct JobResult {
-  int code = -1;
-  double seconds = 0;
-  std::string out, err;
-};
+using cst::testing::JobResult;
 
 class TrainJob : public ::testing::Test {
  protected:
@@ -49,21 +46,7 @@ class TrainJob : public ::testing::Test {
   }
 
   static JobResult run(int np, const std::string& args) {
-    const std::string tag = std::to_string(counter_++);
-    const std::string out = dir_->file("out" + tag), err = dir_->file("err" + tag);
-    std::string cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 " +
-                      std::string(CST_MPIEXEC) + " -np " + std::to_string(np) + " --oversubscribe --bind-to none " +
-                      CST_TRAIN_BIN + " " + args + " > " + out + " 2> " + err;
-    auto t0 = std::chrono::steady_clock::now();
-    int rc = std::system(cmd.c_str());
-    JobResult r;
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    r.code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    std::stringstream so, se;
-    so << std::ifstream(out).rdbuf();
-    se << std::ifstream(err).rdbuf();
-    r.out = so.str(), r.err = se.str();
-    return r;
+    return cst::testing::run_job(np, args, dir_->file("job" + std::to_string(counter_++)));
   }
 
   // Trains and returns the final parameters.
@@ -72,18 +55,12 @@ class TrainJob : public ::testing::Test {
     const std::string logdir = dir_->file("run" + std::to_string(counter_));
     JobResult r = run(np, common_args(task, steps, lr) + extra + " --log.dir " + logdir);
     EXPECT_EQ(r.code, 0) << r.err << r.out;
-    std::map<std::string, torch::Tensor> out;
-    if (r.code != 0) return out;
-    model::CstModel m = model::load_model(logdir + "/model.h5");
-    for (auto& p : m->named_parameters()) out[p.key()] = p.value().detach().clone();
-    return out;
+    if (r.code != 0) return {};
+    return cst::testing::load_params(logdir + "/model.h5");
   }
 
-  static double max_diff(const std::map<std::string, torch::Tensor>& a, const std::map<std::string, torch::Tensor>& b) {
-    EXPECT_EQ(a.size(), b.size());
-    double d = 0;
-    for (const auto& [k, v] : a) d = std::max(d, (v - b.at(k)).abs().max().item<double>());
-    return d;
+  static double max_diff(const cst::testing::Params& a, const cst::testing::Params& b) {
+    return cst::testing::max_diff(a, b);
   }
 
   static dataio::testing::TempDir* dir_;

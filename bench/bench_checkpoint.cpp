@@ -1,0 +1,153 @@
+// bench_checkpoint: checkpoint save / load throughput and the step-time cost of saving.
+//
+//   bench_checkpoint [--dir /tmp/cst-bench-ckpt] [--d-model 1024] [--layers 6] [--vocab 8000]
+//                    [--steps 8] [--save-every 4] [--seq 32] [--repeats 2] [--threads 0]
+//
+// One process (W = 1, LocalCommunicator). The model is a CST LM of the given size; its
+// checkpoint holds model.h5 (4 B per parameter) and one optimizer shard (8 B per parameter).
+// 1. save: Checkpointer::save, synchronous: host copy, HDF5 writes, fsync, sha256 of every file,
+//    manifest, rename. GB/s = checkpoint bytes / wall time (best of --repeats).
+// 2. load: verify_checkpoint (sizes, sha256) + load_weights + load_optimizer_state. GB/s likewise.
+// 3. step time: a training step (forward, backward, clip, AdamW on one [1, seq] sample) timed
+//    over --steps steps with a checkpoint every --save-every steps: none, sync, async. The
+//    mean step time includes each save's stall (sync: the whole save; async: the host copy and
+//    any slowdown from the writer thread sharing the cores). --threads: intra-op threads of the
+//    training step (0 = LibTorch's default); fewer than the cores leaves room for the writer.
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "model/loss.h"
+#include "model/model.h"
+#include "model/weights_io.h"
+#include "trainer/checkpoint.h"
+#include "trainer/optimizer.h"
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+using namespace cst;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+int64_t folder_bytes(const std::string& dir) {
+  int64_t b = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) b += static_cast<int64_t>(e.file_size());
+  return b;
+}
+
+trainer::Manifest manifest_for(const model::ModelConfig& cfg, const trainer::Optimizer& opt, int64_t step) {
+  trainer::Manifest m;
+  m.step = step, m.optimizer_steps = opt.steps_taken(), m.flat_numel = opt.flat_numel();
+  m.code_version = trainer::code_version();
+  for (const auto& f : model::ModelConfig::fields()) m.model.emplace_back(f.name, f.get(cfg));
+  return m;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir;
+  int64_t d_model, layers, vocab, steps, save_every, seq, repeats, threads;
+  po::options_description desc("bench_checkpoint options");
+  desc.add_options()("help,h", "show this help")("dir", po::value(&dir)->default_value("/tmp/cst-bench-ckpt"),
+                                                 "scratch folder (removed at the end)")(
+      "d-model", po::value(&d_model)->default_value(1024), "model width")(
+      "layers", po::value(&layers)->default_value(6), "blocks")(
+      "vocab", po::value(&vocab)->default_value(8000), "vocabulary")("steps", po::value(&steps)->default_value(8),
+                                                                     "timed training steps per mode")(
+      "save-every", po::value(&save_every)->default_value(4), "steps between checkpoints")(
+      "seq", po::value(&seq)->default_value(32), "tokens per training sample")(
+      "repeats", po::value(&repeats)->default_value(2), "save / load repetitions (best is reported)")(
+      "threads", po::value(&threads)->default_value(0), "intra-op threads (0 = default)");
+  po::variables_map vm;
+  po::store(po::parse_command_line(argc, argv, desc), vm);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  po::notify(vm);
+  if (threads > 0) at::set_num_threads(static_cast<int>(threads));
+
+  model::ModelConfig cfg = model::ModelConfig::preset("tiny_lm");
+  cfg.d_model = d_model, cfg.n_layers = layers, cfg.vocab_size = vocab, cfg.d_ff = 4 * d_model;
+  cfg.n_heads = std::max<int64_t>(1, d_model / 64), cfg.dropout = 0,
+  cfg.max_seq_len = std::max<int64_t>(seq, cfg.slice_len);
+  cfg.validate();
+  torch::manual_seed(1);
+  model::CstModel m(cfg);
+  trainer::NamedTensors params;
+  for (auto& p : m->named_parameters()) params.emplace_back(p.key(), p.value());
+  trainer::OptimOptions oo;
+  trainer::Optimizer opt(params, oo);
+  const double param_gb = static_cast<double>(m->num_parameters()) * 4 / 1e9;
+  std::printf("# model: %ld parameters (%.3f GB float32); checkpoint = weights + 2 optimizer moments\n",
+              static_cast<long>(m->num_parameters()), param_gb);
+
+  auto train_step = [&] {
+    at::Tensor ids = torch::randint(0, vocab, {1, seq + 1}, torch::kLong);
+    model::LossSum ls = model::token_loss(m->forward(ids.narrow(1, 0, seq), at::Tensor()), ids.narrow(1, 1, seq));
+    ls.mean().backward();
+    trainer::clip_grad_norm(params, 1.0);
+    opt.step(1e-4);
+    opt.zero_grad();
+  };
+  train_step();  // the optimizer state is non-zero from here on
+
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const at::Tensor rng = at::globalContext().defaultGenerator(at::kCPU).get_state();
+  // ---- 1 + 2: throughput ----
+  double best_save = 1e30, best_load = 1e30;
+  int64_t bytes = 0;
+  for (int64_t r = 0; r < repeats; ++r) {
+    trainer::Checkpointer::Options co;
+    co.dir = dir, co.keep = 1;
+    trainer::Checkpointer ck(co);
+    auto t0 = Clock::now();
+    ck.save(*m, opt, rng, at::Tensor(), manifest_for(cfg, opt, 100 + r));
+    best_save = std::min(best_save, seconds_since(t0));
+    const std::string step_dir = dir + "/" + trainer::step_dir_name(100 + r);
+    bytes = folder_bytes(step_dir);
+    t0 = Clock::now();
+    trainer::Manifest man = trainer::verify_checkpoint(step_dir);
+    model::load_weights(*m, step_dir + "/model.h5");
+    trainer::load_optimizer_state(step_dir, man, opt);
+    best_load = std::min(best_load, seconds_since(t0));
+  }
+  std::printf(
+      "| checkpoint size (GB) | save (s) | save (GB/s) | load (s) | load (GB/s) |\n| ---: | ---: | ---: | ---: | ---: "
+      "|\n");
+  std::printf("| %.3f | %.2f | %.2f | %.2f | %.2f |\n\n", bytes / 1e9, best_save, bytes / 1e9 / best_save, best_load,
+              bytes / 1e9 / best_load);
+
+  // ---- 3: step time ----
+  std::printf("| mode | mean step (s) | vs none | saves |\n| --- | ---: | ---: | ---: |\n");
+  double none_s = 0;
+  for (const char* mode : {"none", "sync", "async"}) {
+    trainer::Checkpointer::Options co;
+    co.dir = dir, co.keep = 1, co.async = std::string(mode) == "async";
+    trainer::Checkpointer ck(co);
+    int saves = 0;
+    auto t0 = Clock::now();
+    for (int64_t s = 1; s <= steps; ++s) {
+      train_step();
+      if (std::string(mode) != "none" && s % save_every == 0)
+        ck.save(*m, opt, rng, at::Tensor(), manifest_for(cfg, opt, 1000 * (saves + 1) + s)), ++saves;
+    }
+    const double per_step = seconds_since(t0) / static_cast<double>(steps);
+    ck.wait();  // the last async save finishes outside the timed steps, as it overlaps later ones in training
+    if (std::string(mode) == "none") none_s = per_step;
+    std::printf("| %s | %.3f | %+.1f%% | %d |\n", mode, per_step, 100 * (per_step / none_s - 1), saves);
+  }
+  fs::remove_all(dir);
+  return 0;
+}
