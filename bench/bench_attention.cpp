@@ -16,6 +16,7 @@
 #include <iostream>
 
 #include "common/error.h"
+#include "launcher/tool_main.h"
 #include "model/loss.h"
 #include "model/memory.h"
 #include "model/model.h"
@@ -78,13 +79,7 @@ int main(int argc, char** argv) try {
       "tokens", po::value(&tokens)->default_value(tokens), "tokens per step (batch = tokens / N)")(
       "iters", po::value(&iters)->default_value(iters), "timed steps per point")(
       "set", po::value(&sets)->composing(), "model field override KEY=VALUE");
-  po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
-  po::notify(vm);
+  if (!cst::parse_command_line(argc, argv, desc)) return 0;
 
   model::ModelConfig base;
   base.task = model::Task::kLm, base.vocab_size = 1024, base.d_model = 128, base.n_heads = 4;

@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "launcher/tool_main.h"
 #include "model/loss.h"
 #include "model/model.h"
 #include "model/weights_io.h"
@@ -68,13 +69,7 @@ int main(int argc, char** argv) {
       "seq", po::value(&seq)->default_value(32), "tokens per training sample")(
       "repeats", po::value(&repeats)->default_value(2), "save / load repetitions (best is reported)")(
       "threads", po::value(&threads)->default_value(0), "intra-op threads (0 = default)");
-  po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!cst::parse_command_line(argc, argv, desc)) return 0;
   if (threads > 0) at::set_num_threads(static_cast<int>(threads));
 
   model::ModelConfig cfg = model::ModelConfig::preset("tiny_lm");

@@ -82,13 +82,7 @@ int main(int argc, char** argv) try {
       "batch-size", po::value(&batch_size)->default_value(batch_size), "sequences per forward pass")(
       "no-logits", po::bool_switch(&no_logits), "skip the (large) logits dataset")(
       "threads", po::value(&threads)->default_value(threads), "intra-op threads (0 = torch default)");
-  po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!cst::parse_command_line(argc, argv, desc)) return 0;
   CST_INPUT_CHECK(batch_size >= 1, "--batch-size = " << batch_size << " must be >= 1");
   if (threads > 0) at::set_num_threads(static_cast<int>(threads));
 

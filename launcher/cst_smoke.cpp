@@ -32,13 +32,7 @@ int main(int argc, char** argv) try {
       "seq", po::value(&seq)->default_value(seq), "tokens per sequence")(
       "steps", po::value(&steps)->default_value(steps), "optimizer steps")(
       "seed", po::value(&seed)->default_value(seed), "random seed");
-  po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!cst::parse_command_line(argc, argv, desc)) return 0;
 
   model::ModelConfig cfg = model::ModelConfig::preset(preset);
   for (const auto& kv : overrides) {

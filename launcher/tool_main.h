@@ -2,9 +2,10 @@
 // that means something: 2 for bad input (cst::InputError, a bad command line), 1 otherwise.
 #pragma once
 
-#include <boost/program_options/errors.hpp>
+#include <boost/program_options.hpp>
 #include <cstdio>
 #include <exception>
+#include <iostream>
 #include <string>
 
 #include "common/error.h"
@@ -27,6 +28,21 @@ inline int report_exception(const std::exception_ptr& e, const std::string& pref
   std::fprintf(stderr, "%serror: %s\n", prefix.c_str(), what.c_str());
   std::fflush(stderr);
   return code;
+}
+
+// Parses the command line into desc's bound variables. Returns false after printing the help
+// when --help was given (the tool then exits 0); throws boost::program_options::error on a bad
+// command line (exit 2 through report_exception).
+inline bool parse_command_line(int argc, char** argv, const boost::program_options::options_description& desc) {
+  namespace po = boost::program_options;
+  po::variables_map vm;
+  po::store(po::parse_command_line(argc, argv, desc), vm);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return false;
+  }
+  po::notify(vm);
+  return true;
 }
 
 }  // namespace cst
