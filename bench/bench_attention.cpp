@@ -1,33 +1,43 @@
-// CST vs full attention: training-step throughput (forward + backward + loss) and peak CPU
-// memory for N in {512 ... 16384} at equal model size and equal tokens per step, plus MFU
-// against the GEMM peak measured in the same run. Prints a Markdown table.
+// CST vs full attention: training-step throughput (forward + backward + loss) and peak memory
+// at equal model size and equal tokens per step, plus MFU against a GEMM peak measured in the
+// same run. Prints a Markdown table.
 //
-// Time is the process's CPU time (all threads), not wall time: on a shared machine other
-// processes steal wall time but not CPU time, so tokens per CPU-second and the GEMM FLOPs per
-// CPU-second stay comparable (on an idle machine with T threads, wall = CPU / T).
+// --device cpu: time is the process's CPU time (all threads), not wall time. On a shared
+//   machine other processes steal wall time but not CPU time, so tokens per CPU-second and the
+//   float32 GEMM FLOPs per CPU-second stay comparable. Memory: the c10 CPU allocator's peak.
+// --device cuda: wall time between device synchronisations, bfloat16 autocast (--bf16), the
+//   CUDA caching allocator's peak of allocated bytes, and the GEMM peak as the best of a
+//   2048^3 and an 8192^3 bfloat16 matmul. A point that runs out of GPU memory prints "OOM".
 //
-//   bench_attention [--max-n 16384] [--max-full-n 8192] [--tokens 16384] [--iters 3]
-//                   [--set KEY=VALUE ...]
+//   bench_attention [--device cpu|cuda] [--n 512,1024,...] [--max-full-n N] [--tokens T]
+//                   [--iters I] [--bf16 auto|on|off] [--set KEY=VALUE ...]
 #include <torch/torch.h>
 
 #include <boost/program_options.hpp>
-#include <ctime>
+#include <chrono>
 #include <cstdio>
-#include <iostream>
+#include <ctime>
+#include <sstream>
 
 #include "common/error.h"
 #include "launcher/tool_main.h"
 #include "model/loss.h"
 #include "model/memory.h"
 #include "model/model.h"
+#include "trainer/autocast.h"
 #include "trainer/perf.h"
+#ifdef CST_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 namespace po = boost::program_options;
 using namespace cst;
 
+namespace {
+
 struct Result {
-  double tok_s = 0, peak_mib = 0, mfu = 0;  // tok_s: tokens per CPU-second
-  bool ran = false;
+  double tok_s = 0, peak_mib = 0, mfu = 0;
+  bool ran = false, oom = false;
 };
 
 double cpu_seconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
@@ -45,71 +55,184 @@ double gemm_flops_per_cpu_s() {
   return 2.0 * 2048.0 * 2048.0 * 2048.0 / best;
 }
 
-Result run(const model::ModelConfig& cfg, int64_t n_tok, int64_t tokens, int iters, double peak_flops) {
-  torch::manual_seed(0);
-  model::CstModel m(cfg);
-  const int64_t batch = std::max<int64_t>(1, tokens / n_tok);
-  torch::Tensor ids = torch::randint(cfg.vocab_size, {batch, n_tok}, torch::kLong);
-  auto step = [&] {
-    m->zero_grad();
-    model::lm_loss(m->forward(ids), ids).mean().backward();
-  };
-  Result r;
-  {
-    model::MemoryTracker mem;
-    step();  // warm-up, and the memory measurement
-    r.peak_mib = mem.peak_bytes() / 1048576.0;
+// Where one point runs: the device, its clock and its memory high-water mark.
+class Device {
+ public:
+  Device(bool cuda, bool bf16) : cuda_(cuda), bf16_(bf16) {}
+  torch::Device device() const { return cuda_ ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU); }
+  void sync() const {
+    if (cuda_) torch::cuda::synchronize();
   }
-  const double t0 = cpu_seconds();
-  for (int i = 0; i < iters; ++i) step();
-  const double dt = (cpu_seconds() - t0) / iters;
-  r.tok_s = static_cast<double>(batch * n_tok) / dt;
-  r.mfu = r.tok_s * 3.0 * trainer::forward_flops_per_token(cfg, n_tok) / peak_flops;
-  r.ran = true;
+  double now() const {
+    if (!cuda_) return cpu_seconds();
+    sync();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
+  // Starts a fresh peak-memory window; peak_bytes() reads it.
+  void reset_peak() {
+#ifdef CST_WITH_CUDA
+    if (cuda_) {
+      c10::cuda::CUDACachingAllocator::emptyCache();
+      c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+      return;
+    }
+#endif
+    cpu_mem_.reset();
+    cpu_mem_ = std::make_unique<model::MemoryTracker>();
+  }
+  double peak_bytes() const {
+#ifdef CST_WITH_CUDA
+    if (cuda_) {
+      auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
+      return static_cast<double>(stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak);
+    }
+#endif
+    return static_cast<double>(cpu_mem_->peak_bytes());
+  }
+  void end_point() {
+    cpu_mem_.reset();
+#ifdef CST_WITH_CUDA
+    if (cuda_) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  }
+  // Runs fn under bfloat16 autocast when enabled (CUDA only).
+  template <class F>
+  void autocast(F&& fn) const {
+    trainer::Bf16Autocast ac(cuda_ && bf16_);
+    fn();
+  }
+  bool cuda() const { return cuda_; }
+
+ private:
+  bool cuda_, bf16_;
+  std::unique_ptr<model::MemoryTracker> cpu_mem_;
+};
+
+Result run(Device& dev, const model::ModelConfig& cfg, int64_t n_tok, int64_t tokens, int iters, double peak_flops) {
+  Result r;
+  try {
+    dev.reset_peak();  // the peak counts parameters, gradients, activations and temporaries
+    torch::manual_seed(0);
+    model::CstModel m(cfg);
+    m->to(dev.device());
+    const int64_t batch = std::max<int64_t>(1, tokens / n_tok);
+    torch::Tensor ids = torch::randint(cfg.vocab_size, {batch, n_tok}, torch::kLong).to(dev.device());
+    auto step = [&] {
+      m->zero_grad();
+      dev.autocast([&] { model::lm_loss(m->forward(ids), ids).mean().backward(); });
+    };
+    step();  // warm-up, and the memory measurement
+    dev.sync();
+    r.peak_mib = dev.peak_bytes() / 1048576.0;
+    const double t0 = dev.now();
+    for (int i = 0; i < iters; ++i) step();
+    const double dt = (dev.now() - t0) / iters;
+    r.tok_s = static_cast<double>(batch * n_tok) / dt;
+    r.mfu = r.tok_s * 3.0 * trainer::forward_flops_per_token(cfg, n_tok) / peak_flops;
+    r.ran = true;
+  } catch (const c10::OutOfMemoryError&) {
+    r.oom = true;
+  }
+  dev.end_point();
   return r;
 }
 
+std::vector<int64_t> parse_list(const std::string& s) {
+  std::vector<int64_t> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    const long long v = std::strtoll(item.c_str(), &end, 10);
+    CST_INPUT_CHECK(!item.empty() && *end == '\0' && v > 0, "--n: '" << item << "' in '" << s << "' is not a positive integer");
+    out.push_back(v);
+  }
+  CST_INPUT_CHECK(!out.empty(), "--n: empty list");
+  return out;
+}
+
+std::string cell(const Result& r, double v, const char* fmt) {
+  if (r.oom) return "OOM";
+  if (!r.ran) return "not run";
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), fmt, v);
+  return buf;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) try {
-  int64_t max_n = 16384, max_full_n = 8192, tokens = 16384;
+  int64_t max_full_n = 8192, tokens = 16384;
   int iters = 3;
+  std::string device = "cpu", n_list = "512,1024,2048,4096,8192,16384", bf16 = "auto";
   std::vector<std::string> sets;
   po::options_description desc("bench_attention");
-  desc.add_options()("help", "help")("max-n", po::value(&max_n)->default_value(max_n), "largest N")(
-      "max-full-n", po::value(&max_full_n)->default_value(max_full_n), "largest N for full attention (memory)")(
+  desc.add_options()("help", "help")("device", po::value(&device)->default_value(device), "cpu | cuda")(
+      "n", po::value(&n_list)->default_value(n_list), "sequence lengths N, comma-separated")(
+      "max-full-n", po::value(&max_full_n)->default_value(max_full_n), "largest N for full attention")(
       "tokens", po::value(&tokens)->default_value(tokens), "tokens per step (batch = tokens / N)")(
       "iters", po::value(&iters)->default_value(iters), "timed steps per point")(
+      "bf16", po::value(&bf16)->default_value(bf16), "auto (on for cuda) | on | off: bfloat16 autocast")(
       "set", po::value(&sets)->composing(), "model field override KEY=VALUE");
   if (!cst::parse_command_line(argc, argv, desc)) return 0;
+  CST_INPUT_CHECK(device == "cpu" || device == "cuda", "--device: '" << device << "' is not cpu or cuda");
+  CST_INPUT_CHECK(bf16 == "auto" || bf16 == "on" || bf16 == "off", "--bf16: '" << bf16 << "' is not auto, on or off");
+  CST_INPUT_CHECK(iters >= 1, "--iters: " << iters << " must be >= 1");
+  const bool cuda = device == "cuda";
+  CST_INPUT_CHECK(!cuda || torch::cuda::is_available(), "--device cuda: no CUDA device on this machine");
+  CST_INPUT_CHECK(bf16 != "on" || cuda, "--bf16 on needs --device cuda");
+  const std::vector<int64_t> ns = parse_list(n_list);
 
   model::ModelConfig base;
   base.task = model::Task::kLm, base.vocab_size = 1024, base.d_model = 128, base.n_heads = 4;
   base.n_layers = 2, base.d_ff = 512, base.slice_len = 64, base.alpha = 2.0, base.dropout = 0.0;
-  base.max_seq_len = max_n;
-  for (const auto& kv : sets) base.set(kv.substr(0, kv.find('=')), kv.substr(kv.find('=') + 1));
-  trainer::GemmPeak peak = trainer::measure_gemm_peak();
-  peak.flops_per_s = gemm_flops_per_cpu_s();
-  std::printf("GEMM peak %.1f GFLOP per CPU-second (%s, %s); model D=%ld H=%ld layers=%ld F=%ld V=%ld, CST L=%ld alpha=%.1f; "
-              "%ld tokens per step\n\n",
-              peak.flops_per_s / 1e9, peak.device.c_str(), peak.dtype.c_str(), (long)base.d_model, (long)base.n_heads,
-              (long)base.n_layers, (long)base.d_ff, (long)base.vocab_size, (long)base.slice_len, base.alpha, (long)tokens);
-  std::printf("| N | CST tok/CPU-s | full tok/CPU-s | CST / full speed | CST peak MiB | full peak MiB | full / CST memory | CST MFU | full MFU |\n");
+  base.max_seq_len = *std::max_element(ns.begin(), ns.end());
+  for (const auto& kv : sets) {
+    CST_INPUT_CHECK(kv.find('=') != std::string::npos, "--set: '" << kv << "' is not KEY=VALUE");
+    base.set(kv.substr(0, kv.find('=')), kv.substr(kv.find('=') + 1));
+  }
+  base.validate();
+
+  Device dev(cuda, bf16 != "off");
+  trainer::GemmPeak peak;
+  std::string peak_note;
+  if (cuda) {
+    trainer::GemmPeak p2 = trainer::measure_gemm_peak(2048, 10, true), p8 = trainer::measure_gemm_peak(8192, 10, true);
+    peak = p8.flops_per_s > p2.flops_per_s ? p8 : p2;
+    char buf[160];
+    std::snprintf(buf, sizeof(buf), "%.0f TFLOP/s (2048^3: %.0f, 8192^3: %.0f; %s, best of 10)", peak.flops_per_s / 1e12,
+                  p2.flops_per_s / 1e12, p8.flops_per_s / 1e12, p8.dtype.c_str());
+    peak_note = buf;
+  } else {
+    peak = trainer::measure_gemm_peak();
+    peak.flops_per_s = gemm_flops_per_cpu_s();
+    char buf[160];
+    std::snprintf(buf, sizeof(buf), "%.1f GFLOP per CPU-second (2048^3 %s)", peak.flops_per_s / 1e9, peak.dtype.c_str());
+    peak_note = buf;
+  }
+  const char* unit = cuda ? "tok/s" : "tok/CPU-s";
+  std::printf("device %s; GEMM peak %s; %s\n", peak.device.c_str(), peak_note.c_str(),
+              cuda ? (bf16 != "off" ? "bf16 autocast" : "float32") : "float32");
+  std::printf("model D=%ld H=%ld layers=%ld F=%ld V=%ld, CST L=%ld alpha=%.1f; %ld tokens per step\n\n",
+              (long)base.d_model, (long)base.n_heads, (long)base.n_layers, (long)base.d_ff, (long)base.vocab_size,
+              (long)base.slice_len, base.alpha, (long)tokens);
+  std::printf("| N | CST %s | full %s | CST / full speed | CST peak MiB | full peak MiB | full / CST memory | CST MFU | full MFU |\n",
+              unit, unit);
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
-  for (int64_t n = 512; n <= max_n; n *= 2) {
+  for (int64_t n : ns) {
     model::ModelConfig cst = base, full = base;
     full.arch = model::Arch::kFull;
-    Result a = run(cst, n, tokens, iters, peak.flops_per_s);
-    Result b = n <= max_full_n ? run(full, n, tokens, iters, peak.flops_per_s) : Result{};
-    if (b.ran) {
-      std::printf("| %ld | %.0f | %.0f | %.2f | %.0f | %.0f | %.1f | %.1f%% | %.1f%% |\n", (long)n, a.tok_s, b.tok_s,
-                  a.tok_s / b.tok_s, a.peak_mib, b.peak_mib, b.peak_mib / a.peak_mib, 100 * a.mfu, 100 * b.mfu);
-    } else {
-      std::printf("| %ld | %.0f | not run (> --max-full-n) | | %.0f | | | %.1f%% | |\n", (long)n, a.tok_s, a.peak_mib,
-                  100 * a.mfu);
-    }
+    Result a = run(dev, cst, n, tokens, iters, peak.flops_per_s);
+    Result b = n <= max_full_n ? run(dev, full, n, tokens, iters, peak.flops_per_s) : Result{};
+    const bool both = a.ran && b.ran;
+    std::printf("| %ld | %s | %s | %s | %s | %s | %s | %s | %s |\n", (long)n, cell(a, a.tok_s, "%.0f").c_str(),
+                cell(b, b.tok_s, "%.0f").c_str(), both ? cell(a, a.tok_s / b.tok_s, "%.2f").c_str() : "",
+                cell(a, a.peak_mib, "%.0f").c_str(), cell(b, b.peak_mib, "%.0f").c_str(),
+                both ? cell(a, b.peak_mib / a.peak_mib, "%.1f").c_str() : "", cell(a, 100 * a.mfu, "%.1f%%").c_str(),
+                cell(b, 100 * b.mfu, "%.1f%%").c_str());
     std::fflush(stdout);
   }
   return 0;
-} catch (const std::exception& e) {
-  std::fprintf(stderr, "error: %s\n", e.what());
-  return 1;
+} catch (...) {
+  return cst::report_exception(std::current_exception());
 }

@@ -7,6 +7,11 @@
 
 namespace cst {
 
+void throw_unknown_field(const std::string& what, const std::string& key, const std::string* value) {
+  if (value) CST_THROW_INPUT(what << " '" << key << "' (value '" << *value << "')");
+  CST_THROW_INPUT(what << " '" << key << "'");
+}
+
 int64_t parse_int(const std::string& key, const std::string& text) {
   size_t pos = 0;
   int64_t v = 0;

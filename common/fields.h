@@ -49,6 +49,18 @@ struct Field {
   std::function<void(C&, const std::string&)> set;  // throws InputError on bad text
 };
 
+// Throws InputError "<what> '<key>'" (plus " (value '<value>')" when value is given).
+[[noreturn]] void throw_unknown_field(const std::string& what, const std::string& key, const std::string* value);
+
+// The field of `fields` named key; throws as throw_unknown_field when there is none.
+template <class C>
+const Field<C>& find_field(const std::vector<Field<C>>& fields, const std::string& what, const std::string& key,
+                           const std::string* value = nullptr) {
+  for (const auto& f : fields)
+    if (f.name == key) return f;
+  throw_unknown_field(what, key, value);
+}
+
 }  // namespace cst
 
 // Field<C> initialisers for a member of C named by KEY.

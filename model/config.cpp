@@ -52,15 +52,11 @@ const std::vector<ModelConfig::Field>& ModelConfig::fields() {
 }
 
 void ModelConfig::set(const std::string& key, const std::string& value) {
-  for (const auto& f : fields())
-    if (f.name == key) return f.set(*this, value);
-  CST_THROW_INPUT("model config: unknown key '" << key << "' (value '" << value << "')");
+  find_field(fields(), "model config: unknown key", key, &value).set(*this, value);
 }
 
 std::string ModelConfig::get(const std::string& key) const {
-  for (const auto& f : fields())
-    if (f.name == key) return f.get(*this);
-  CST_THROW_INPUT("model config: unknown key '" << key << "'");
+  return find_field(fields(), "model config: unknown key", key).get(*this);
 }
 
 std::string ModelConfig::to_string() const {

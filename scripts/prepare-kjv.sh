@@ -2,7 +2,7 @@
 # The quickstart corpus: the King James Bible from Debian's bible-kjv package, prepared like
 # PG-19 and tokenized by cst-prep.
 #
-#   scripts/prepare-kjv.sh <build dir> [output dir, default data/kjv] [--force]
+#   scripts/prepare-kjv.sh <build dir> [output dir, default data/kjv] [--force] [--raw-only]
 #
 # 1. `bible "gen1:1-rev22:21"` -> <out>/raw/{train,validation,test}/<NN>-<Book>.txt, one document
 #    per book (verse numbers dropped, chapters headed "CHAPTER n"). Deterministic split:
@@ -12,20 +12,25 @@
 #    writes LM token-stream shards: <out>/{tokenizer.model,train,validation,test}.
 # 3. The same tokenizer makes MLM shards (S = 128): <out>/mlm/{train,validation,test}.
 # Idempotent: a step whose outputs exist is skipped (--force redoes everything). ~10 s.
+# --raw-only stops after step 1 (no build needed; scripts/gpu-prepare.sh uses it).
 set -euo pipefail
 
-usage() { echo "usage: $0 <build dir> [output dir] [--force]" >&2; exit 2; }
-force=0
+usage() { echo "usage: $0 <build dir> [output dir] [--force] [--raw-only]" >&2; exit 2; }
+force=0 raw_only=0
 args=()
 for a in "$@"; do
-  if [ "$a" = "--force" ]; then force=1; else args+=("$a"); fi
+  case "$a" in
+    --force) force=1 ;;
+    --raw-only) raw_only=1 ;;
+    *) args+=("$a") ;;
+  esac
 done
 [ ${#args[@]} -ge 1 ] || usage
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${args[0]}"
 out="${args[1]:-$root/data/kjv}"
 prep="$build/launcher/cst-prep"
-[ -x "$prep" ] || { echo "error: $prep not found: build the cst-prep target first" >&2; exit 2; }
+[ "$raw_only" = 1 ] || [ -x "$prep" ] || { echo "error: $prep not found: build the cst-prep target first" >&2; exit 2; }
 command -v bible >/dev/null || { echo "error: 'bible' not found: apt-get install bible-kjv" >&2; exit 2; }
 raw="$out/raw"
 [ "$force" = 1 ] && rm -rf "$out"
@@ -57,6 +62,7 @@ else
   touch "$raw/.done"
   echo "[prepare-kjv] raw text: $(find "$raw" -name '*.txt' | wc -l) books in $raw"
 fi
+[ "$raw_only" = 1 ] && exit 0
 
 if [ -f "$out/.done" ]; then
   echo "[prepare-kjv] LM shards: already in $out"

@@ -98,15 +98,11 @@ const std::vector<Field<C>>& TrainConfig::fields() {
 }
 
 void TrainConfig::set(const std::string& key, const std::string& value) {
-  for (const auto& f : fields())
-    if (f.name == key) return f.set(*this, value);
-  CST_THROW_INPUT("unknown option '" << key << "' (value '" << value << "')");
+  find_field(fields(), "unknown option", key, &value).set(*this, value);
 }
 
 std::string TrainConfig::get(const std::string& key) const {
-  for (const auto& f : fields())
-    if (f.name == key) return f.get(*this);
-  CST_THROW_INPUT("unknown option '" << key << "'");
+  return find_field(fields(), "unknown option", key).get(*this);
 }
 
 std::string TrainConfig::to_string() const {

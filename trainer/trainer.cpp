@@ -1,9 +1,9 @@
 #include "trainer/trainer.h"
 
 #include <ATen/Parallel.h>
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -21,6 +21,7 @@
 #include "model/loss.h"
 #include "model/model.h"
 #include "model/weights_io.h"
+#include "trainer/autocast.h"
 #include "trainer/checkpoint.h"
 #include "trainer/metrics.h"
 #include "trainer/optimizer.h"
@@ -44,23 +45,6 @@ int env_int(const char* name, int fallback) {
   return v && *v ? std::atoi(v) : fallback;
 }
 
-// bfloat16 autocast on CUDA while in scope (when enabled).
-class Autocast {
- public:
-  explicit Autocast(bool on) : on_(on) {
-    if (!on_) return;
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-  }
-  ~Autocast() {
-    if (!on_) return;
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-    at::autocast::clear_cache();
-  }
-
- private:
-  bool on_;
-};
 
 // A [rows, cols] tensor copied from a loader vector.
 template <class T>
@@ -204,9 +188,15 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
       s.peak_flops = cfg.log.peak_tflops * 1e12;
     } else {
       GemmPeak p = measure_gemm_peak(2048, 5, s.device.is_cuda());
+      std::string note = "GEMM peak: " + std::to_string(p.flops_per_s / 1e9) + " GFLOP/s (2048^3 " + p.dtype + " on " +
+                         p.device + ", rank 0)";
       s.peak_flops = p.flops_per_s;
-      s.sink->text("GEMM peak: " + std::to_string(p.flops_per_s / 1e9) + " GFLOP/s (2048^3 " + p.dtype + " on " +
-                   p.device + ", rank 0)");
+      if (s.device.is_cuda()) {  // a 2048^3 product is too small to fill a large GPU: MFU uses the better one
+        GemmPeak big = measure_gemm_peak(8192, 5, true);
+        note += "; 8192^3: " + std::to_string(big.flops_per_s / 1e9) + " GFLOP/s";
+        s.peak_flops = std::max(s.peak_flops, big.flops_per_s);
+      }
+      s.sink->text(note + "; MFU is against " + std::to_string(s.peak_flops / 1e9) + " GFLOP/s");
     }
     s.sink->text("model: " + std::to_string(s.model->num_parameters()) + " parameters, " +
                  std::to_string(s.train_flops_per_token / 1e6) + " MFLOP per trained token; " +
@@ -343,7 +333,7 @@ void Trainer::State::evaluate(int64_t step, TrainResult& res) {
                           : ids.narrow(1, 1, seq_len);
       Tensor mask = mlm ? to_tensor(b->attention_mask, b->rows, b->cols, torch::kBool).narrow(0, r0, n).to(device)
                         : Tensor();
-      Autocast ac(bf16);
+      Bf16Autocast ac(bf16);
       Tensor logits = model->forward(inputs, mask);
       model::LossSum ls = model::token_loss(logits, labels);
       sums[0] += ls.sum.item<double>();
@@ -396,7 +386,7 @@ TrainResult Trainer::run() {
       auto rows = [&](const Tensor& t) { return t.defined() ? t.narrow(0, m * mb, mb).to(s.device) : t; };
       model::LossSum ls;
       {
-        Autocast ac(s.bf16);
+        Bf16Autocast ac(s.bf16);
         ls = model::token_loss(s.model->forward(rows(inputs), rows(mask)), rows(labels));
       }
       s.reducer->prepare_for_backward(m == micro - 1);

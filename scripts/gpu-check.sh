@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Verifies the GPU path in one command, on a machine with an NVIDIA GPU, CUDA, a C++ compiler,
+# CMake and a CUDA PyTorch 2.x, but none of our other dependencies and no network
+# (docs/GPU.md). It needs .gpu-debs/ from scripts/gpu-prepare.sh, made on Debian 12 and carried
+# along. Steps:
+#   1. unpack .gpu-debs/debs/*.deb into a sysroot (dpkg-deb -x, or ar + tar; nothing installed)
+#   2. configure against the machine's own LibTorch (torch.utils.cmake_prefix_path) and NCCL
+#      (the nvidia-nccl wheel beside torch, else the CUDA toolkit), with CST_REQUIRE_CUDA=ON
+#   3. build cst-train, cst-prep, bench_attention and the CUDA tests
+#   4. run the checks:
+#        nccl      NCCL collectives and the bucketed reducer on one rank (mpirun -np 1)
+#        cuda      model forward and backward on CUDA equal to CPU
+#        bf16      a bf16-autocast training run (NCCL, one rank) on the KJV: finite, falling
+#                  loss, close to a float32 run of the same steps; tokens/s and MFU
+#        bench     CST vs full attention: training tokens/s, peak memory and MFU at
+#                  N = 4096, 8192, 16384 against a bf16 GEMM peak measured in the same run
+#   5. write $OUT/report.md: device, versions, PASS/FAIL per check and the figures
+#      ($OUT/gpu-check.log holds every command's output)
+#
+#   bash scripts/gpu-check.sh [--cpu-dry-run]
+#
+# --cpu-dry-run runs the same steps on CPU at small sizes (no NCCL, no bf16), to test this
+# script where there is no GPU; its report says so, and the GPU-only checks count as not run.
+# Environment: OUT (report folder; default runs/gpu-check), CST_GPU_PYTHON (the python with
+# torch; default python3), CST_SYSROOT (default /tmp/cst-sysroot), CST_GPU_BUILD (default
+# build-gpu), JOBS (default nproc).
+# Exit status: 0 when every check passed, 1 when one failed, 2 on bad usage or missing inputs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+DRY=0
+for a in "$@"; do
+  case "$a" in
+    --cpu-dry-run) DRY=1 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    *) echo "error: unknown argument '$a' (see --help)" >&2; exit 2 ;;
+  esac
+done
+OUT=${OUT:-$ROOT/runs/gpu-check}
+PY=${CST_GPU_PYTHON:-python3}
+SYS=${CST_SYSROOT:-/tmp/cst-sysroot}
+BUILD=${CST_GPU_BUILD:-$ROOT/build-gpu}
+JOBS=${JOBS:-$(nproc)}
+WORK=$BUILD/gpu-check-work
+mkdir -p "$OUT" "$WORK"
+REPORT=$OUT/report.md
+LOG=$OUT/gpu-check.log
+: > "$LOG"
+T_START=$(date +%s)
+[ -d .gpu-debs/debs ] || { echo "error: .gpu-debs/debs not found: run scripts/gpu-prepare.sh on Debian 12 and carry .gpu-debs" >&2; exit 2; }
+
+say() { echo "[gpu-check +$(( $(date +%s) - T_START ))s] $*" | tee -a "$LOG"; }
+results=()  # "name|PASS or FAIL or NOT RUN|detail"
+record() { results+=("$1|$2|$3"); say "$1: $2 $3"; }
+# run_logged NAME TIMEOUT_S CMD...: runs CMD with a time limit, its output into the log and
+# into $WORK/NAME.out. Returns CMD's status (124 on timeout).
+run_logged() {
+  local name=$1 limit=$2; shift 2
+  echo "---- $name: $*" >> "$LOG"
+  timeout --kill-after=10 "$limit" "$@" > "$WORK/$name.out" 2>&1
+  local rc=$?
+  cat "$WORK/$name.out" >> "$LOG"
+  echo "---- $name: exit $rc" >> "$LOG"
+  return $rc
+}
+
+# ---- 0. the machine ------------------------------------------------------------------------
+TORCH_INFO=$("$PY" -c 'import torch; print(torch.__version__, torch.version.cuda, torch.utils.cmake_prefix_path, torch.cuda.is_available())' 2>>"$LOG") ||
+  { echo "error: '$PY' cannot import torch (set CST_GPU_PYTHON)" >&2; exit 2; }
+read -r TORCH_VERSION TORCH_CUDA TORCH_PREFIX TORCH_HAS_GPU <<< "$TORCH_INFO"
+GPU_NAME=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
+[ -n "$GPU_NAME" ] || GPU_NAME="none (nvidia-smi: $(command -v nvidia-smi || echo not found))"
+if [ "$DRY" = 0 ] && [ "$TORCH_HAS_GPU" != True ]; then
+  echo "error: torch sees no CUDA device (use --cpu-dry-run to test this script without a GPU)" >&2; exit 2
+fi
+say "device: $GPU_NAME; torch $TORCH_VERSION (CUDA $TORCH_CUDA) at $TORCH_PREFIX; dry run: $DRY"
+
+# ---- 1. unpack the Debian packages ---------------------------------------------------------
+stamp=$(cat .gpu-debs/MANIFEST 2>/dev/null | md5sum | cut -c1-32)
+if [ -f "$SYS/.cst-stamp" ] && [ "$(cat "$SYS/.cst-stamp")" = "$stamp" ]; then
+  say "sysroot $SYS: already unpacked"
+else
+  rm -rf "$SYS" && mkdir -p "$SYS"
+  for deb in .gpu-debs/debs/*.deb; do
+    if command -v dpkg-deb >/dev/null; then
+      dpkg-deb -x "$deb" "$SYS"
+    else  # a .deb is an ar archive holding data.tar.{xz,zst,gz}
+      tmp=$(mktemp -d) && (cd "$tmp" && ar x "$ROOT/$deb") && tar -xf "$tmp"/data.tar.* -C "$SYS" && rm -rf "$tmp"
+    fi || { echo "error: cannot unpack $deb" >&2; exit 2; }
+  done
+  # Debian makes these names with update-alternatives at install time.
+  for t in mpicc mpicxx mpirun mpiexec; do ln -sf "$t.openmpi" "$SYS/usr/bin/$t"; done
+  echo "$stamp" > "$SYS/.cst-stamp"
+  say "sysroot $SYS: unpacked $(ls .gpu-debs/debs/*.deb | wc -l) packages"
+fi
+ARCH_LIB=$SYS/usr/lib/x86_64-linux-gnu
+# The unpacked libraries are older builds of some that the system may have too (OpenSSL, curl,
+# ...): only our own programs get them, through SYSENV, never the system's tools (cmake, g++,
+# python). The build finds them through full paths, -rpath-link and two wrappers.
+SYS_LD="$ARCH_LIB:$SYS/lib/x86_64-linux-gnu:$ARCH_LIB/openmpi/lib:$ARCH_LIB/hdf5/serial"
+SYSENV=(env "LD_LIBRARY_PATH=$SYS_LD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+mkdir -p "$SYS/wrap"
+for t in mpicc:mpicc.openmpi protoc:protoc; do
+  printf '#!/bin/sh\nLD_LIBRARY_PATH="%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s" "$@"\n' \
+    "$SYS_LD" "$SYS/usr/bin/${t#*:}" > "$SYS/wrap/${t%%:*}"
+  chmod +x "$SYS/wrap/${t%%:*}"
+done
+export PATH="$SYS/usr/bin:$PATH"
+export CPATH="$SYS/usr/include/x86_64-linux-gnu${CPATH:+:$CPATH}"  # openssl/configuration.h
+# OpenMPI and its PMIx were built for /usr: point them at the sysroot. One node, so shared
+# memory only (no UCX / libfabric probing), and no ssh / rsh needed (mpirun insists on finding
+# one even when it launches nothing remotely).
+export OPAL_PREFIX="$SYS/usr" PMIX_INSTALL_PREFIX="$ARCH_LIB/pmix2" OMPI_MCA_plm_rsh_agent=false
+export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader OMPI_MCA_mtl=^ofi,psm,psm2 OMPI_MCA_osc=^ucx
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+
+# ---- 2 + 3. configure and build ------------------------------------------------------------
+generator=(-G Ninja)
+command -v ninja >/dev/null || generator=(-G "Unix Makefiles")
+cuda_flag=-DCST_REQUIRE_CUDA=ON
+[ "$DRY" = 1 ] && cuda_flag=-DCST_REQUIRE_CUDA=OFF
+TARGETS=(cst-train cst-prep bench_attention comm_nccl_test model_cuda_test)
+if run_logged configure 600 cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+     -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$SYS/usr" -DMPI_C_COMPILER="$SYS/wrap/mpicc" \
+     -DProtobuf_PROTOC_EXECUTABLE="$SYS/wrap/protoc" -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$SYS_LD" \
+     -DCMAKE_SHARED_LINKER_FLAGS="-Wl,-rpath-link,$SYS_LD" -DCST_BUILD_BENCH=ON -DCST_BUILD_TESTS=ON "$cuda_flag" &&
+   run_logged build 1200 cmake --build "$BUILD" -j"$JOBS" $(printf -- '--target %s ' "${TARGETS[@]}"); then
+  record build PASS "($(grep -m1 'cst-train: Torch' "$WORK/configure.out" | sed 's/^-- //'))"
+else
+  record build FAIL "(see configure / build in gpu-check.log)"
+fi
+built() { [ -x "$BUILD/$1" ]; }
+
+# ---- 4a. NCCL all-reduce on one rank -------------------------------------------------------
+gtest_check() {  # NAME BINARY [mpirun]: PASS when the suite passed and skipped nothing
+  local name=$1 bin=$2 launcher=("${@:3}")
+  if ! built "$bin"; then record "$name" FAIL "(not built)"; return; fi
+  run_logged "$name" 300 "${SYSENV[@]}" "${launcher[@]}" "$BUILD/$bin"
+  local rc=$? out="$WORK/$name.out"
+  local summary
+  summary=$(grep -E '^\[  PASSED  \]|^\[  SKIPPED \] [0-9]|^\[  FAILED  \] [0-9]' "$out" | tr '\n' ' ')
+  if [ "$DRY" = 1 ] && grep -q "SKIPPED: no CUDA device" "$out"; then
+    record "$name" "NOT RUN" "(dry run: $(grep -m1 -o 'SKIPPED: no CUDA device[^)]*)\?' "$out"))"
+  elif [ $rc -eq 0 ] && ! grep -q "SKIPPED" "$out" && grep -q '^\[  PASSED  \]' "$out"; then
+    record "$name" PASS "($summary)"
+  else
+    record "$name" FAIL "(exit $rc; $summary)"
+  fi
+}
+gtest_check nccl tests/comm/comm_nccl_test mpirun -np 1 --bind-to none
+gtest_check cuda tests/model/model_cuda_test
+
+# ---- 4b. bf16 training on the KJV ----------------------------------------------------------
+# loss_summary FILE: "first last n_finite n_total tokens_per_s mfu" of the train lines.
+loss_summary() {
+  "$PY" - "$1" <<'EOF'
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"train"' in l]
+fin = [r for r in rows if math.isfinite(r["loss"])]
+last = rows[-1] if rows else {"loss": float("nan"), "tokens_per_s": 0, "mfu": 0}
+print(rows[0]["loss"] if rows else "nan", last["loss"], len(fin), len(rows), round(last["tokens_per_s"]), last["mfu"])
+EOF
+}
+if built launcher/cst-prep && built launcher/cst-train; then
+  if [ -f "$WORK/kjv/.done" ] || { run_logged prep 300 "${SYSENV[@]}" "$BUILD/launcher/cst-prep" --input .gpu-debs/kjv --format pg19 \
+         --output "$WORK/kjv" --task lm --vocab-size 8000 --model-type unigram --seed 1234 && touch "$WORK/kjv/.done"; }; then
+    if [ "$DRY" = 1 ]; then
+      shape=(--model.d_model 64 --model.n_heads 2 --model.n_layers 1 --model.d_ff 128 --model.slice_len 16
+             --model.max_seq_len 256 --data.seq_len 256 --train.global_batch 4 --train.micro_batch 2
+             --dist.backend mpi --dist.device cpu)
+      prec_a=(--dist.bf16 off) label_a="float32 (dry run)" steps=20
+    else
+      shape=(--model.n_layers 4 --model.max_seq_len 4096 --data.seq_len 4096 --train.global_batch 16
+             --train.micro_batch 8 --dist.backend nccl --dist.device cuda)
+      prec_a=(--dist.bf16 on) label_a=bf16 steps=60
+    fi
+    common=(--config configs/pg19_longctx.cfg --data.train "$WORK/kjv/train" --data.valid "$WORK/kjv/validation"
+            --model.vocab_size 8000 --model.dropout 0 --train.steps $steps --optim.warmup_steps 10 --optim.lr 1e-3
+            --log.interval 10 --log.eval_interval 0 --log.eval_batches 4 "${shape[@]}")
+    rm -rf "$WORK/train-a" "$WORK/train-b"
+    run_logged train_bf16 600 "${SYSENV[@]}" mpirun -np 1 --bind-to none "$BUILD/launcher/cst-train" "${common[@]}" "${prec_a[@]}" --log.dir "$WORK/train-a"
+    rc_a=$?
+    run_logged train_fp32 600 "${SYSENV[@]}" mpirun -np 1 --bind-to none "$BUILD/launcher/cst-train" "${common[@]}" --dist.bf16 off --log.dir "$WORK/train-b"
+    rc_b=$?
+    read -r a_first a_last a_fin a_n a_tps a_mfu <<< "$(loss_summary "$WORK/train-a/metrics.jsonl" 2>>"$LOG" || echo nan nan 0 0 0 0)"
+    read -r b_first b_last b_fin b_n b_tps b_mfu <<< "$(loss_summary "$WORK/train-b/metrics.jsonl" 2>>"$LOG" || echo nan nan 0 0 0 0)"
+    cp "$WORK/train-a/metrics.jsonl" "$OUT/train-bf16.jsonl" 2>/dev/null
+    cp "$WORK/train-b/metrics.jsonl" "$OUT/train-fp32.jsonl" 2>/dev/null
+    peak=$(grep -h -m1 "GEMM peak" "$WORK/train_bf16.out" | sed 's/.*GEMM peak: //')
+    detail="($label_a: loss $a_first -> $a_last over $steps steps, $a_tps tok/s, MFU $(awk -v m="$a_mfu" 'BEGIN{printf "%.1f%%", 100*m}');"
+    detail+=" float32: loss $b_first -> $b_last, $b_tps tok/s; GEMM peak $peak)"
+    if [ $rc_a -eq 0 ] && [ $rc_b -eq 0 ] && [ "$a_n" -gt 0 ] && [ "$a_fin" = "$a_n" ] && [ "$b_fin" = "$b_n" ] &&
+       awk -v a="$a_first" -v b="$a_last" -v c="$b_last" 'BEGIN { exit !(b < a && (b - c < 0.05 * c) && (c - b < 0.05 * c)) }'; then
+      record bf16 PASS "$detail"
+    else
+      record bf16 FAIL "(exits $rc_a, $rc_b; finite $a_fin/$a_n, $b_fin/$b_n) $detail"
+    fi
+  else
+    record bf16 FAIL "(cst-prep failed on .gpu-debs/kjv)"
+  fi
+else
+  record bf16 FAIL "(not built)"
+fi
+
+# ---- 4c. CST vs full attention -------------------------------------------------------------
+if built bench/bench_attention; then
+  if [ "$DRY" = 1 ]; then
+    bench=(--device cpu --n 256,512 --tokens 1024 --iters 1)
+  else
+    bench=(--device cuda --n 4096,8192,16384 --max-full-n 16384 --tokens 16384 --iters 10 --set vocab_size=32000
+           --set d_model=512 --set n_heads=8 --set n_layers=4 --set d_ff=2048 --set slice_len=64 --set alpha=3)
+  fi
+  if run_logged bench 900 "${SYSENV[@]}" "$BUILD/bench/bench_attention" "${bench[@]}" && grep -q '^| [0-9]' "$WORK/bench.out"; then
+    record bench PASS "(table below)"
+  else
+    record bench FAIL "(see bench in gpu-check.log)"
+  fi
+else
+  record bench FAIL "(not built)"
+fi
+
+# ---- 5. the report -------------------------------------------------------------------------
+failed=0
+{
+  echo "# gpu-check report"
+  echo
+  [ "$DRY" = 1 ] && echo "**CPU DRY RUN: no GPU was used; these are not GPU results.**" && echo
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "- device: $GPU_NAME"
+  echo "- torch $TORCH_VERSION (CUDA $TORCH_CUDA); $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' || echo 'nvcc not found'); $(g++ --version | head -1); $(cmake --version | head -1)"
+  echo "- OS: $(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-unknown}"); $(nproc) CPUs; total $(( $(date +%s) - T_START )) s"
+  echo
+  echo "| check | result | detail |"
+  echo "|---|---|---|"
+  for r in "${results[@]}"; do
+    IFS='|' read -r n s d <<< "$r"
+    echo "| $n | $s | $d |"
+    [ "$s" = FAIL ] && failed=1
+    [ "$s" = "NOT RUN" ] && [ "$DRY" = 0 ] && failed=1
+  done
+  echo
+  if [ -f "$WORK/bench.out" ]; then
+    echo "## CST vs full attention (bench_attention ${bench[*]})"
+    echo
+    grep -v '^\[W' "$WORK/bench.out"
+  fi
+} > "$REPORT"
+cat "$REPORT" | tee -a "$LOG"
+exit $failed
