@@ -10,7 +10,11 @@
 //   2048^3 and an 8192^3 bfloat16 matmul. A point that runs out of GPU memory prints "OOM".
 //
 //   bench_attention [--device cpu|cuda] [--n 512,1024,...] [--max-full-n N] [--tokens T]
-//                   [--iters I] [--bf16 auto|on|off] [--set KEY=VALUE ...]
+//                   [--iters I] [--bf16 auto|on|off] [--sdpa auto|on|off] [--set KEY=VALUE ...]
+//
+// --sdpa adds full attention through at::scaled_dot_product_attention (ModelConfig::full_sdpa:
+// the fused flash / memory-efficient kernels on CUDA) beside the explicit N x N scores.
+// --max-full-n caps only the explicit-scores variant.
 #include <torch/torch.h>
 
 #include <boost/program_options.hpp>
@@ -164,7 +168,7 @@ std::string cell(const Result& r, double v, const char* fmt) {
 int main(int argc, char** argv) try {
   int64_t max_full_n = 8192, tokens = 16384;
   int iters = 3;
-  std::string device = "cpu", n_list = "512,1024,2048,4096,8192,16384", bf16 = "auto";
+  std::string device = "cpu", n_list = "512,1024,2048,4096,8192,16384", bf16 = "auto", sdpa = "auto";
   std::vector<std::string> sets;
   po::options_description desc("bench_attention");
   desc.add_options()("help", "help")("device", po::value(&device)->default_value(device), "cpu | cuda")(
@@ -173,10 +177,12 @@ int main(int argc, char** argv) try {
       "tokens", po::value(&tokens)->default_value(tokens), "tokens per step (batch = tokens / N)")(
       "iters", po::value(&iters)->default_value(iters), "timed steps per point")(
       "bf16", po::value(&bf16)->default_value(bf16), "auto (on for cuda) | on | off: bfloat16 autocast")(
+      "sdpa", po::value(&sdpa)->default_value(sdpa), "auto (on for cuda) | on | off: also full attention through SDPA")(
       "set", po::value(&sets)->composing(), "model field override KEY=VALUE");
   if (!cst::parse_command_line(argc, argv, desc)) return 0;
   CST_INPUT_CHECK(device == "cpu" || device == "cuda", "--device: '" << device << "' is not cpu or cuda");
   CST_INPUT_CHECK(bf16 == "auto" || bf16 == "on" || bf16 == "off", "--bf16: '" << bf16 << "' is not auto, on or off");
+  CST_INPUT_CHECK(sdpa == "auto" || sdpa == "on" || sdpa == "off", "--sdpa: '" << sdpa << "' is not auto, on or off");
   CST_INPUT_CHECK(iters >= 1, "--iters: " << iters << " must be >= 1");
   const bool cuda = device == "cuda";
   CST_INPUT_CHECK(!cuda || torch::cuda::is_available(), "--device cuda: no CUDA device on this machine");
@@ -216,20 +222,37 @@ int main(int argc, char** argv) try {
   std::printf("model D=%ld H=%ld layers=%ld F=%ld V=%ld, CST L=%ld alpha=%.1f; %ld tokens per step\n\n",
               (long)base.d_model, (long)base.n_heads, (long)base.n_layers, (long)base.d_ff, (long)base.vocab_size,
               (long)base.slice_len, base.alpha, (long)tokens);
-  std::printf("| N | CST %s | full %s | CST / full speed | CST peak MiB | full peak MiB | full / CST memory | CST MFU | full MFU |\n",
-              unit, unit);
-  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  // Columns per variant: CST, full attention with explicit scores, and (--sdpa) full attention
+  // through at::scaled_dot_product_attention. Ratios compare each full variant with CST.
+  std::vector<std::pair<std::string, model::ModelConfig>> variants = {{"CST", base}, {"full", base}};
+  variants[1].second.arch = model::Arch::kFull;
+  if (sdpa == "on" || (sdpa == "auto" && cuda)) {
+    variants.push_back({"full SDPA", variants[1].second});
+    variants[2].second.full_sdpa = true;
+  }
+  std::string head = "| N |", rule = "|---|";
+  auto col = [&](const std::string& c) { head += " " + c + " |", rule += "---|"; };
+  for (auto& v : variants) col(v.first + " " + unit);
+  for (size_t i = 1; i < variants.size(); ++i) col("CST / " + variants[i].first + " speed");
+  for (auto& v : variants) col(v.first + " peak MiB");
+  for (size_t i = 1; i < variants.size(); ++i) col(variants[i].first + " / CST memory");
+  for (auto& v : variants) col(v.first + " MFU");
+  std::printf("%s\n%s\n", head.c_str(), rule.c_str());
   for (int64_t n : ns) {
-    model::ModelConfig cst = base, full = base;
-    full.arch = model::Arch::kFull;
-    Result a = run(dev, cst, n, tokens, iters, peak.flops_per_s);
-    Result b = n <= max_full_n ? run(dev, full, n, tokens, iters, peak.flops_per_s) : Result{};
-    const bool both = a.ran && b.ran;
-    std::printf("| %ld | %s | %s | %s | %s | %s | %s | %s | %s |\n", (long)n, cell(a, a.tok_s, "%.0f").c_str(),
-                cell(b, b.tok_s, "%.0f").c_str(), both ? cell(a, a.tok_s / b.tok_s, "%.2f").c_str() : "",
-                cell(a, a.peak_mib, "%.0f").c_str(), cell(b, b.peak_mib, "%.0f").c_str(),
-                both ? cell(a, b.peak_mib / a.peak_mib, "%.1f").c_str() : "", cell(a, 100 * a.mfu, "%.1f%%").c_str(),
-                cell(b, 100 * b.mfu, "%.1f%%").c_str());
+    std::vector<Result> r;
+    for (auto& v : variants) {
+      const bool capped = v.second.arch == model::Arch::kFull && !v.second.full_sdpa && n > max_full_n;
+      r.push_back(capped ? Result{} : run(dev, v.second, n, tokens, iters, peak.flops_per_s));
+    }
+    std::string row = "| " + std::to_string(n) + " |";
+    auto add = [&](const std::string& c) { row += " " + c + " |"; };
+    auto ratio = [&](const Result& x, const Result& y, double v) { return x.ran && y.ran ? cell(x, v, "%.2f") : ""; };
+    for (auto& x : r) add(cell(x, x.tok_s, "%.0f"));
+    for (size_t i = 1; i < r.size(); ++i) add(ratio(r[0], r[i], r[0].tok_s / r[i].tok_s));
+    for (auto& x : r) add(cell(x, x.peak_mib, "%.0f"));
+    for (size_t i = 1; i < r.size(); ++i) add(ratio(r[0], r[i], r[i].peak_mib / r[0].peak_mib));
+    for (auto& x : r) add(cell(x, 100 * x.mfu, "%.1f%%"));
+    std::printf("%s\n", row.c_str());
     std::fflush(stdout);
   }
   return 0;

@@ -105,6 +105,18 @@ Tensor FullAttention::forward(const Tensor& x, const Tensor& mask, const PosTabl
   const int64_t N = x.size(1), H = cfg_.n_heads;
   Tensor q = csa::split_heads(q_proj(x), H), k = csa::split_heads(k_proj(x), H);
   Tensor v = csa::split_heads(v_proj(x), H);
+  if (cfg_.full_sdpa) {
+    const double p = is_training() ? cfg_.dropout : 0.0;
+    Tensor o;
+    if (mask.all().item<bool>()) {  // no padding: no mask, the fused kernels (a device sync a layer)
+      o = at::scaled_dot_product_attention(q, k, v, {}, p, cfg_.causal());
+    } else {
+      Tensor m = mask.unsqueeze(1).unsqueeze(2);  // [B, 1, 1, N], true = attend
+      if (cfg_.causal()) m = m.logical_and(at::ones({N, N}, mask.options()).tril());
+      o = at::scaled_dot_product_attention(q, k, v, m, p);
+    }
+    return o_proj(csa::merge_heads(o));
+  }
   Tensor scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(q.size(-1)));
   Tensor m = mask.unsqueeze(1).unsqueeze(2);                      // [B, 1, 1, N]
   if (cfg_.causal()) m = m.logical_and(at::ones({N, N}, mask.options()).tril());

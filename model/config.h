@@ -38,6 +38,11 @@ struct ModelConfig {
   Aggregation aggregation = Aggregation::kMean;         // slice pooling
   PosEmb pos_emb = PosEmb::kAuto;    // MS-VIPE on q/k in every layer, or learned absolute at input
 
+  // ---- how to compute, not what: outside the field table, so not saved in weight files,
+  // printed, hashed or compared; results are equal within rounding either way ----
+  bool full_sdpa = false;  // arch = full: at::scaled_dot_product_attention (fused flash /
+                           // memory-efficient kernels on CUDA) instead of explicit N x N scores
+
   bool causal() const { return task == Task::kLm; }
   int64_t head_dim() const { return d_model / n_heads; }
   // e, tokens borrowed from each neighbouring slice (left only when causal). validate() first.

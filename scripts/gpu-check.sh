@@ -12,7 +12,8 @@
 #        cuda      model forward and backward on CUDA equal to CPU
 #        bf16      a bf16-autocast training run (NCCL, one rank) on the KJV: finite, falling
 #                  loss, close to a float32 run of the same steps; tokens/s and MFU
-#        bench     CST vs full attention: training tokens/s, peak memory and MFU at
+#        bench     CST vs full attention (explicit scores, and SDPA's fused kernels):
+#                  training tokens/s, peak memory and MFU at
 #                  N = 4096, 8192, 16384 against a bf16 GEMM peak measured in the same run
 #   5. write $OUT/report.md: device, versions, PASS/FAIL per check and the figures
 #      ($OUT/gpu-check.log holds every command's output)
@@ -32,7 +33,7 @@ DRY=0
 for a in "$@"; do
   case "$a" in
     --cpu-dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "error: unknown argument '$a' (see --help)" >&2; exit 2 ;;
   esac
 done

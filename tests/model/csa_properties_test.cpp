@@ -209,5 +209,46 @@ TEST(Memory, TrackerSeesFullAttentionScores) {
   EXPECT_GE(mem.largest_alloc_bytes(), 1024 * 1024 * 4);
 }
 
+// ---- full attention through at::scaled_dot_product_attention ------------------------------
+// full_sdpa computes the same function as the explicit scores: outputs and every parameter
+// gradient agree in float64, causal and bidirectional, with and without padding.
+TEST(FullSdpa, EqualsExplicitScores) {
+  for (Task task : {Task::kLm, Task::kMlm}) {
+    for (bool pad : {false, true}) {
+      ModelConfig cfg = small_config(task, 1.0, 4, 32);
+      cfg.arch = Arch::kFull, cfg.n_layers = 2;
+      ModelConfig fused = cfg;
+      fused.full_sdpa = true;
+      torch::manual_seed(5);
+      CstModel a(cfg), b(fused);
+      a->to(torch::kDouble), b->to(torch::kDouble);
+      {
+        torch::NoGradGuard ng;
+        auto src = a->named_parameters();
+        for (auto& p : b->named_parameters()) p.value().copy_(src[p.key()]);
+      }
+      const int64_t N = 23;
+      Tensor ids = torch::randint(cfg.vocab_size, {3, N}, torch::kLong);
+      Tensor mask = torch::ones({3, N}, torch::kBool);
+      if (pad) mask.index_put_({1, torch::indexing::Slice(N - 7, N)}, false);
+      Tensor ya = a->forward_hidden(ids, mask), yb = b->forward_hidden(ids, mask);
+      Tensor w = mask.unsqueeze(-1).to(torch::kDouble);  // padded positions' outputs are not used
+      EXPECT_LT(max_abs_diff(ya * w, yb * w), 1e-10) << to_string(task) << " pad " << pad;
+      (ya * w).pow(2).sum().backward();
+      (yb * w).pow(2).sum().backward();
+      auto ga = a->named_parameters();
+      int compared = 0;
+      for (auto& p : b->named_parameters()) {
+        const Tensor g = ga[p.key()].grad();
+        ASSERT_EQ(g.defined(), p.value().grad().defined()) << p.key();  // heads unused by forward_hidden
+        if (!g.defined()) continue;
+        EXPECT_LT(max_abs_diff(g, p.value().grad()), 1e-9) << p.key() << " pad " << pad;
+        ++compared;
+      }
+      EXPECT_GE(compared, 8 * cfg.n_layers) << "too few gradients compared";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace cst::model
