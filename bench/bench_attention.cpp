@@ -46,19 +46,6 @@ struct Result {
 
 double cpu_seconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
 
-// FLOPs per CPU-second of a 2048^3 float32 matmul (best of 5).
-double gemm_flops_per_cpu_s() {
-  torch::Tensor a = torch::randn({2048, 2048}), b = torch::randn({2048, 2048});
-  torch::matmul(a, b);
-  double best = 1e30;
-  for (int i = 0; i < 5; ++i) {
-    const double t0 = cpu_seconds();
-    torch::matmul(a, b);
-    best = std::min(best, cpu_seconds() - t0);
-  }
-  return 2.0 * 2048.0 * 2048.0 * 2048.0 / best;
-}
-
 // Where one point runs: the device, its clock and its memory high-water mark.
 class Device {
  public:
@@ -105,7 +92,6 @@ class Device {
     trainer::Bf16Autocast ac(cuda_ && bf16_);
     fn();
   }
-  bool cuda() const { return cuda_; }
 
  private:
   bool cuda_, bf16_;
@@ -200,24 +186,14 @@ int main(int argc, char** argv) try {
   base.validate();
 
   Device dev(cuda, bf16 != "off");
-  trainer::GemmPeak peak;
-  std::string peak_note;
-  if (cuda) {
-    trainer::GemmPeak p2 = trainer::measure_gemm_peak(2048, 10, true), p8 = trainer::measure_gemm_peak(8192, 10, true);
-    peak = p8.flops_per_s > p2.flops_per_s ? p8 : p2;
-    char buf[160];
-    std::snprintf(buf, sizeof(buf), "%.0f TFLOP/s (2048^3: %.0f, 8192^3: %.0f; %s, best of 10)", peak.flops_per_s / 1e12,
-                  p2.flops_per_s / 1e12, p8.flops_per_s / 1e12, p8.dtype.c_str());
-    peak_note = buf;
-  } else {
-    peak = trainer::measure_gemm_peak();
-    peak.flops_per_s = gemm_flops_per_cpu_s();
-    char buf[160];
-    std::snprintf(buf, sizeof(buf), "%.1f GFLOP per CPU-second (2048^3 %s)", peak.flops_per_s / 1e9, peak.dtype.c_str());
-    peak_note = buf;
-  }
+  // On CPU in GEMM FLOPs per CPU-second, like the tokens below.
+  const trainer::GemmPeak peak = trainer::measure_mfu_peak(cuda, cuda ? 10 : 5, /*process_cpu_time=*/!cuda);
+  char peak_note[256];
+  std::snprintf(peak_note, sizeof(peak_note), "%.1f GFLOP per %s (%s %s, best of %d: %s)", peak.flops_per_s / 1e9,
+                cuda ? "second" : "CPU-second", peak.dtype.c_str(), peak.device.c_str(), cuda ? 10 : 5,
+                peak.measured.c_str());
   const char* unit = cuda ? "tok/s" : "tok/CPU-s";
-  std::printf("device %s; GEMM peak %s; %s\n", peak.device.c_str(), peak_note.c_str(),
+  std::printf("device %s; GEMM peak %s; %s\n", peak.device.c_str(), peak_note,
               cuda ? (bf16 != "off" ? "bf16 autocast" : "float32") : "float32");
   std::printf("model D=%ld H=%ld layers=%ld F=%ld V=%ld, CST L=%ld alpha=%.1f; %ld tokens per step\n\n",
               (long)base.d_model, (long)base.n_heads, (long)base.n_layers, (long)base.d_ff, (long)base.vocab_size,

@@ -105,22 +105,20 @@ Tensor FullAttention::forward(const Tensor& x, const Tensor& mask, const PosTabl
   const int64_t N = x.size(1), H = cfg_.n_heads;
   Tensor q = csa::split_heads(q_proj(x), H), k = csa::split_heads(k_proj(x), H);
   Tensor v = csa::split_heads(v_proj(x), H);
+  // Who may attend to whom: [B, 1, 1, N] key padding, and [B, 1, N, N] when causal.
+  auto attend = [&] {
+    Tensor m = mask.unsqueeze(1).unsqueeze(2);
+    return cfg_.causal() ? m.logical_and(at::ones({N, N}, mask.options()).tril()) : m;
+  };
   if (cfg_.full_sdpa) {
     const double p = is_training() ? cfg_.dropout : 0.0;
-    Tensor o;
-    if (mask.all().item<bool>()) {  // no padding: no mask, the fused kernels (a device sync a layer)
-      o = at::scaled_dot_product_attention(q, k, v, {}, p, cfg_.causal());
-    } else {
-      Tensor m = mask.unsqueeze(1).unsqueeze(2);  // [B, 1, 1, N], true = attend
-      if (cfg_.causal()) m = m.logical_and(at::ones({N, N}, mask.options()).tril());
-      o = at::scaled_dot_product_attention(q, k, v, m, p);
-    }
+    Tensor o = mask.all().item<bool>()  // no padding: no mask, the fused kernels (a device sync a layer)
+                   ? at::scaled_dot_product_attention(q, k, v, {}, p, cfg_.causal())
+                   : at::scaled_dot_product_attention(q, k, v, attend(), p);
     return o_proj(csa::merge_heads(o));
   }
   Tensor scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(q.size(-1)));
-  Tensor m = mask.unsqueeze(1).unsqueeze(2);                      // [B, 1, 1, N]
-  if (cfg_.causal()) m = m.logical_and(at::ones({N, N}, mask.options()).tril());
-  Tensor p = csa::masked_softmax(scores, m);
+  Tensor p = csa::masked_softmax(scores, attend());
   if (is_training() && cfg_.dropout > 0) p = at::dropout(p, cfg_.dropout, true);
   return o_proj(csa::merge_heads(at::matmul(p, v)));
 }

@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <vector>
 
 #include "common/error.h"
 #ifdef CST_WITH_CUDA
@@ -13,7 +16,8 @@
 
 namespace cst::trainer {
 
-GemmPeak measure_gemm_peak(int64_t n, int repeats, bool cuda) {
+GemmPeak measure_gemm_peak(int64_t n, int repeats, bool cuda, bool process_cpu_time) {
+  CST_CHECK(!(cuda && process_cpu_time), "measure_gemm_peak: process CPU time does not time a GPU");
   GemmPeak out;
   out.n = n;
   at::TensorOptions opt = at::TensorOptions().dtype(at::kFloat);
@@ -37,15 +41,31 @@ GemmPeak measure_gemm_peak(int64_t n, int repeats, bool cuda) {
   };
   at::matmul(a, b);  // warm-up
   sync();
+  auto now = [&] {
+    if (process_cpu_time) return static_cast<double>(std::clock()) / CLOCKS_PER_SEC;
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  };
   double best = 1e30;
   for (int r = 0; r < repeats; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
+    const double t0 = now();
     at::Tensor c = at::matmul(a, b);
     sync();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    best = std::min(best, now() - t0);
   }
   out.flops_per_s = 2.0 * static_cast<double>(n) * n * n / best;
   return out;
+}
+
+GemmPeak measure_mfu_peak(bool cuda, int repeats, bool process_cpu_time) {
+  GemmPeak best;
+  for (int64_t n : cuda ? std::vector<int64_t>{2048, 8192} : std::vector<int64_t>{2048}) {
+    GemmPeak p = measure_gemm_peak(n, repeats, cuda, process_cpu_time);
+    char item[64];
+    std::snprintf(item, sizeof(item), "%s%ld^3: %.1f", best.measured.empty() ? "" : ", ", (long)n, p.flops_per_s / 1e9);
+    best.measured += item;
+    if (p.flops_per_s > best.flops_per_s) best = GemmPeak{p.flops_per_s, p.n, p.device, p.dtype, best.measured};
+  }
+  return best;
 }
 
 double forward_flops_per_token(const model::ModelConfig& cfg, int64_t seq_len) {

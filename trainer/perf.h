@@ -13,11 +13,19 @@ struct GemmPeak {
   int64_t n = 0;
   std::string device;      // "cpu (2 threads)" or the CUDA device name
   std::string dtype;       // "float32" or "bfloat16"
+  std::string measured;    // measure_mfu_peak: GFLOP per second of each size timed, "2048^3: 512.3, 8192^3: 780.1"
 };
 
 // Times an n x n x n matmul (after one warm-up) on CPU in float32, or on CUDA device 0 in
-// bfloat16 when cuda is true (throws when no CUDA device is present).
-GemmPeak measure_gemm_peak(int64_t n = 2048, int repeats = 5, bool cuda = false);
+// bfloat16 when cuda is true (throws when no CUDA device is present). Wall time, or with
+// process_cpu_time (CPU only) this process's CPU time over all threads, which other processes
+// on a shared machine do not steal.
+GemmPeak measure_gemm_peak(int64_t n = 2048, int repeats = 5, bool cuda = false, bool process_cpu_time = false);
+
+// The peak MFU is reported against: on CPU the 2048^3 float32 GEMM; on CUDA the better of a
+// 2048^3 and an 8192^3 bfloat16 GEMM (2048^3 alone does not fill a large GPU). `measured` lists
+// every size timed.
+GemmPeak measure_mfu_peak(bool cuda, int repeats = 5, bool process_cpu_time = false);
 
 // Model FLOPs per token of one forward pass at sequence length seq_len (matmuls only, a
 // multiply-add = 2 FLOPs): projections, FFN, the attention actually computed (CSA: local window

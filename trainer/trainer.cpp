@@ -187,16 +187,10 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
     if (cfg.log.peak_tflops > 0) {
       s.peak_flops = cfg.log.peak_tflops * 1e12;
     } else {
-      GemmPeak p = measure_gemm_peak(2048, 5, s.device.is_cuda());
-      std::string note = "GEMM peak: " + std::to_string(p.flops_per_s / 1e9) + " GFLOP/s (2048^3 " + p.dtype + " on " +
-                         p.device + ", rank 0)";
+      GemmPeak p = measure_mfu_peak(s.device.is_cuda());
       s.peak_flops = p.flops_per_s;
-      if (s.device.is_cuda()) {  // a 2048^3 product is too small to fill a large GPU: MFU uses the better one
-        GemmPeak big = measure_gemm_peak(8192, 5, true);
-        note += "; 8192^3: " + std::to_string(big.flops_per_s / 1e9) + " GFLOP/s";
-        s.peak_flops = std::max(s.peak_flops, big.flops_per_s);
-      }
-      s.sink->text(note + "; MFU is against " + std::to_string(s.peak_flops / 1e9) + " GFLOP/s");
+      s.sink->text("GEMM peak: " + std::to_string(p.flops_per_s / 1e9) + " GFLOP/s (" + p.dtype + " on " + p.device +
+                   ", rank 0; " + p.measured + " GFLOP/s); MFU is against it");
     }
     s.sink->text("model: " + std::to_string(s.model->num_parameters()) + " parameters, " +
                  std::to_string(s.train_flops_per_token / 1e6) + " MFLOP per trained token; " +
