@@ -10,11 +10,11 @@
 #   4. run the checks:
 #        nccl      NCCL collectives and the bucketed reducer on one rank (mpirun -np 1)
 #        cuda      model forward and backward on CUDA equal to CPU
-#        bf16      a bf16-autocast training run (NCCL, one rank) on the KJV: finite, falling
-#                  loss, close to a float32 run of the same steps; tokens/s and MFU
 #        bench     CST vs full attention (explicit scores, and SDPA's fused kernels):
 #                  training tokens/s, peak memory and MFU at
 #                  N = 4096, 8192, 16384 against a bf16 GEMM peak measured in the same run
+#        bf16      a bf16-autocast training run (NCCL, one rank) on the KJV: finite, falling
+#                  loss, close to a float32 run of the same steps; tokens/s and MFU
 #   5. write $OUT/report.md: device, versions, PASS/FAIL per check and the figures
 #      ($OUT/gpu-check.log holds every command's output)
 #
@@ -24,7 +24,11 @@
 # script where there is no GPU; its report says so, and the GPU-only checks count as not run.
 # Environment: OUT (report folder; default runs/gpu-check), CST_GPU_PYTHON (the python with
 # torch; default python3), CST_SYSROOT (default /tmp/cst-sysroot), CST_GPU_BUILD (default
-# build-gpu), JOBS (default nproc).
+# build-gpu), JOBS (default nproc), CST_GPU_DEADLINE (seconds the whole script may take,
+# default 540, 1800 for a dry run: every step's time limit is cut to what is left, and a step
+# with no time left fails as "no time left", so the report is written before a caller's time
+# limit), CST_COMMIT (the commit named in the report, where the tree travels without .git).
+# The report is rewritten after every step, so a run cut off from outside still leaves one.
 # Exit status: 0 when every check passed, 1 when one failed, 2 on bad usage or missing inputs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +37,7 @@ DRY=0
 for a in "$@"; do
   case "$a" in
     --cpu-dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "error: unknown argument '$a' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -48,21 +52,67 @@ REPORT=$OUT/report.md
 LOG=$OUT/gpu-check.log
 : > "$LOG"
 T_START=$(date +%s)
+DEADLINE=${CST_GPU_DEADLINE:-$([ "$DRY" = 1 ] && echo 1800 || echo 540)}
+[[ "$DEADLINE" =~ ^[0-9]+$ ]] && [ "$DEADLINE" -ge 60 ] ||
+  { echo "error: CST_GPU_DEADLINE='$DEADLINE' must be a whole number of seconds >= 60" >&2; exit 2; }
+COMMIT=${CST_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+elapsed() { echo $(( $(date +%s) - T_START )); }
 [ -d .gpu-debs/debs ] || { echo "error: .gpu-debs/debs not found: run scripts/gpu-prepare.sh on Debian 12 and carry .gpu-debs" >&2; exit 2; }
 
-say() { echo "[gpu-check +$(( $(date +%s) - T_START ))s] $*" | tee -a "$LOG"; }
+say() { echo "[gpu-check +$(elapsed)s] $*" | tee -a "$LOG"; }
 results=()  # "name|PASS or FAIL or NOT RUN|detail"
-record() { results+=("$1|$2|$3"); say "$1: $2 $3"; }
-# run_logged NAME TIMEOUT_S CMD...: runs CMD with a time limit, its output into the log and
-# into $WORK/NAME.out. Returns CMD's status (124 on timeout).
+record() { results+=("$1|$2|$3"); say "$1: $2 $3"; write_report; }
+# write_report: (re)writes $REPORT from the results so far; sets failed=1 if any check failed
+# (or, on a GPU, was not run).
+bench=()
+write_report() {
+  failed=0
+  {
+    echo "# gpu-check report"
+    echo
+    [ "$DRY" = 1 ] && echo "**CPU DRY RUN: no GPU was used; these are not GPU results.**" && echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $COMMIT"
+    echo "- device: $GPU_NAME"
+    echo "- torch $TORCH_VERSION (CUDA $TORCH_CUDA); $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' || echo 'nvcc not found'); $(g++ --version | head -1); $(cmake --version | head -1)"
+    echo "- OS: $(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-unknown}"); $(nproc) CPUs; total $(elapsed) s so far"
+    echo
+    echo "| check | result | detail |"
+    echo "|---|---|---|"
+    for r in "${results[@]}"; do
+      IFS='|' read -r n s d <<< "$r"
+      echo "| $n | $s | $d |"
+      [ "$s" = FAIL ] && failed=1
+      [ "$s" = "NOT RUN" ] && [ "$DRY" = 0 ] && failed=1
+    done
+    echo
+    if [ -f "$WORK/bench.out" ]; then
+      echo "## CST vs full attention (bench_attention ${bench[*]})"
+      echo
+      grep -v '^\[W' "$WORK/bench.out"
+    fi
+  } > "$REPORT"
+}
+# run_logged NAME TIMEOUT_S CMD...: runs CMD with a time limit (cut to the time left before
+# the deadline, less 20 s for the report), its output into the log and into $WORK/NAME.out.
+# Returns CMD's status: 124 on timeout, 125 when no time was left to start it.
 run_logged() {
   local name=$1 limit=$2; shift 2
-  echo "---- $name: $*" >> "$LOG"
-  timeout --kill-after=10 "$limit" "$@" > "$WORK/$name.out" 2>&1
+  local left=$(( DEADLINE - $(elapsed) - 20 ))
+  [ "$left" -lt "$limit" ] && limit=$left
+  echo "---- $name (time limit ${limit}s): $*" >> "$LOG"
+  if [ "$limit" -lt 5 ]; then
+    echo "---- $name: not started, the deadline of ${DEADLINE}s is reached" | tee "$WORK/$name.out" >> "$LOG"
+    return 125
+  fi
+  timeout --kill-after=5 "$limit" "$@" > "$WORK/$name.out" 2>&1
   local rc=$?
   cat "$WORK/$name.out" >> "$LOG"
-  echo "---- $name: exit $rc" >> "$LOG"
+  echo "---- $name: exit $rc after $(elapsed)s in all" >> "$LOG"
   return $rc
+}
+# why_failed RC: the words for a run_logged status in a FAIL line.
+why_failed() {
+  case $1 in 124|137) echo "timed out" ;; 125) echo "no time left" ;; *) echo "exit $1" ;; esac
 }
 
 # ---- 0. the machine ------------------------------------------------------------------------
@@ -74,7 +124,10 @@ GPU_NAME=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,
 if [ "$DRY" = 0 ] && [ "$TORCH_HAS_GPU" != True ]; then
   echo "error: torch sees no CUDA device (use --cpu-dry-run to test this script without a GPU)" >&2; exit 2
 fi
-say "device: $GPU_NAME; torch $TORCH_VERSION (CUDA $TORCH_CUDA) at $TORCH_PREFIX; dry run: $DRY"
+say "device: $GPU_NAME; torch $TORCH_VERSION (CUDA $TORCH_CUDA) at $TORCH_PREFIX; dry run: $DRY; deadline ${DEADLINE}s"
+rm -f "$WORK"/*.out  # a warm machine keeps the build folder: no figures from an earlier run
+{ echo "---- tools:"; for t in nvcc g++ cmake ninja dpkg-deb ar; do echo "$t: $(command -v $t || echo missing)"; done
+  ls -d /usr/local/cuda* 2>&1; nproc; free -g 2>/dev/null | head -2; } >> "$LOG"
 
 # ---- 1. unpack the Debian packages ---------------------------------------------------------
 stamp=$(cat .gpu-debs/MANIFEST 2>/dev/null | md5sum | cut -c1-32)
@@ -114,6 +167,14 @@ export CPATH="$SYS/usr/include/x86_64-linux-gnu${CPATH:+:$CPATH}"  # openssl/con
 export OPAL_PREFIX="$SYS/usr" PMIX_INSTALL_PREFIX="$ARCH_LIB/pmix2" OMPI_MCA_plm_rsh_agent=false
 export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader OMPI_MCA_mtl=^ofi,psm,psm2 OMPI_MCA_osc=^ucx
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# One rank under mpirun, as users launch it; should mpirun itself not work on this machine
+# (a sandboxed kernel, say), the MPI programs run as singletons (MPI_Init without mpirun), and
+# the report says so.
+MPIRUN=(mpirun -np 1 --bind-to none) LAUNCH="mpirun -np 1"
+if ! run_logged mpirun_probe 30 "${SYSENV[@]}" "${MPIRUN[@]}" true; then
+  MPIRUN=() LAUNCH="singleton (mpirun -np 1 failed here: see mpirun_probe in gpu-check.log)"
+fi
+say "launch: $LAUNCH"
 
 # ---- 2 + 3. configure and build ------------------------------------------------------------
 generator=(-G Ninja)
@@ -121,14 +182,19 @@ command -v ninja >/dev/null || generator=(-G "Unix Makefiles")
 cuda_flag=-DCST_REQUIRE_CUDA=ON
 [ "$DRY" = 1 ] && cuda_flag=-DCST_REQUIRE_CUDA=OFF
 TARGETS=(cst-train cst-prep bench_attention comm_nccl_test model_cuda_test)
-if run_logged configure 600 cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-     -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$SYS/usr" -DMPI_C_COMPILER="$SYS/wrap/mpicc" \
-     -DProtobuf_PROTOC_EXECUTABLE="$SYS/wrap/protoc" -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$SYS_LD" \
-     -DCMAKE_SHARED_LINKER_FLAGS="-Wl,-rpath-link,$SYS_LD" -DCST_BUILD_BENCH=ON -DCST_BUILD_TESTS=ON "$cuda_flag" &&
-   run_logged build 1200 cmake --build "$BUILD" -j"$JOBS" $(printf -- '--target %s ' "${TARGETS[@]}"); then
+run_logged configure 600 cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$SYS/usr" -DMPI_C_COMPILER="$SYS/wrap/mpicc" \
+  -DProtobuf_PROTOC_EXECUTABLE="$SYS/wrap/protoc" -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$SYS_LD" \
+  -DCMAKE_SHARED_LINKER_FLAGS="-Wl,-rpath-link,$SYS_LD" -DCST_BUILD_BENCH=ON -DCST_BUILD_TESTS=ON "$cuda_flag"
+rc=$? step=configure
+if [ $rc -eq 0 ]; then
+  run_logged build 1200 cmake --build "$BUILD" -j"$JOBS" $(printf -- '--target %s ' "${TARGETS[@]}")
+  rc=$? step=build
+fi
+if [ $rc -eq 0 ]; then
   record build PASS "($(grep -m1 'cst-train: Torch' "$WORK/configure.out" | sed 's/^-- //'))"
-else
-  record build FAIL "(see configure / build in gpu-check.log)"
+else  # the first error lines go into the report, which is what a caller sees first
+  record build FAIL "($step: $(why_failed $rc); $(grep -m3 -E 'error:|Error|FAILED:' "$WORK/$step.out" | cut -c1-160 | tr '|\n' '/ '))"
 fi
 built() { [ -x "$BUILD/$1" ]; }
 
@@ -136,7 +202,7 @@ built() { [ -x "$BUILD/$1" ]; }
 gtest_check() {  # NAME BINARY [mpirun]: PASS when the suite passed and skipped nothing
   local name=$1 bin=$2 launcher=("${@:3}")
   if ! built "$bin"; then record "$name" FAIL "(not built)"; return; fi
-  run_logged "$name" 300 "${SYSENV[@]}" "${launcher[@]}" "$BUILD/$bin"
+  run_logged "$name" 120 "${SYSENV[@]}" "${launcher[@]}" "$BUILD/$bin"
   local rc=$? out="$WORK/$name.out"
   local summary
   summary=$(grep -E '^\[  PASSED  \]|^\[  SKIPPED \] [0-9]|^\[  FAILED  \] [0-9]' "$out" | tr '\n' ' ')
@@ -145,13 +211,32 @@ gtest_check() {  # NAME BINARY [mpirun]: PASS when the suite passed and skipped 
   elif [ $rc -eq 0 ] && ! grep -q "SKIPPED" "$out" && grep -q '^\[  PASSED  \]' "$out"; then
     record "$name" PASS "($summary)"
   else
-    record "$name" FAIL "(exit $rc; $summary)"
+    record "$name" FAIL "($(why_failed $rc); $summary)"
   fi
 }
-gtest_check nccl tests/comm/comm_nccl_test mpirun -np 1 --bind-to none
+gtest_check nccl tests/comm/comm_nccl_test "${MPIRUN[@]}"
 gtest_check cuda tests/model/model_cuda_test
 
-# ---- 4b. bf16 training on the KJV ----------------------------------------------------------
+# ---- 4b. CST vs full attention (before the MPI runs: it needs no MPI) ----------------------
+if built bench/bench_attention; then
+  if [ "$DRY" = 1 ]; then
+    bench=(--device cpu --n 256,512 --tokens 1024 --iters 1)
+  else
+    bench=(--device cuda --n 4096,8192,16384 --max-full-n 16384 --tokens 16384 --iters 10 --set vocab_size=32000
+           --set d_model=512 --set n_heads=8 --set n_layers=4 --set d_ff=2048 --set slice_len=64 --set alpha=3)
+  fi
+  run_logged bench 240 "${SYSENV[@]}" "$BUILD/bench/bench_attention" "${bench[@]}"
+  rc=$?
+  if [ $rc -eq 0 ] && grep -q '^| [0-9]' "$WORK/bench.out"; then
+    record bench PASS "(table below)"
+  else
+    record bench FAIL "($(why_failed $rc); see bench in gpu-check.log)"
+  fi
+else
+  record bench FAIL "(not built)"
+fi
+
+# ---- 4c. bf16 training on the KJV ----------------------------------------------------------
 # loss_summary FILE: "first last n_finite n_total tokens_per_s mfu" of the train lines.
 loss_summary() {
   "$PY" - "$1" <<'EOF'
@@ -163,7 +248,7 @@ print(rows[0]["loss"] if rows else "nan", last["loss"], len(fin), len(rows), rou
 EOF
 }
 if built launcher/cst-prep && built launcher/cst-train; then
-  if [ -f "$WORK/kjv/.done" ] || { run_logged prep 300 "${SYSENV[@]}" "$BUILD/launcher/cst-prep" --input .gpu-debs/kjv --format pg19 \
+  if [ -f "$WORK/kjv/.done" ] || { run_logged prep 120 "${SYSENV[@]}" "$BUILD/launcher/cst-prep" --input .gpu-debs/kjv --format pg19 \
          --output "$WORK/kjv" --task lm --vocab-size 8000 --model-type unigram --seed 1234 && touch "$WORK/kjv/.done"; }; then
     if [ "$DRY" = 1 ]; then
       shape=(--model.d_model 64 --model.n_heads 2 --model.n_layers 1 --model.d_ff 128 --model.slice_len 16
@@ -179,22 +264,22 @@ if built launcher/cst-prep && built launcher/cst-train; then
             --model.vocab_size 8000 --model.dropout 0 --train.steps $steps --optim.warmup_steps 10 --optim.lr 1e-3
             --log.interval 10 --log.eval_interval 0 --log.eval_batches 4 "${shape[@]}")
     rm -rf "$WORK/train-a" "$WORK/train-b"
-    run_logged train_bf16 600 "${SYSENV[@]}" mpirun -np 1 --bind-to none "$BUILD/launcher/cst-train" "${common[@]}" "${prec_a[@]}" --log.dir "$WORK/train-a"
+    run_logged train_bf16 150 "${SYSENV[@]}" "${MPIRUN[@]}" "$BUILD/launcher/cst-train" "${common[@]}" "${prec_a[@]}" --log.dir "$WORK/train-a"
     rc_a=$?
-    run_logged train_fp32 600 "${SYSENV[@]}" mpirun -np 1 --bind-to none "$BUILD/launcher/cst-train" "${common[@]}" --dist.bf16 off --log.dir "$WORK/train-b"
+    run_logged train_fp32 150 "${SYSENV[@]}" "${MPIRUN[@]}" "$BUILD/launcher/cst-train" "${common[@]}" --dist.bf16 off --log.dir "$WORK/train-b"
     rc_b=$?
     read -r a_first a_last a_fin a_n a_tps a_mfu <<< "$(loss_summary "$WORK/train-a/metrics.jsonl" 2>>"$LOG" || echo nan nan 0 0 0 0)"
     read -r b_first b_last b_fin b_n b_tps b_mfu <<< "$(loss_summary "$WORK/train-b/metrics.jsonl" 2>>"$LOG" || echo nan nan 0 0 0 0)"
     cp "$WORK/train-a/metrics.jsonl" "$OUT/train-bf16.jsonl" 2>/dev/null
     cp "$WORK/train-b/metrics.jsonl" "$OUT/train-fp32.jsonl" 2>/dev/null
     peak=$(grep -h -m1 "GEMM peak" "$WORK/train_bf16.out" | sed 's/.*GEMM peak: //')
-    detail="($label_a: loss $a_first -> $a_last over $steps steps, $a_tps tok/s, MFU $(awk -v m="$a_mfu" 'BEGIN{printf "%.1f%%", 100*m}');"
+    detail="($LAUNCH; $label_a: loss $a_first -> $a_last over $steps steps, $a_tps tok/s, MFU $(awk -v m="$a_mfu" 'BEGIN{printf "%.1f%%", 100*m}');"
     detail+=" float32: loss $b_first -> $b_last, $b_tps tok/s; GEMM peak $peak)"
     if [ $rc_a -eq 0 ] && [ $rc_b -eq 0 ] && [ "$a_n" -gt 0 ] && [ "$a_fin" = "$a_n" ] && [ "$b_fin" = "$b_n" ] &&
        awk -v a="$a_first" -v b="$a_last" -v c="$b_last" 'BEGIN { exit !(b < a && (b - c < 0.05 * c) && (c - b < 0.05 * c)) }'; then
       record bf16 PASS "$detail"
     else
-      record bf16 FAIL "(exits $rc_a, $rc_b; finite $a_fin/$a_n, $b_fin/$b_n) $detail"
+      record bf16 FAIL "($(why_failed $rc_a), $(why_failed $rc_b); finite $a_fin/$a_n, $b_fin/$b_n) $detail"
     fi
   else
     record bf16 FAIL "(cst-prep failed on .gpu-debs/kjv)"
@@ -203,48 +288,7 @@ else
   record bf16 FAIL "(not built)"
 fi
 
-# ---- 4c. CST vs full attention -------------------------------------------------------------
-if built bench/bench_attention; then
-  if [ "$DRY" = 1 ]; then
-    bench=(--device cpu --n 256,512 --tokens 1024 --iters 1)
-  else
-    bench=(--device cuda --n 4096,8192,16384 --max-full-n 16384 --tokens 16384 --iters 10 --set vocab_size=32000
-           --set d_model=512 --set n_heads=8 --set n_layers=4 --set d_ff=2048 --set slice_len=64 --set alpha=3)
-  fi
-  if run_logged bench 900 "${SYSENV[@]}" "$BUILD/bench/bench_attention" "${bench[@]}" && grep -q '^| [0-9]' "$WORK/bench.out"; then
-    record bench PASS "(table below)"
-  else
-    record bench FAIL "(see bench in gpu-check.log)"
-  fi
-else
-  record bench FAIL "(not built)"
-fi
-
-# ---- 5. the report -------------------------------------------------------------------------
-failed=0
-{
-  echo "# gpu-check report"
-  echo
-  [ "$DRY" = 1 ] && echo "**CPU DRY RUN: no GPU was used; these are not GPU results.**" && echo
-  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "- device: $GPU_NAME"
-  echo "- torch $TORCH_VERSION (CUDA $TORCH_CUDA); $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' || echo 'nvcc not found'); $(g++ --version | head -1); $(cmake --version | head -1)"
-  echo "- OS: $(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-unknown}"); $(nproc) CPUs; total $(( $(date +%s) - T_START )) s"
-  echo
-  echo "| check | result | detail |"
-  echo "|---|---|---|"
-  for r in "${results[@]}"; do
-    IFS='|' read -r n s d <<< "$r"
-    echo "| $n | $s | $d |"
-    [ "$s" = FAIL ] && failed=1
-    [ "$s" = "NOT RUN" ] && [ "$DRY" = 0 ] && failed=1
-  done
-  echo
-  if [ -f "$WORK/bench.out" ]; then
-    echo "## CST vs full attention (bench_attention ${bench[*]})"
-    echo
-    grep -v '^\[W' "$WORK/bench.out"
-  fi
-} > "$REPORT"
+# ---- 5. the report (written by every record too) ------------------------------------------
+write_report
 cat "$REPORT" | tee -a "$LOG"
 exit $failed
