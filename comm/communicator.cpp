@@ -54,15 +54,19 @@ std::unique_ptr<Work> completed_work(double elapsed_seconds) {
 
 }  // namespace detail
 
-double Communicator::all_reduce_scalar(double v, ReduceOp op) {
-  at::Tensor t = at::full({1}, v, at::TensorOptions().dtype(at::kDouble));
+double Communicator::all_reduce_scalar(double v, ReduceOp op) { return all_reduce_doubles({v}, op)[0]; }
+
+std::vector<double> Communicator::all_reduce_doubles(const std::vector<double>& v, ReduceOp op) {
+  if (v.empty()) return {};
+  at::Tensor t = at::tensor(v, at::TensorOptions().dtype(at::kDouble)).to(collective_device());
   all_reduce(t, op);
-  return t.item<double>();
+  t = t.cpu().contiguous();
+  return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
 }
 
 int64_t Communicator::all_reduce_int(int64_t v, ReduceOp op) {
   CST_CHECK(op != ReduceOp::kAvg, "all_reduce_int: kAvg is not defined for integers (use all_reduce_scalar)");
-  at::Tensor t = at::full({1}, v, at::TensorOptions().dtype(at::kLong));
+  at::Tensor t = at::full({1}, v, at::TensorOptions().dtype(at::kLong).device(collective_device()));
   all_reduce(t, op);
   return t.item<int64_t>();
 }

@@ -14,9 +14,12 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 
@@ -74,9 +77,15 @@ class Communicator {
   virtual void send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) = 0;
   virtual void barrier() = 0;
 
-  // Convenience built on all_reduce: scalars on CPU (collective).
+  // Where the tensors of this communicator's collectives must live: CPU for local and MPI, the
+  // bound CUDA device for NCCL (which rejects host tensors).
+  virtual c10::Device collective_device() const { return c10::Device(c10::kCPU); }
+
+  // Convenience built on all_reduce for host values (collective): each copies its values to
+  // collective_device(), reduces there and returns them on the host (a device sync on CUDA).
   double all_reduce_scalar(double v, ReduceOp op);
   int64_t all_reduce_int(int64_t v, ReduceOp op);
+  std::vector<double> all_reduce_doubles(const std::vector<double>& v, ReduceOp op = ReduceOp::kSum);
 };
 
 // One rank: every collective has its single-rank meaning (all_reduce of any op = identity,

@@ -44,6 +44,7 @@ class NcclCommunicator : public Communicator {
   int size() const override { return size_; }
   const char* backend() const override { return "nccl"; }
   int device() const { return device_; }
+  c10::Device collective_device() const override { return c10::Device(c10::kCUDA, device_); }
 
   void all_reduce(at::Tensor& t, ReduceOp op = ReduceOp::kSum) override;
   std::unique_ptr<Work> all_reduce_async(at::Tensor t, ReduceOp op = ReduceOp::kSum) override;

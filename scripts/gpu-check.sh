@@ -13,8 +13,9 @@
 #        bench     CST vs full attention (explicit scores, and SDPA's fused kernels):
 #                  training tokens/s, peak memory and MFU at
 #                  N = 4096, 8192, 16384 against a bf16 GEMM peak measured in the same run
-#        bf16      a bf16-autocast training run (NCCL, one rank) on the KJV: finite, falling
-#                  loss, close to a float32 run of the same steps; tokens/s and MFU
+#        bf16      a bf16-autocast training run (NCCL, one rank, ZeRO-1) on the KJV: finite,
+#                  falling loss, close to a float32 run of the same steps; tokens/s and MFU
+#        resume    the bf16 run resumed from its half-way checkpoint ends where it ended
 #   5. write $OUT/report.md: device, versions, PASS/FAIL per check and the figures
 #      ($OUT/gpu-check.log holds every command's output)
 #
@@ -37,7 +38,7 @@ DRY=0
 for a in "$@"; do
   case "$a" in
     --cpu-dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^set -uo/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "error: unknown argument '$a' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -165,6 +166,9 @@ export CPATH="$SYS/usr/include/x86_64-linux-gnu${CPATH:+:$CPATH}"  # openssl/con
 # memory only (no UCX / libfabric probing), and no ssh / rsh needed (mpirun insists on finding
 # one even when it launches nothing remotely).
 export OPAL_PREFIX="$SYS/usr" PMIX_INSTALL_PREFIX="$ARCH_LIB/pmix2" OMPI_MCA_plm_rsh_agent=false
+# PMIx otherwise also loads plugins from the system's /usr/lib/.../pmix2 when the machine has
+# a PMIx of its own (seen on the GPU machine: "undefined symbol", then no compression).
+export PMIX_MCA_mca_base_component_path="$ARCH_LIB/pmix2/lib/pmix"
 export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader OMPI_MCA_mtl=^ofi,psm,psm2 OMPI_MCA_osc=^ucx
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 # One rank under mpirun, as users launch it; should mpirun itself not work on this machine
@@ -202,7 +206,7 @@ built() { [ -x "$BUILD/$1" ]; }
 gtest_check() {  # NAME BINARY [mpirun]: PASS when the suite passed and skipped nothing
   local name=$1 bin=$2 launcher=("${@:3}")
   if ! built "$bin"; then record "$name" FAIL "(not built)"; return; fi
-  run_logged "$name" 120 "${SYSENV[@]}" "${launcher[@]}" "$BUILD/$bin"
+  run_logged "$name" 120 "${SYSENV[@]}" "${launcher[@]}" "$BUILD/$bin" --gtest_color=no
   local rc=$? out="$WORK/$name.out"
   local summary
   summary=$(grep -E '^\[  PASSED  \]|^\[  SKIPPED \] [0-9]|^\[  FAILED  \] [0-9]' "$out" | tr '\n' ' ')
@@ -262,9 +266,11 @@ if built launcher/cst-prep && built launcher/cst-train; then
     fi
     common=(--config configs/pg19_longctx.cfg --data.train "$WORK/kjv/train" --data.valid "$WORK/kjv/validation"
             --model.vocab_size 8000 --model.dropout 0 --train.steps $steps --optim.warmup_steps 10 --optim.lr 1e-3
-            --log.interval 10 --log.eval_interval 0 --log.eval_batches 4 "${shape[@]}")
-    rm -rf "$WORK/train-a" "$WORK/train-b"
-    run_logged train_bf16 150 "${SYSENV[@]}" "${MPIRUN[@]}" "$BUILD/launcher/cst-train" "${common[@]}" "${prec_a[@]}" --log.dir "$WORK/train-a"
+            --log.interval 10 --log.eval_interval 0 --log.eval_batches 4 --checkpoint.zero_stage 1 "${shape[@]}")
+    half=$(( steps / 2 ))
+    rm -rf "$WORK/train-a" "$WORK/train-b" "$WORK/train-c"
+    run_logged train_bf16 150 "${SYSENV[@]}" "${MPIRUN[@]}" "$BUILD/launcher/cst-train" "${common[@]}" "${prec_a[@]}" \
+      --checkpoint.interval $half --log.dir "$WORK/train-a"
     rc_a=$?
     run_logged train_fp32 150 "${SYSENV[@]}" "${MPIRUN[@]}" "$BUILD/launcher/cst-train" "${common[@]}" --dist.bf16 off --log.dir "$WORK/train-b"
     rc_b=$?
@@ -281,11 +287,33 @@ if built launcher/cst-prep && built launcher/cst-train; then
     else
       record bf16 FAIL "($(why_failed $rc_a), $(why_failed $rc_b); finite $a_fin/$a_n, $b_fin/$b_n) $detail"
     fi
+    # 4d. resume: the bf16 run again from its ZeRO-1 checkpoint at half way (model, AdamW state,
+    # data position, CUDA RNG) must end where the uninterrupted run ended. GPU kernels are not all
+    # deterministic (atomics in backward), so "equal" is within 1e-3 relative; the report says
+    # whether the final losses are bitwise equal as printed.
+    run_logged train_resume 150 "${SYSENV[@]}" "${MPIRUN[@]}" "$BUILD/launcher/cst-train" "${common[@]}" "${prec_a[@]}" \
+      --resume "$WORK/train-a/checkpoints/step_$half" --log.dir "$WORK/train-c"
+    rc_c=$?
+    read -r _ c_last c_fin c_n _ _ <<< "$(loss_summary "$WORK/train-c/metrics.jsonl" 2>>"$LOG" || echo nan nan 0 0 0 0)"
+    read -r rel rel_ok <<< "$("$PY" -c 'import math, sys
+a, c = (float(x) for x in sys.argv[1:])
+r = abs(a - c) / abs(a) if math.isfinite(a) and math.isfinite(c) and a != 0 else math.inf
+print("%.2e" % r, int(r <= 1e-3))' "$a_last" "$c_last" 2>>"$LOG" || echo inf 0)"
+    same=$([ "$a_last" = "$c_last" ] && echo "bitwise equal as printed" || echo "not bitwise equal")
+    detail="(resumed at step $half of $steps: final loss $c_last, uninterrupted $a_last, relative difference $rel, $same)"
+    if [ $rc_a -eq 0 ] && [ $rc_c -eq 0 ] && grep -q "resumed from" "$WORK/train_resume.out" && [ "$c_n" -gt 0 ] &&
+       [ "$c_fin" = "$c_n" ] && [ "$rel_ok" = 1 ]; then
+      record resume PASS "$detail"
+    else
+      record resume FAIL "($(why_failed $rc_c)) $detail"
+    fi
   else
     record bf16 FAIL "(cst-prep failed on .gpu-debs/kjv)"
+    record resume FAIL "(cst-prep failed on .gpu-debs/kjv)"
   fi
 else
   record bf16 FAIL "(not built)"
+  record resume FAIL "(not built)"
 fi
 
 # ---- 5. the report (written by every record too) ------------------------------------------

@@ -85,10 +85,7 @@ void Optimizer::step(double lr) {
   }
   if (lamb) {
     if (sharded_) {
-      at::Tensor t = at::tensor(sq, at::kDouble).to(exp_avg_.device());
-      comm_->all_reduce(t);
-      t = t.cpu();
-      for (size_t j = 0; j < sq.size(); ++j) sq[j] = t[static_cast<int64_t>(j)].item<double>();
+      sq = comm_->all_reduce_doubles(sq);
     }
     for (size_t i = 0; i < slots_.size(); ++i) {
       if (!updates[i].defined()) continue;

@@ -226,7 +226,7 @@ void Trainer::State::resume() {
       found[0] = -1;
     }
   }
-  Tensor t = torch::tensor({found[0], found[1]}, torch::kLong).to(device);
+  Tensor t = torch::tensor({found[0], found[1]}, torch::kLong).to(comm.collective_device());
   collective("broadcast(resume decision)", [&] { comm.broadcast(t, 0); });
   t = t.cpu();
   if (error) std::rethrow_exception(error);
@@ -335,13 +335,13 @@ void Trainer::State::evaluate(int64_t step, TrainResult& res) {
       sums[2] += logits.argmax(-1).eq(labels).logical_and(labels.ne(-100)).sum().item<double>();
     }
   }
-  Tensor t = torch::tensor({sums[0], sums[1], sums[2]}, torch::kDouble);
-  collective("all_reduce(validation sums) at step " + std::to_string(step), [&] { comm.all_reduce(t); });
+  const std::vector<double> t = collective("all_reduce(validation sums) at step " + std::to_string(step),
+                                           [&] { return comm.all_reduce_doubles({sums[0], sums[1], sums[2]}); });
   model->train();
-  const double count = t[1].item<double>();
-  res.final_eval_loss = count > 0 ? t[0].item<double>() / count : 0.0;
+  const double count = t[1];
+  res.final_eval_loss = count > 0 ? t[0] / count : 0.0;
   if (sink)
-    sink->eval({step, res.final_eval_loss, mlm ? t[2].item<double>() / std::max(1.0, count) : -1.0,
+    sink->eval({step, res.final_eval_loss, mlm ? t[2] / std::max(1.0, count) : -1.0,
                 static_cast<int64_t>(count)});
 }
 
@@ -400,9 +400,10 @@ TrainResult Trainer::run() {
     ++interval_steps;
 
     if (step % cfg.log.interval == 0 || step == steps) {
-      Tensor t = torch::tensor({loss_sum, static_cast<double>(tokens)}, torch::kDouble);
-      s.collective("all_reduce(train loss) at step " + std::to_string(step), [&] { s.comm.all_reduce(t); });
-      res.final_train_loss = t[0].item<double>() / std::max(1.0, t[1].item<double>());
+      const std::vector<double> t = s.collective("all_reduce(train loss) at step " + std::to_string(step), [&] {
+        return s.comm.all_reduce_doubles({loss_sum, static_cast<double>(tokens)});
+      });
+      res.final_train_loss = t[0] / std::max(1.0, t[1]);
       if (s.sink) {
         TrainRecord r;
         r.step = step, r.loss = res.final_train_loss, r.lr = lr, r.grad_norm = grad_norm;

@@ -41,6 +41,9 @@ TEST(LocalCommunicator, CollectivesHaveSingleRankMeaning) {
   c.barrier();
   EXPECT_EQ(c.all_reduce_scalar(2.5, ReduceOp::kAvg), 2.5);
   EXPECT_EQ(c.all_reduce_int(7, ReduceOp::kMax), 7);
+  EXPECT_EQ(c.collective_device(), at::Device(at::kCPU));
+  EXPECT_EQ(c.all_reduce_doubles({1.5, -2.0}), (std::vector<double>{1.5, -2.0}));
+  EXPECT_TRUE(c.all_reduce_doubles({}).empty());
 }
 
 TEST(LocalCommunicator, ErrorsNameTheProblem) {

@@ -66,6 +66,10 @@ TEST(MpiCommunicator, AllReduceOps) {
   EXPECT_DOUBLE_EQ(c.all_reduce_scalar(R + 0.5, ReduceOp::kAvg), (W - 1) / 2.0 + 0.5);
   EXPECT_EQ(c.all_reduce_int(R, ReduceOp::kSum), int64_t{W} * (W - 1) / 2);
   EXPECT_EQ(c.all_reduce_int(R, ReduceOp::kMax), W - 1);
+  const std::vector<double> v = c.all_reduce_doubles({1.0, 0.25 * R}, ReduceOp::kSum);
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_DOUBLE_EQ(v[0], W);
+  EXPECT_DOUBLE_EQ(v[1], 0.25 * W * (W - 1) / 2);
 }
 
 TEST(MpiCommunicator, AsyncAllReducesRunInIssueOrderWithBlockingOnes) {

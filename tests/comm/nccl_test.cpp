@@ -76,6 +76,22 @@ TEST(NcclCommunicator, Collectives) {
   EXPECT_THROW(c->all_reduce(cpu, ReduceOp::kSum), Error);
 }
 
+// The host-value helpers the trainer uses for losses, token counts and the preemption flag:
+// NCCL rejects host tensors, so they must stage through collective_device().
+TEST(NcclCommunicator, HostValueHelpersStageThroughTheDevice) {
+  NCCL_OR_SKIP(c);
+  const int W = c->size(), R = c->rank();
+  EXPECT_EQ(c->collective_device(), at::Device(at::kCUDA, c->device()));
+  EXPECT_EQ(c->all_reduce_int(R + 1, ReduceOp::kSum), int64_t{W} * (W + 1) / 2);
+  EXPECT_EQ(c->all_reduce_int(R, ReduceOp::kMax), W - 1);
+  EXPECT_DOUBLE_EQ(c->all_reduce_scalar(R + 0.5, ReduceOp::kAvg), (W - 1) / 2.0 + 0.5);
+  const std::vector<double> v = c->all_reduce_doubles({1.0, 0.25 * R, 1e300});
+  ASSERT_EQ(v.size(), 3u);
+  EXPECT_DOUBLE_EQ(v[0], W);
+  EXPECT_DOUBLE_EQ(v[1], 0.25 * W * (W - 1) / 2);
+  EXPECT_DOUBLE_EQ(v[2], 1e300 * W);
+}
+
 TEST(NcclCommunicator, ReducerOnCudaEqualsFlatAllReduce) {
   NCCL_OR_SKIP(c);
   model::ModelConfig cfg = testing::tiny_config();
