@@ -5,7 +5,7 @@
 # script then has only .gpu-debs/ to build from, and runs with --cpu-dry-run. A build that
 # picked up a header or library of this machine's own packages could not happen there.
 #
-#   bash scripts/gpu-check-chroot.sh [chroot dir, default /tmp/gpu-chroot]
+#   bash scripts/gpu-check-chroot.sh [chroot dir, default /tmp/gpu-chroot] [gpu-check.sh options]
 #
 # Needs root (debootstrap, mounts in a private mount namespace) and Debian's mirror. The first
 # run makes the chroot (~3 minutes); the dry run then builds the GPU-check targets (~10 minutes
@@ -13,7 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-CHROOT=${1:-/tmp/gpu-chroot}
+CHROOT=/tmp/gpu-chroot
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then CHROOT=$1; shift; fi
 source scripts/common.sh
 [ "$(id -u)" -eq 0 ] || { echo "error: needs root (debootstrap, mount)" >&2; exit 2; }
 [ -x "$CST_PYTHON" ] || { echo "error: $CST_PYTHON not found: run scripts/install-deps.sh" >&2; exit 2; }
@@ -40,5 +41,5 @@ exec unshare -m bash -euo pipefail -c '
   mount -t tmpfs tmpfs "$CHROOT/tmp"
   chroot "$CHROOT" /usr/bin/env -i PATH=/usr/local/cuda/bin:/usr/bin:/bin HOME=/root \
     CST_GPU_PYTHON="$VENV/bin/python" OUT="$ROOT/runs/gpu-check-dry" CST_GPU_BUILD="$ROOT/build-gpu-dry" \
-    bash "$ROOT/scripts/gpu-check.sh" --cpu-dry-run
-' _ "$CHROOT" "$ROOT" "$CST_VENV" "$CUDA"
+    bash "$ROOT/scripts/gpu-check.sh" --cpu-dry-run "${@:5}"
+' _ "$CHROOT" "$ROOT" "$CST_VENV" "$CUDA" "$@"

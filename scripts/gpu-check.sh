@@ -19,10 +19,15 @@
 #   5. write $OUT/report.md: device, versions, PASS/FAIL per check and the figures
 #      ($OUT/gpu-check.log holds every command's output)
 #
-#   bash scripts/gpu-check.sh [--cpu-dry-run]
+#   bash scripts/gpu-check.sh [--cpu-dry-run] [--only nccl,cuda,bench,bf16]
+#                             [--bench-n 4096,8192,16384] [--bench-tokens 16384] [--bench-max-full-n 16384]
 #
 # --cpu-dry-run runs the same steps on CPU at small sizes (no NCCL, no bf16), to test this
 # script where there is no GPU; its report says so, and the GPU-only checks count as not run.
+# --only runs the checks named (the build always; resume goes with bf16); the --bench-*
+# options set bench_attention's sequence lengths, tokens per step and the largest N for
+# explicit-score full attention on the GPU (the defaults are the check's; larger N measure long
+# context); a dry run keeps its own small sizes.
 # Environment: OUT (report folder; default runs/gpu-check), CST_GPU_PYTHON (the python with
 # torch; default python3), CST_SYSROOT (default /tmp/cst-sysroot), CST_GPU_BUILD (default
 # build-gpu), JOBS (default nproc), CST_GPU_DEADLINE (seconds the whole script may take,
@@ -34,14 +39,29 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-DRY=0
-for a in "$@"; do
-  case "$a" in
+DRY=0 ONLY=nccl,cuda,bench,bf16 BENCH_N=4096,8192,16384 BENCH_TOKENS=16384 BENCH_MAX_FULL_N=16384
+usage() { echo "error: $1 (see --help)" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
     --cpu-dry-run) DRY=1 ;;
+    --only|--bench-n|--bench-tokens|--bench-max-full-n)
+      [ $# -ge 2 ] || usage "$1 needs a value"
+      case "$1" in
+        --only) ONLY=$2 ;; --bench-n) BENCH_N=$2 ;; --bench-tokens) BENCH_TOKENS=$2 ;; *) BENCH_MAX_FULL_N=$2 ;;
+      esac
+      shift ;;
     -h|--help) awk 'NR > 1 && /^set -uo/ { exit } NR > 1' "$0"; exit 0 ;;
-    *) echo "error: unknown argument '$a' (see --help)" >&2; exit 2 ;;
+    *) usage "unknown argument '$1'" ;;
   esac
+  shift
 done
+for c in ${ONLY//,/ }; do
+  case "$c" in nccl|cuda|bench|bf16) ;; *) usage "--only: unknown check '$c' (nccl, cuda, bench, bf16)" ;; esac
+done
+[[ "$BENCH_N" =~ ^[0-9]+(,[0-9]+)*$ ]] || usage "--bench-n: '$BENCH_N' is not a comma list of whole numbers"
+[[ "$BENCH_TOKENS" =~ ^[0-9]+$ ]] || usage "--bench-tokens: '$BENCH_TOKENS' is not a whole number"
+[[ "$BENCH_MAX_FULL_N" =~ ^[0-9]+$ ]] || usage "--bench-max-full-n: '$BENCH_MAX_FULL_N' is not a whole number"
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
 OUT=${OUT:-$ROOT/runs/gpu-check}
 PY=${CST_GPU_PYTHON:-python3}
 SYS=${CST_SYSROOT:-/tmp/cst-sysroot}
@@ -218,15 +238,17 @@ gtest_check() {  # NAME BINARY [mpirun]: PASS when the suite passed and skipped 
     record "$name" FAIL "($(why_failed $rc); $summary)"
   fi
 }
-gtest_check nccl tests/comm/comm_nccl_test "${MPIRUN[@]}"
-gtest_check cuda tests/model/model_cuda_test
+want nccl && gtest_check nccl tests/comm/comm_nccl_test "${MPIRUN[@]}"
+want cuda && gtest_check cuda tests/model/model_cuda_test
 
 # ---- 4b. CST vs full attention (before the MPI runs: it needs no MPI) ----------------------
-if built bench/bench_attention; then
+if ! want bench; then
+  :
+elif built bench/bench_attention; then
   if [ "$DRY" = 1 ]; then
     bench=(--device cpu --n 256,512 --tokens 1024 --iters 1)
   else
-    bench=(--device cuda --n 4096,8192,16384 --max-full-n 16384 --tokens 16384 --iters 10 --set vocab_size=32000
+    bench=(--device cuda --n "$BENCH_N" --max-full-n "$BENCH_MAX_FULL_N" --tokens "$BENCH_TOKENS" --iters 10 --set vocab_size=32000
            --set d_model=512 --set n_heads=8 --set n_layers=4 --set d_ff=2048 --set slice_len=64 --set alpha=3)
   fi
   run_logged bench 240 "${SYSENV[@]}" "$BUILD/bench/bench_attention" "${bench[@]}"
@@ -251,7 +273,9 @@ last = rows[-1] if rows else {"loss": float("nan"), "tokens_per_s": 0, "mfu": 0}
 print(rows[0]["loss"] if rows else "nan", last["loss"], len(fin), len(rows), round(last["tokens_per_s"]), last["mfu"])
 EOF
 }
-if built launcher/cst-prep && built launcher/cst-train; then
+if ! want bf16; then
+  :
+elif built launcher/cst-prep && built launcher/cst-train; then
   if [ -f "$WORK/kjv/.done" ] || { run_logged prep 120 "${SYSENV[@]}" "$BUILD/launcher/cst-prep" --input .gpu-debs/kjv --format pg19 \
          --output "$WORK/kjv" --task lm --vocab-size 8000 --model-type unigram --seed 1234 && touch "$WORK/kjv/.done"; }; then
     if [ "$DRY" = 1 ]; then
