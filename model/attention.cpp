@@ -40,7 +40,7 @@ CompositeSliceAttention::CompositeSliceAttention(const ModelConfig& cfg) : cfg_(
     agg_weight = register_parameter("agg_weight", torch::full({cfg.slice_len}, 1.0 / cfg.slice_len));
 }
 
-Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const PosTables& pos) {
+Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const LayerContext& pos) {
   const int64_t L = cfg_.slice_len, e = cfg_.extension(), H = cfg_.n_heads;
   const bool causal = cfg_.causal();
   Tensor s = csa::to_slices(xp, L);                                   // [B, n, L, D]
@@ -57,7 +57,7 @@ Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const 
   return merge_heads5(y);                                          // [B, n, L, D]
 }
 
-Tensor CompositeSliceAttention::global(const Tensor& s_bar, const Tensor& slice_mask, const PosTables& pos) {
+Tensor CompositeSliceAttention::global(const Tensor& s_bar, const Tensor& slice_mask, const LayerContext& pos) {
   const int64_t n = s_bar.size(1), H = cfg_.n_heads;
   Tensor qk_in = pos.global.defined() ? s_bar + pos.global.narrow(0, 0, n) : s_bar;
   Tensor q = csa::split_heads(q_proj(qk_in), H);                  // [B, H, n, d]
@@ -67,7 +67,7 @@ Tensor CompositeSliceAttention::global(const Tensor& s_bar, const Tensor& slice_
   return csa::merge_heads(y);                                      // [B, n, D]
 }
 
-Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, const PosTables& pos) {
+Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, const LayerContext& pos) {
   const int64_t N = x.size(1), L = cfg_.slice_len;
   CST_CHECK(N <= cfg_.max_seq_len, "CSA: sequence length " << N << " exceeds max_seq_len = " << cfg_.max_seq_len);
   auto [xp, mp] = csa::pad_to_slices(x, mask, L);
@@ -101,7 +101,7 @@ FullAttention::FullAttention(const ModelConfig& cfg) : cfg_(cfg) {
   make_projections(*this, cfg, q_proj, k_proj, v_proj, o_proj);
 }
 
-Tensor FullAttention::forward(const Tensor& x, const Tensor& mask, const PosTables&) {
+Tensor FullAttention::forward(const Tensor& x, const Tensor& mask, const LayerContext& ctx) {
   const int64_t N = x.size(1), H = cfg_.n_heads;
   Tensor q = csa::split_heads(q_proj(x), H), k = csa::split_heads(k_proj(x), H);
   Tensor v = csa::split_heads(v_proj(x), H);
@@ -112,7 +112,7 @@ Tensor FullAttention::forward(const Tensor& x, const Tensor& mask, const PosTabl
   };
   if (cfg_.full_sdpa) {
     const double p = is_training() ? cfg_.dropout : 0.0;
-    Tensor o = mask.all().item<bool>()  // no padding: no mask, the fused kernels (a device sync a layer)
+    Tensor o = ctx.all_real  // no padding: no mask, so the flash kernels qualify
                    ? at::scaled_dot_product_attention(q, k, v, {}, p, cfg_.causal())
                    : at::scaled_dot_product_attention(q, k, v, attend(), p);
     return o_proj(csa::merge_heads(o));

@@ -11,26 +11,29 @@ namespace cst::model {
 
 // Positional tables shared by every layer; owned by the model, passed by reference.
 // Undefined tensors when not used (full attention, or pos_emb = absolute).
-struct PosTables {
-  torch::Tensor local;   // P_l [W, D]
-  torch::Tensor global;  // P_g [max_slices, D]
+// What every layer of one forward pass shares.
+struct LayerContext {
+  torch::Tensor local;    // P_l [W, D]
+  torch::Tensor global;   // P_g [max_slices, D]
+  bool all_real = false;  // true: the mask is known to be all true (full attention's SDPA
+                          // path then passes no mask); false: unknown or padded
 };
 
 class AttentionBase : public torch::nn::Module {
  public:
   // x [B, N, D]; mask [B, N] bool (true = real token), defined. Returns [B, N, D].
-  virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, const PosTables& pos) = 0;
+  virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, const LayerContext& pos) = 0;
 };
 
 class CompositeSliceAttention : public AttentionBase {
  public:
   explicit CompositeSliceAttention(const ModelConfig& cfg);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, const PosTables& pos) override;
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, const LayerContext& pos) override;
 
   // The two halves, on a padded sequence xp [B, n*L, D] with mask mp [B, n*L]:
   // local part Y_l [B, n, L, D], and global part Y_g [B, n, D] from slice embeddings [B, n, D].
-  torch::Tensor local(const torch::Tensor& xp, const torch::Tensor& mp, const PosTables& pos);
-  torch::Tensor global(const torch::Tensor& s_bar, const torch::Tensor& slice_mask, const PosTables& pos);
+  torch::Tensor local(const torch::Tensor& xp, const torch::Tensor& mp, const LayerContext& pos);
+  torch::Tensor global(const torch::Tensor& s_bar, const torch::Tensor& slice_mask, const LayerContext& pos);
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   torch::Tensor agg_weight;  // [L], aggregation = linear only
@@ -42,7 +45,7 @@ class CompositeSliceAttention : public AttentionBase {
 class FullAttention : public AttentionBase {
  public:
   explicit FullAttention(const ModelConfig& cfg);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, const PosTables& pos) override;
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, const LayerContext& pos) override;
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 

@@ -34,7 +34,7 @@ BlockImpl::BlockImpl(const ModelConfig& cfg) : dropout_(cfg.dropout) {
   ffn = register_module("ffn", seq);
 }
 
-Tensor BlockImpl::forward(const Tensor& x, const Tensor& mask, const PosTables& pos) {
+Tensor BlockImpl::forward(const Tensor& x, const Tensor& mask, const LayerContext& pos) {
   Tensor h = attn->forward(ln1(x), mask, pos);
   Tensor y = x + (is_training() && dropout_ > 0 ? at::dropout(h, dropout_, true) : h);
   Tensor f = ffn->forward(ln2(y));
@@ -116,7 +116,9 @@ Tensor CstModelImpl::full_mask(const Tensor& ids_or_x, const Tensor& mask) const
 
 Tensor CstModelImpl::forward_embeddings(const Tensor& x, const Tensor& attention_mask) {
   Tensor mask = full_mask(x, attention_mask);
-  PosTables pos = pos_tables();
+  // Only full attention's SDPA path asks; knowing it costs a device sync, once per forward.
+  const bool all_real = !attention_mask.defined() || (cfg_.full_sdpa && mask.all().item<bool>());
+  LayerContext pos = layer_context(all_real);
   Tensor h = x;
   for (const auto& layer : *layers) h = layer->as<BlockImpl>()->forward(h, mask, pos);
   return ln_f(h);

@@ -29,7 +29,7 @@ class BlockImpl : public torch::nn::Module {
  public:
   explicit BlockImpl(const ModelConfig& cfg);
   // x [B, N, D], mask [B, N] bool. x + Drop(Attn(LN(x))), then x + Drop(FFN(LN(x))).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, const PosTables& pos);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, const LayerContext& pos);
 
   torch::nn::LayerNorm ln1{nullptr}, ln2{nullptr};
   std::shared_ptr<AttentionBase> attn;
@@ -78,7 +78,7 @@ class CstModelImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {});
 
   const ModelConfig& config() const { return cfg_; }
-  PosTables pos_tables() const { return {pos_local, pos_global}; }
+  LayerContext layer_context(bool all_real) const { return {pos_local, pos_global, all_real}; }
   int64_t num_parameters() const;
 
   torch::nn::Embedding tok_emb{nullptr};

@@ -56,6 +56,8 @@ std::vector<Field<C>> make_fields() {
       CST_FIELD_FLOAT(C, "dist.bucket_mb", dist.bucket_mb, "gradient bucket size, MiB"),
       CST_FIELD_FLOAT(C, "dist.comm_timeout_s", dist.comm_timeout_s, "collective watchdog timeout, seconds"),
       CST_FIELD_STRING(C, "dist.bf16", dist.bf16, "auto | on | off: bfloat16 autocast (CUDA)"),
+      CST_FIELD_STRING(C, "dist.sdpa", dist.sdpa,
+                       "auto | on | off: model.arch = full through fused scaled-dot-product attention (auto: on CUDA)"),
       CST_FIELD_BOOL(C, "checkpoint.save_final", checkpoint.save_final, "write <log.dir>/model.h5 at the end"),
       CST_FIELD_INT(C, "checkpoint.weights_interval", checkpoint.weights_interval,
                     "also write weights every k steps (0 = off)"),
@@ -144,7 +146,8 @@ void TrainConfig::validate(int world_size) const {
   CST_OPT_CHECK(optim.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 = off)");
   for (auto [key, val, allowed] : {std::tuple{"dist.backend", dist.backend, "auto local mpi nccl"},
                                    std::tuple{"dist.device", dist.device, "auto cpu cuda"},
-                                   std::tuple{"dist.bf16", dist.bf16, "auto on off"}}) {
+                                   std::tuple{"dist.bf16", dist.bf16, "auto on off"},
+                                   std::tuple{"dist.sdpa", dist.sdpa, "auto on off"}}) {
     std::istringstream is(allowed);
     bool ok = false;
     for (std::string a; is >> a;) ok |= a == val;

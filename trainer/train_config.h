@@ -52,6 +52,8 @@ struct DistOptions {
   double bucket_mb = 25.0;        // later buckets (MiB)
   double comm_timeout_s = 600.0;  // watchdog: a collective taking longer aborts the job
   std::string bf16 = "auto";      // auto (on for CUDA) | on | off: autocast to bfloat16
+  std::string sdpa = "auto";      // auto (on for CUDA) | on | off: model.arch = full through
+                                  // at::scaled_dot_product_attention (ModelConfig::full_sdpa)
 };
 
 // Sharded checkpoints (docs/CHECKPOINT.md): <dir>/step_<N>/ with a manifest, model.h5, one

@@ -137,6 +137,11 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   s.device = torch::Device(select_device(cfg.dist, proc));
   s.bf16 = s.device.is_cuda() && cfg.dist.bf16 != "off";
   CST_INPUT_CHECK(cfg.dist.bf16 != "on" || s.device.is_cuda(), "dist.bf16 = on needs a CUDA device");
+  const bool full = cfg.model.arch == model::Arch::kFull;
+  CST_INPUT_CHECK(cfg.dist.sdpa != "on" || full,
+                  "dist.sdpa = on applies to model.arch = full only (CSA has no fused kernel); model.arch is cst");
+  model::ModelConfig mc = cfg.model;  // + how to compute, which is not part of the model
+  mc.full_sdpa = full && (cfg.dist.sdpa == "on" || (cfg.dist.sdpa == "auto" && s.device.is_cuda()));
 
   s.train_src = s.open_split(cfg.data.train);
   if (!cfg.data.valid.empty()) s.valid_src = s.open_split(cfg.data.valid);
@@ -146,7 +151,7 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
                                                                         << cfg.model.max_seq_len);
 
   torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));  // identical init on every rank
-  s.model = model::CstModel(cfg.model);
+  s.model = model::CstModel(mc);
   s.model->to(s.device);
   for (auto& item : s.model->named_parameters()) s.params.emplace_back(item.key(), item.value());
   comm::ReducerOptions ro;
@@ -195,7 +200,8 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
     s.sink->text("model: " + std::to_string(s.model->num_parameters()) + " parameters, " +
                  std::to_string(s.train_flops_per_token / 1e6) + " MFLOP per trained token; " +
                  std::to_string(proc.world_size) + " rank(s), backend " + comm.backend() + ", device " +
-                 s.device.str() + (s.bf16 ? " (bf16 autocast)" : "") + "; train samples " +
+                 s.device.str() + (s.bf16 ? " (bf16 autocast)" : "") +
+                 (mc.full_sdpa ? "; full attention through SDPA" : "") + "; train samples " +
                  std::to_string(s.train_src->num_samples()) + " of " + std::to_string(s.seq_len) + " tokens");
   }
 }

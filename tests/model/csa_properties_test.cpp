@@ -65,7 +65,7 @@ TEST(Causality, LaterSlicesSeeEarlierSlicesThroughGlobalAttention) {
   torch::manual_seed(4);
   CompositeSliceAttention att(cfg);
   att.to(torch::kDouble);
-  PosTables pos{torch::randn({cfg.window(), 8}, torch::kDouble), torch::randn({4, 8}, torch::kDouble)};
+  LayerContext pos{torch::randn({cfg.window(), 8}, torch::kDouble), torch::randn({4, 8}, torch::kDouble)};
   Tensor x = torch::randn({1, 16, 8}, torch::kDouble).requires_grad_(true);
   Tensor mask = torch::ones({1, 16}, torch::kBool);
   Tensor g = torch::autograd::grad({att.forward(x, mask, pos)[0][15].sum()}, {x})[0];
@@ -110,7 +110,7 @@ TEST(Degenerate, OneSliceIsFullAttentionPlusItsOwnGlobalValue) {
   torch::manual_seed(6);
   CompositeSliceAttention att(cfg);
   att.to(torch::kDouble);
-  PosTables pos{torch::randn({N, 8}, torch::kDouble), torch::randn({1, 8}, torch::kDouble)};
+  LayerContext pos{torch::randn({N, 8}, torch::kDouble), torch::randn({1, 8}, torch::kDouble)};
   Tensor x = torch::randn({1, N, 8}, torch::kDouble);
   Tensor got = att.forward(x, torch::ones({1, N}, torch::kBool), pos)[0];
   Tensor xl = x[0] + pos.local;  // P_l acts as a learned absolute embedding on q and k
@@ -125,7 +125,7 @@ TEST(Degenerate, UnitSlicesAreOwnValuePlusFullGlobalAttention) {
   torch::manual_seed(8);
   CompositeSliceAttention att(cfg);
   att.to(torch::kDouble);
-  PosTables pos{torch::randn({1, 8}, torch::kDouble), torch::randn({N, 8}, torch::kDouble)};
+  LayerContext pos{torch::randn({1, 8}, torch::kDouble), torch::randn({N, 8}, torch::kDouble)};
   Tensor x = torch::randn({1, N, 8}, torch::kDouble);
   Tensor got = att.forward(x, torch::ones({1, N}, torch::kBool), pos)[0];
   Tensor y_l = lin(att.v_proj, x[0]);  // each token attends to itself only

@@ -32,7 +32,7 @@ Tensor attend(const Tensor& q, const std::vector<Tensor>& keys, const std::vecto
 
 // Reference CSA (local-global composition) for one batch row. x [N, D], mask [N] bool.
 Tensor reference_csa(CompositeSliceAttention& att, const ModelConfig& cfg, const Tensor& x, const Tensor& mask,
-                     const PosTables& pos) {
+                     const LayerContext& pos) {
   const int64_t N = x.size(0), D = x.size(1), L = cfg.slice_len, e = cfg.extension();
   const int64_t W = cfg.window(), n = (N + L - 1) / L, H = cfg.n_heads;
   const bool causal = cfg.causal();
@@ -103,7 +103,7 @@ TEST_P(CsaReference, VectorisedEqualsPerTokenLoop) {
   att.to(torch::kDouble);
   Tensor p_local = torch::randn({cfg.window(), cfg.d_model}, torch::kDouble);
   Tensor p_global = torch::randn({cfg.max_slices(), cfg.d_model}, torch::kDouble);
-  PosTables pos{p_local, p_global};
+  LayerContext pos{p_local, p_global};
   const int64_t B = 3, N = c.n_tokens;
   Tensor x = torch::randn({B, N, cfg.d_model}, torch::kDouble);
   Tensor mask = torch::ones({B, N}, torch::kBool);

@@ -96,6 +96,31 @@ TEST_F(TrainJob, FourMicroBatchesEqualOneBatchFourTimesLarger) {
   EXPECT_LT(max_diff(accum, big), 1e-5);
 }
 
+// dist.sdpa: full attention through the fused kernel trains to the same parameters as with
+// explicit scores (LM: causal, no padding, no mask; MLM: padded rows, the masked kernel), says
+// so at start, and is refused for CST.
+TEST_F(TrainJob, FullAttentionThroughSdpaEqualsExplicitScores) {
+  for (std::string task : {"lm", "mlm"}) {
+    const std::string shape = " --model.arch full --train.global_batch 8 --train.micro_batch 4";
+    auto explicit_scores = train(1, task, shape + " --dist.sdpa off");
+    auto fused = train(1, task, shape + " --dist.sdpa on");
+    ASSERT_FALSE(explicit_scores.empty());
+    EXPECT_LT(max_diff(explicit_scores, fused), 1e-4) << task;
+    auto init = train(1, task, shape + " --dist.sdpa on", 1, "1e-9");
+    EXPECT_GT(max_diff(fused, init), 1e-3) << task << ": training did not move the parameters";
+  }
+  const std::string lm = common_args("lm", 1) + " --train.global_batch 8 --train.micro_batch 4";
+  JobResult r = run(1, lm + " --model.arch full --dist.sdpa on --log.dir " + dir_->file("sdpa_on"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("full attention through SDPA"), std::string::npos) << r.out;
+  r = run(1, lm + " --model.arch full --log.dir " + dir_->file("sdpa_auto_cpu"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.find("full attention through SDPA"), std::string::npos) << "auto is off on CPU: " << r.out;
+  r = run(1, lm + " --dist.sdpa on");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("dist.sdpa = on applies to model.arch = full"), std::string::npos) << r.err;
+}
+
 TEST_F(TrainJob, RankThrowingAtStepThreeEndsBothRanksQuickly) {
   JobResult r = run(2, common_args("lm", 50) + " --train.global_batch 8 --train.micro_batch 2"
                                      " --debug.fail_rank 1 --debug.fail_at_step 3 --log.dir " + dir_->file("fail"));
