@@ -16,6 +16,7 @@
 #        bf16      a bf16-autocast training run (NCCL, one rank, ZeRO-1) on the KJV: finite,
 #                  falling loss, close to a float32 run of the same steps; tokens/s and MFU
 #        resume    the bf16 run resumed from its half-way checkpoint ends where it ended
+#        full      the full-attention baseline, same shape and steps, trains through SDPA
 #   5. write $OUT/report.md: device, versions, PASS/FAIL per check and the figures
 #      ($OUT/gpu-check.log holds every command's output)
 #
@@ -24,7 +25,7 @@
 #
 # --cpu-dry-run runs the same steps on CPU at small sizes (no NCCL, no bf16), to test this
 # script where there is no GPU; its report says so, and the GPU-only checks count as not run.
-# --only runs the checks named (the build always; resume goes with bf16); the --bench-*
+# --only runs the checks named (the build always; resume and full go with bf16); the --bench-*
 # options set bench_attention's sequence lengths, tokens per step and the largest N for
 # explicit-score full attention on the GPU (the defaults are the check's; larger N measure long
 # context); a dry run keeps its own small sizes.
@@ -331,13 +332,33 @@ print("%.2e" % r, int(r <= 1e-3))' "$a_last" "$c_last" 2>>"$LOG" || echo inf 0)"
     else
       record resume FAIL "($(why_failed $rc_c)) $detail"
     fi
+    # 4e. full: the full-attention baseline (configs/pg19_longctx_full.cfg, same shape and steps)
+    # trains through SDPA's fused kernels (dist.sdpa auto = on CUDA); its tokens/s beside CST's.
+    full=("${common[@]}")
+    full[1]=configs/pg19_longctx_full.cfg
+    rm -rf "$WORK/train-d"
+    run_logged train_full 150 "${SYSENV[@]}" "${MPIRUN[@]}" "$BUILD/launcher/cst-train" "${full[@]}" "${prec_a[@]}" \
+      --log.dir "$WORK/train-d"
+    rc_d=$?
+    read -r d_first d_last d_fin d_n d_tps d_mfu <<< "$(loss_summary "$WORK/train-d/metrics.jsonl" 2>>"$LOG" || echo nan nan 0 0 0 0)"
+    sdpa_said=$(grep -c "full attention through SDPA" "$WORK/train_full.out")
+    detail="($label_a, $([ "$sdpa_said" -gt 0 ] && echo "through SDPA" || echo "explicit scores"): loss $d_first -> $d_last,"
+    detail+=" $d_tps tok/s against CST's $a_tps, MFU $(awk -v m="$d_mfu" 'BEGIN{printf "%.1f%%", 100*m}'))"
+    if [ $rc_d -eq 0 ] && [ "$d_n" -gt 0 ] && [ "$d_fin" = "$d_n" ] && { [ "$DRY" = 1 ] || [ "$sdpa_said" -gt 0 ]; } &&
+       awk -v a="$d_first" -v b="$d_last" 'BEGIN { exit !(b < a) }'; then
+      record full PASS "$detail"
+    else
+      record full FAIL "($(why_failed $rc_d); finite $d_fin/$d_n) $detail"
+    fi
   else
     record bf16 FAIL "(cst-prep failed on .gpu-debs/kjv)"
     record resume FAIL "(cst-prep failed on .gpu-debs/kjv)"
+    record full FAIL "(cst-prep failed on .gpu-debs/kjv)"
   fi
 else
   record bf16 FAIL "(not built)"
   record resume FAIL "(not built)"
+  record full FAIL "(not built)"
 fi
 
 # ---- 5. the report (written by every record too) ------------------------------------------
