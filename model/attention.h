@@ -9,9 +9,9 @@
 
 namespace cst::model {
 
-// Positional tables shared by every layer; owned by the model, passed by reference.
-// Undefined tensors when not used (full attention, or pos_emb = absolute).
-// What every layer of one forward pass shares.
+// What every layer of one forward pass shares, made by the model and passed by reference: the
+// positional tables (undefined when not used: full attention, or pos_emb = absolute), and what
+// is known about the mask.
 struct LayerContext {
   torch::Tensor local;    // P_l [W, D]
   torch::Tensor global;   // P_g [max_slices, D]
