@@ -20,7 +20,6 @@
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <sstream>
 
 #include "common/error.h"
@@ -44,8 +43,6 @@ struct Result {
   bool ran = false, oom = false;
 };
 
-double cpu_seconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
-
 // Where one point runs: the device, its clock and its memory high-water mark.
 class Device {
  public:
@@ -55,7 +52,7 @@ class Device {
     if (cuda_) torch::cuda::synchronize();
   }
   double now() const {
-    if (!cuda_) return cpu_seconds();
+    if (!cuda_) return trainer::process_cpu_seconds();
     sync();
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   }

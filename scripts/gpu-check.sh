@@ -264,15 +264,22 @@ else
 fi
 
 # ---- 4c. bf16 training on the KJV ----------------------------------------------------------
-# loss_summary FILE: "first last n_finite n_total tokens_per_s mfu" of the train lines.
+# loss_summary DIR: "first last n_finite n_total tokens_per_s mfu" of the train lines of
+# DIR/metrics.jsonl ("nan nan 0 0 0 0" when there are none).
 loss_summary() {
-  "$PY" - "$1" <<'EOF'
+  "$PY" - "$1/metrics.jsonl" 2>>"$LOG" <<'EOF' || echo nan nan 0 0 0 0
 import json, math, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"train"' in l]
 fin = [r for r in rows if math.isfinite(r["loss"])]
 last = rows[-1] if rows else {"loss": float("nan"), "tokens_per_s": 0, "mfu": 0}
 print(rows[0]["loss"] if rows else "nan", last["loss"], len(fin), len(rows), round(last["tokens_per_s"]), last["mfu"])
 EOF
+}
+# train NAME DIR ARGS...: one cst-train run (time limit 150 s) logging into a fresh $WORK/DIR.
+train() {
+  local name=$1 dir=$WORK/$2; shift 2
+  rm -rf "$dir"
+  run_logged "$name" 150 "${SYSENV[@]}" "${MPIRUN[@]}" "$BUILD/launcher/cst-train" "$@" --log.dir "$dir"
 }
 if ! want bf16; then
   :
@@ -293,14 +300,12 @@ elif built launcher/cst-prep && built launcher/cst-train; then
             --model.vocab_size 8000 --model.dropout 0 --train.steps $steps --optim.warmup_steps 10 --optim.lr 1e-3
             --log.interval 10 --log.eval_interval 0 --log.eval_batches 4 --checkpoint.zero_stage 1 "${shape[@]}")
     half=$(( steps / 2 ))
-    rm -rf "$WORK/train-a" "$WORK/train-b" "$WORK/train-c"
-    run_logged train_bf16 150 "${SYSENV[@]}" "${MPIRUN[@]}" "$BUILD/launcher/cst-train" "${common[@]}" "${prec_a[@]}" \
-      --checkpoint.interval $half --log.dir "$WORK/train-a"
+    train train_bf16 train-a "${common[@]}" "${prec_a[@]}" --checkpoint.interval $half
     rc_a=$?
-    run_logged train_fp32 150 "${SYSENV[@]}" "${MPIRUN[@]}" "$BUILD/launcher/cst-train" "${common[@]}" --dist.bf16 off --log.dir "$WORK/train-b"
+    train train_fp32 train-b "${common[@]}" --dist.bf16 off
     rc_b=$?
-    read -r a_first a_last a_fin a_n a_tps a_mfu <<< "$(loss_summary "$WORK/train-a/metrics.jsonl" 2>>"$LOG" || echo nan nan 0 0 0 0)"
-    read -r b_first b_last b_fin b_n b_tps b_mfu <<< "$(loss_summary "$WORK/train-b/metrics.jsonl" 2>>"$LOG" || echo nan nan 0 0 0 0)"
+    read -r a_first a_last a_fin a_n a_tps a_mfu <<< "$(loss_summary "$WORK/train-a")"
+    read -r b_first b_last b_fin b_n b_tps b_mfu <<< "$(loss_summary "$WORK/train-b")"
     cp "$WORK/train-a/metrics.jsonl" "$OUT/train-bf16.jsonl" 2>/dev/null
     cp "$WORK/train-b/metrics.jsonl" "$OUT/train-fp32.jsonl" 2>/dev/null
     peak=$(grep -h -m1 "GEMM peak" "$WORK/train_bf16.out" | sed 's/.*GEMM peak: //')
@@ -316,10 +321,9 @@ elif built launcher/cst-prep && built launcher/cst-train; then
     # data position, CUDA RNG) must end where the uninterrupted run ended. GPU kernels are not all
     # deterministic (atomics in backward), so "equal" is within 1e-3 relative; the report says
     # whether the final losses are bitwise equal as printed.
-    run_logged train_resume 150 "${SYSENV[@]}" "${MPIRUN[@]}" "$BUILD/launcher/cst-train" "${common[@]}" "${prec_a[@]}" \
-      --resume "$WORK/train-a/checkpoints/step_$half" --log.dir "$WORK/train-c"
+    train train_resume train-c "${common[@]}" "${prec_a[@]}" --resume "$WORK/train-a/checkpoints/step_$half"
     rc_c=$?
-    read -r _ c_last c_fin c_n _ _ <<< "$(loss_summary "$WORK/train-c/metrics.jsonl" 2>>"$LOG" || echo nan nan 0 0 0 0)"
+    read -r _ c_last c_fin c_n _ _ <<< "$(loss_summary "$WORK/train-c")"
     read -r rel rel_ok <<< "$("$PY" -c 'import math, sys
 a, c = (float(x) for x in sys.argv[1:])
 r = abs(a - c) / abs(a) if math.isfinite(a) and math.isfinite(c) and a != 0 else math.inf
@@ -336,11 +340,9 @@ print("%.2e" % r, int(r <= 1e-3))' "$a_last" "$c_last" 2>>"$LOG" || echo inf 0)"
     # trains through SDPA's fused kernels (dist.sdpa auto = on CUDA); its tokens/s beside CST's.
     full=("${common[@]}")
     full[1]=configs/pg19_longctx_full.cfg
-    rm -rf "$WORK/train-d"
-    run_logged train_full 150 "${SYSENV[@]}" "${MPIRUN[@]}" "$BUILD/launcher/cst-train" "${full[@]}" "${prec_a[@]}" \
-      --log.dir "$WORK/train-d"
+    train train_full train-d "${full[@]}" "${prec_a[@]}"
     rc_d=$?
-    read -r d_first d_last d_fin d_n d_tps d_mfu <<< "$(loss_summary "$WORK/train-d/metrics.jsonl" 2>>"$LOG" || echo nan nan 0 0 0 0)"
+    read -r d_first d_last d_fin d_n d_tps d_mfu <<< "$(loss_summary "$WORK/train-d")"
     sdpa_said=$(grep -c "full attention through SDPA" "$WORK/train_full.out")
     detail="($label_a, $([ "$sdpa_said" -gt 0 ] && echo "through SDPA" || echo "explicit scores"): loss $d_first -> $d_last,"
     detail+=" $d_tps tok/s against CST's $a_tps, MFU $(awk -v m="$d_mfu" 'BEGIN{printf "%.1f%%", 100*m}'))"

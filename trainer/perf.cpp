@@ -16,6 +16,8 @@
 
 namespace cst::trainer {
 
+double process_cpu_seconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
+
 GemmPeak measure_gemm_peak(int64_t n, int repeats, bool cuda, bool process_cpu_time) {
   CST_CHECK(!(cuda && process_cpu_time), "measure_gemm_peak: process CPU time does not time a GPU");
   GemmPeak out;
@@ -42,7 +44,7 @@ GemmPeak measure_gemm_peak(int64_t n, int repeats, bool cuda, bool process_cpu_t
   at::matmul(a, b);  // warm-up
   sync();
   auto now = [&] {
-    if (process_cpu_time) return static_cast<double>(std::clock()) / CLOCKS_PER_SEC;
+    if (process_cpu_time) return process_cpu_seconds();
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   };
   double best = 1e30;

@@ -20,6 +20,9 @@ struct GemmPeak {
 // bfloat16 when cuda is true (throws when no CUDA device is present). Wall time, or with
 // process_cpu_time (CPU only) this process's CPU time over all threads, which other processes
 // on a shared machine do not steal.
+// This process's CPU time over all threads, in seconds (std::clock).
+double process_cpu_seconds();
+
 GemmPeak measure_gemm_peak(int64_t n = 2048, int repeats = 5, bool cuda = false, bool process_cpu_time = false);
 
 // The peak MFU is reported against: on CPU the 2048^3 float32 GEMM; on CUDA the better of a

@@ -153,6 +153,8 @@ void TrainConfig::validate(int world_size) const {
     for (std::string a; is >> a;) ok |= a == val;
     CST_INPUT_CHECK(ok, key << " = '" << val << "' is not one of {" << allowed << "}");
   }
+  CST_INPUT_CHECK(dist.sdpa != "on" || model.arch == model::Arch::kFull,
+                  "dist.sdpa = on applies to model.arch = full only (CSA has no fused kernel); model.arch is cst");
   CST_OPT_CHECK(dist.threads >= 0, "dist.threads", "must be >= 0");
   CST_OPT_CHECK(dist.bucket_first_mb > 0, "dist.bucket_first_mb", "must be > 0");
   CST_OPT_CHECK(dist.bucket_mb > 0, "dist.bucket_mb", "must be > 0");

@@ -45,7 +45,6 @@ int env_int(const char* name, int fallback) {
   return v && *v ? std::atoi(v) : fallback;
 }
 
-
 // A [rows, cols] tensor copied from a loader vector.
 template <class T>
 Tensor to_tensor(const std::vector<T>& v, int64_t rows, int64_t cols, at::ScalarType as) {
@@ -137,11 +136,9 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   s.device = torch::Device(select_device(cfg.dist, proc));
   s.bf16 = s.device.is_cuda() && cfg.dist.bf16 != "off";
   CST_INPUT_CHECK(cfg.dist.bf16 != "on" || s.device.is_cuda(), "dist.bf16 = on needs a CUDA device");
-  const bool full = cfg.model.arch == model::Arch::kFull;
-  CST_INPUT_CHECK(cfg.dist.sdpa != "on" || full,
-                  "dist.sdpa = on applies to model.arch = full only (CSA has no fused kernel); model.arch is cst");
   model::ModelConfig mc = cfg.model;  // + how to compute, which is not part of the model
-  mc.full_sdpa = full && (cfg.dist.sdpa == "on" || (cfg.dist.sdpa == "auto" && s.device.is_cuda()));
+  mc.full_sdpa = cfg.model.arch == model::Arch::kFull &&
+                 (cfg.dist.sdpa == "on" || (cfg.dist.sdpa == "auto" && s.device.is_cuda()));
 
   s.train_src = s.open_split(cfg.data.train);
   if (!cfg.data.valid.empty()) s.valid_src = s.open_split(cfg.data.valid);
