@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Random kill -9 trials for sharded checkpoints (issue 5, docs/CHECKPOINT.md).
+# Random kill -9 trials for sharded checkpoints (docs/CHECKPOINT.md).
 #
 #   scripts/kill-test.sh --bin build/launcher/cst-train [--mpiexec mpirun] --out DIR \
 #       [--trials 10] [--seed 1] [--np 2] -- <cst-train options without --log.dir>

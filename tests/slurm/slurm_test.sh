@@ -148,10 +148,6 @@ check "cluster start is idempotent" bash -c \
 export SLURM_CONF="$cluster/slurm.conf"
 echo "srun MPI plugins: $(srun --mpi=list 2>&1 | tr '\n\t' '  ')"
 
-has_resume=0
-help="$("$build/launcher/cst-train" --help 2>/dev/null)"  # not piped into grep -q (pipefail)
-grep -q -- '--resume' <<<"$help" && has_resume=1
-
 # submit <run dir> <launcher>: submits slurm/train_mlm.sbatch as a 2-task CPU job from $tmp (so
 # that the log is $tmp/cst-mlm-<id>.out); prints the job id.
 submit() {
@@ -191,11 +187,7 @@ check "job $job1 ran 2 tasks" grep -q "2 task(s)" "$tmp/cst-mlm-$job1.out"
 check "job $job1 launched with mpirun" grep -q "launcher mpirun" "$tmp/cst-mlm-$job1.out"
 check "job $job1 trained $steps steps (metrics.jsonl: $(last_step "$run1"))" test "$(last_step "$run1")" = "$steps"
 check "job $job1 wrote model.h5" test -s "$run1/model.h5"
-if [ "$has_resume" = 1 ]; then
-  check "job $job1 checkpointed ($(checkpoints "$run1" | wc -l) in $run1/checkpoints)" test -n "$(checkpoints "$run1")"
-else
-  fail "job $job1 checkpointed: this cst-train has no --checkpoint.dir/--resume (issue 5 not landed)"
-fi
+check "job $job1 checkpointed ($(checkpoints "$run1" | wc -l) in $run1/checkpoints)" test -n "$(checkpoints "$run1")"
 
 # ---- 4. a preempted, requeued and resumed job ---------------------------------------------------
 run2="$tmp/run2"
@@ -219,12 +211,10 @@ fi
 # The first run saves and exits 138; the batch shell requeues; the job waits cred_expire (10 s).
 for ((t = 0; t < 120; t++)); do grep -q "requeueing job" "$log2" 2>/dev/null && break; sleep 0.5; done
 saved="$(sed -n 's/^signal 10 received: saving a checkpoint at step \([0-9]*\).*/\1/p' "$log2" | head -n 1)"
-if [ "$has_resume" = 1 ]; then
-  check "job $job2 saved a checkpoint on SIGUSR1 (step '$saved', at or after step $s)" \
-        test -n "$saved" -a "${saved:-0}" -ge "${s:-$steps}"
-  check "job $job2: step_$saved is complete before the requeued run starts ($(checkpoints "$run2" | xargs -n 1 basename 2>/dev/null | tr '\n' ' '))" \
-        test -f "$run2/checkpoints/step_$saved/manifest.json"
-fi
+check "job $job2 saved a checkpoint on SIGUSR1 (step '$saved', at or after step $s)" \
+      test -n "$saved" -a "${saved:-0}" -ge "${s:-$steps}"
+check "job $job2: step_$saved is complete before the requeued run starts ($(checkpoints "$run2" | xargs -n 1 basename 2>/dev/null | tr '\n' ' '))" \
+      test -f "$run2/checkpoints/step_$saved/manifest.json"
 wait_done "$job2" 180
 check "job $job2 launched with $want (LAUNCHER=auto)" grep -q "launcher $want" "$log2"
 check "job $job2 completed with exit code 0:0 ($(job_field "$job2" JobState) $(job_field "$job2" ExitCode))" \
@@ -236,18 +226,14 @@ check "job $job2: cst-train itself exited 138 after saving" grep -q "^preempted 
 check "job $job2 was requeued (Restarts=$(job_field "$job2" Restarts))" test "$(job_field "$job2" Restarts)" = 1
 check "job $job2 ran again as restart 1 in the same log" grep -q "restart 1:" "$log2"
 check "job $job2 trained to step $steps (metrics.jsonl: $(last_step "$run2"))" test "$(last_step "$run2")" = "$steps"
-if [ "$has_resume" = 1 ]; then
-  # The second run starts from the checkpoint the first one saved, not from step 0: its part of
-  # the log (after "restart 1") names that checkpoint, and logs no step at or before it.
-  second="$(sed -n '/restart 1:/,$p' "$log2")"
-  check "job $job2 resumed from step_$saved after the restart" \
-        grep -qE "^resumed from .*step_$saved: step $saved," <<<"$second"
-  first_step="$(grep -oE '^step +[0-9]+' <<<"$second" | head -n 1 | grep -oE '[0-9]+')"
-  check "job $job2: the resumed run's first logged step ($first_step) is after step $saved" \
-        test "${first_step:-0}" -gt "${saved:-$steps}"
-else
-  fail "job $job2 saved, and resumed from its checkpoint: this cst-train has no --resume (issue 5 not landed)"
-fi
+# The second run starts from the checkpoint the first one saved, not from step 0: its part of
+# the log (after "restart 1") names that checkpoint, and logs no step at or before it.
+second="$(sed -n '/restart 1:/,$p' "$log2")"
+check "job $job2 resumed from step_$saved after the restart" \
+      grep -qE "^resumed from .*step_$saved: step $saved," <<<"$second"
+first_step="$(grep -oE '^step +[0-9]+' <<<"$second" | head -n 1 | grep -oE '[0-9]+')"
+check "job $job2: the resumed run's first logged step ($first_step) is after step $saved" \
+      test "${first_step:-0}" -gt "${saved:-$steps}"
 check "job $job2 ends with the same parameters as uninterrupted job $job1" \
       "$python" - "$run1/model.h5" "$run2/model.h5" <<'EOF'
 import sys, h5py, numpy as np
