@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/factory.h"
 #include "comm/mpi.h"
 #include "comm/mpi_communicator.h"
 #include "comm/reducer.h"

@@ -1,7 +1,7 @@
 // The communication seam: one small interface for the collectives data-parallel training needs,
 // with a single-process implementation (LocalCommunicator), MPI on CPU tensors
 // (MpiCommunicator, comm/mpi_communicator.h) and NCCL on CUDA tensors (NcclCommunicator,
-// comm/nccl_communicator.h, built only when CST_WITH_NCCL). Pick one with make_communicator().
+// comm/nccl_communicator.h, built only when CST_WITH_NCCL). Pick one with make_communicator() (comm/factory.h).
 //
 // Contract of every collective below: every rank of the communicator must call it, in the same
 // order, with tensors of the same shape and dtype (and the same root / op). Violations are not
@@ -24,8 +24,6 @@
 #include "common/error.h"
 
 namespace cst::comm {
-
-class MpiEnvironment;
 
 enum class ReduceOp { kSum, kAvg, kMax, kMin };
 const char* to_string(ReduceOp op);
@@ -103,18 +101,6 @@ class LocalCommunicator : public Communicator {
   void send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) override;
   void barrier() override {}
 };
-
-// Makes a communicator. backend:
-//   "local": LocalCommunicator (mpi may be null; if given, its size must be 1);
-//   "mpi":   MpiCommunicator over MPI_COMM_WORLD (needs mpi);
-//   "nccl":  NcclCommunicator on the current CUDA device (needs mpi and a build with NCCL);
-//   "auto":  nccl if built with NCCL and a CUDA device is present, else mpi when mpi is given
-//            and its size > 1, else local.
-// timeout_s bounds every blocking collective of the MPI and NCCL communicators (<= 0: none).
-// mpi, when given, must outlive the communicator. Collective over MPI_COMM_WORLD for mpi/nccl.
-// Throws cst::InputError for an unknown or unavailable backend.
-std::unique_ptr<Communicator> make_communicator(MpiEnvironment* mpi, const std::string& backend,
-                                                double timeout_s = 600.0);
 
 namespace detail {
 // Bytes of t's elements (numel * element size).

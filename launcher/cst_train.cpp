@@ -16,6 +16,7 @@
 #include <map>
 
 #include "comm/communicator.h"
+#include "comm/factory.h"
 #include "comm/mpi.h"
 #include "common/error.h"
 #include "trainer/preemption.h"

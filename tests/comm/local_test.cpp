@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "comm/communicator.h"
+#include "comm/factory.h"
 #include "comm/reducer.h"
 #include "tests/comm/test_util.h"
 

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <thread>
 
+#include "comm/factory.h"
 #include "comm/mpi_communicator.h"
 #include "comm/reducer.h"
 #include "model/loss.h"

@@ -1,0 +1,46 @@
+#include "comm/factory.h"
+
+#include "comm/mpi.h"
+#include "comm/mpi_communicator.h"
+#ifdef CST_WITH_NCCL
+#include "comm/nccl_communicator.h"
+#endif
+
+namespace cst::comm {
+
+std::unique_ptr<Communicator> make_communicator(MpiEnvironment* mpi, const std::string& backend,
+                                                double timeout_s) {
+  std::string b = backend;
+  if (b == "auto") {
+#ifdef CST_WITH_NCCL
+    if (mpi != nullptr && NcclCommunicator::cuda_available())
+      b = "nccl";
+    else
+#endif
+      b = (mpi != nullptr && mpi->size() > 1) ? "mpi" : "local";
+  }
+  if (b == "local") {
+    CST_INPUT_CHECK(mpi == nullptr || mpi->size() == 1,
+                    "communicator backend 'local' runs one rank, but MPI has " << mpi->size() << " ranks");
+    return std::make_unique<LocalCommunicator>();
+  }
+  if (b == "mpi") {
+    CST_INPUT_CHECK(mpi != nullptr, "communicator backend 'mpi' needs an MpiEnvironment");
+    MpiCommunicator::Options o;
+    o.timeout_s = timeout_s;
+    return std::make_unique<MpiCommunicator>(*mpi, o);
+  }
+  if (b == "nccl") {
+#ifdef CST_WITH_NCCL
+    CST_INPUT_CHECK(mpi != nullptr, "communicator backend 'nccl' needs an MpiEnvironment");
+    CST_INPUT_CHECK(NcclCommunicator::cuda_available(),
+                    "communicator backend 'nccl' needs a CUDA device; none is visible");
+    return std::make_unique<NcclCommunicator>(*mpi, -1, timeout_s);
+#else
+    CST_THROW_INPUT("communicator backend 'nccl': this build has no NCCL (CST_WITH_NCCL is off)");
+#endif
+  }
+  CST_THROW_INPUT("unknown communicator backend '" << backend << "' (expected auto, local, mpi or nccl)");
+}
+
+}  // namespace cst::comm
