@@ -14,6 +14,17 @@ void LoaderOptions::validate() const {
   masking.validate();
 }
 
+Json to_json(const LoaderState& s) {
+  return Json{{"epoch", s.epoch}, {"consumed_samples", s.consumed_samples}};
+}
+
+LoaderState loader_state_from_json(const Json& j, const std::string& where) {
+  LoaderState s;
+  s.epoch = json_int(j, "epoch", where, 0);
+  s.consumed_samples = json_int(j, "consumed_samples", where, 0);
+  return s;
+}
+
 std::vector<int64_t> rank_sample_indices(int64_t num_samples, uint64_t seed, bool shuffle,
                                          const LoaderState& state, int64_t m, int rank, int world) {
   CST_CHECK(state.consumed_samples >= 0 && state.consumed_samples + m <= num_samples,

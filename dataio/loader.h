@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/json.h"
 #include "dataio/masking.h"
 #include "dataio/source.h"
 
@@ -42,6 +43,12 @@ struct LoaderState {
     return epoch == o.epoch && consumed_samples == o.consumed_samples;
   }
 };
+
+// The JSON form of a LoaderState, as checkpoint manifests store it (docs/CHECKPOINT.md).
+Json to_json(const LoaderState& s);
+// Reads it back. Throws cst::InputError naming `where` and the field when a field is missing,
+// not an integer, or negative.
+LoaderState loader_state_from_json(const Json& j, const std::string& where);
 
 struct LoaderOptions {
   int64_t global_batch = 0;  // G: samples per step summed over all ranks; G % world_size == 0

@@ -28,7 +28,8 @@ DEV_PKGS=(libboost-program-options1.74-dev libboost1.74-dev
           libgtest-dev libgmock-dev
           libsentencepiece-dev
           libprotobuf-dev protobuf-compiler
-          libssl-dev)
+          libssl-dev
+          nlohmann-json3-dev libxxhash-dev)
 # Libraries our programs load, directly or through the libraries above.
 RUNTIME_ROOTS=(libboost-program-options1.74.0 libhdf5-103-1 hdf5-tools libopenmpi3 openmpi-bin
                libsentencepiece0 libprotobuf32 libprotoc32 libssl3)

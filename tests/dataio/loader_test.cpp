@@ -321,5 +321,21 @@ TEST(Masking, SameMasksOnEveryWorldSizeAndOnResume) {
   EXPECT_EQ(tail, std::vector<int32_t>(ref.begin() + static_cast<std::ptrdiff_t>(ref.size() / 3), ref.end()));
 }
 
+TEST(LoaderState, JsonRoundTripAndErrorsNameTheField) {
+  const LoaderState s{3, 1234567890123};
+  EXPECT_EQ(loader_state_from_json(parse_json(to_json(s).dump(), "m.json"), "m.json"), s);
+  auto error_of = [](const std::string& text) {
+    try {
+      loader_state_from_json(parse_json(text, "m.json"), "m.json: loader");
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error_of(R"({"epoch": 1})").find("m.json: loader: missing field 'consumed_samples'"), std::string::npos);
+  EXPECT_NE(error_of(R"({"epoch": -1, "consumed_samples": 0})").find("field 'epoch' = -1"), std::string::npos);
+  EXPECT_NE(error_of(R"({"epoch": "1", "consumed_samples": 0})").find("field 'epoch'"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace cst::dataio
