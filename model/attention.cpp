@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "model/csa.h"
+#include "model/seq_parallel.h"
 
 namespace cst::model {
 namespace {
@@ -48,49 +49,67 @@ Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const 
   Tensor q_in = pos.local.defined() ? s + pos.local.narrow(0, e, L) : s;
   Tensor q = split_heads5(q_proj(q_in), H);                       // [B, H, n, L, d]
   // K_l = (S_ext + P_l) W_k = ext(X W_k) + P_l W_k^T (linearity: project N tokens, not alpha*N)
-  Tensor k_ext = csa::extend(k_proj(xp), L, e, causal);           // [B, n, W, D]
+  Tensor k = k_proj(xp), v = v_proj(xp);
+  Tensor halo[4], mask_halo[2];  // K, V left (right) halos; key-mask halos
+  if (pos.sp && e > 0) {         // the neighbouring ranks' boundary tokens, one message per side
+    std::vector<Tensor> h = halo_exchange(*pos.sp->group, {k, v}, e, !causal);
+    for (size_t i = 0; i < h.size(); ++i) halo[i] = h[i];
+    mask_halo[0] = pos.sp->mask_left, mask_halo[1] = pos.sp->mask_right;
+  }
+  Tensor k_ext = csa::extend(k, L, e, causal, halo[0], halo[2]);  // [B, n, W, D]
   if (pos.local.defined()) k_ext = k_ext + at::matmul(pos.local, k_proj->weight.t());
-  Tensor v_ext = csa::extend(v_proj(xp), L, e, causal);           // V_l = S_ext W_v
-  Tensor key_mask = csa::extend(mp, L, e, causal);                // [B, n, W]
+  Tensor v_ext = csa::extend(v, L, e, causal, halo[1], halo[3]);  // V_l = S_ext W_v
+  Tensor key_mask = csa::extend(mp, L, e, causal, mask_halo[0], mask_halo[1]);  // [B, n, W]
   Tensor y = csa::local_attention(q, split_heads5(k_ext, H), split_heads5(v_ext, H), key_mask, e,
                                   causal, cfg_.dropout, is_training());
   return merge_heads5(y);                                          // [B, n, L, D]
 }
 
-Tensor CompositeSliceAttention::global(const Tensor& s_bar, const Tensor& slice_mask, const LayerContext& pos) {
+Tensor CompositeSliceAttention::global(const Tensor& s_bar, const Tensor& slice_mask, const LayerContext& pos,
+                                       int64_t first_query, int64_t n_q) {
   const int64_t n = s_bar.size(1), H = cfg_.n_heads;
   Tensor qk_in = pos.global.defined() ? s_bar + pos.global.narrow(0, 0, n) : s_bar;
   Tensor q = csa::split_heads(q_proj(qk_in), H);                  // [B, H, n, d]
   Tensor k = csa::split_heads(k_proj(qk_in), H);
   Tensor v = csa::split_heads(v_proj(s_bar), H);
-  Tensor y = csa::global_attention(q, k, v, slice_mask, cfg_.causal(), cfg_.dropout, is_training());
-  return csa::merge_heads(y);                                      // [B, n, D]
+  Tensor y = csa::global_attention(q, k, v, slice_mask, cfg_.causal(), cfg_.dropout, is_training(), first_query,
+                                   n_q);
+  return csa::merge_heads(y);                                      // [B, n_q, D]
 }
 
 Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, const LayerContext& pos) {
   const int64_t N = x.size(1), L = cfg_.slice_len;
-  CST_CHECK(N <= cfg_.max_seq_len, "CSA: sequence length " << N << " exceeds max_seq_len = " << cfg_.max_seq_len);
+  const SeqChunk* sp = pos.sp.get();
+  const int64_t n_total = sp ? sp->total_slices * L : N;
+  CST_CHECK(n_total <= cfg_.max_seq_len, "CSA: sequence length " << n_total << " exceeds max_seq_len = " << cfg_.max_seq_len);
+  CST_CHECK(!sp || N % L == 0, "CSA: a sequence-parallel chunk of " << N << " tokens is not a multiple of L = " << L);
   auto [xp, mp] = csa::pad_to_slices(x, mask, L);
   Tensor ms = csa::to_slices(mp, L);                                  // [B, n, L]
   Tensor slice_mask = ms.any(-1);                                 // [B, n]
+  // Global attention for this chunk's slices: over the slice embeddings of every rank under
+  // sequence parallelism (an all-gather; its backward is a reduce-scatter).
+  auto global_part = [&](const Tensor& s) {
+    return sp ? global(all_gather_seq(*sp->group, s), sp->slice_mask_all, pos, sp->first_slice, s.size(1))
+              : global(s, slice_mask, pos);
+  };
   Tensor y;                                                       // [B, n, L, D]
   switch (cfg_.composition) {
     case Composition::kLocalGlobal: {  // global attention reads the local output
       Tensor y_l = local(xp, mp, pos);
-      Tensor y_g = global(csa::pool_slices(y_l, ms, cfg_.aggregation, agg_weight), slice_mask, pos);
+      Tensor y_g = global_part(csa::pool_slices(y_l, ms, cfg_.aggregation, agg_weight));
       y = csa::broadcast_add(y_l, y_g);
       break;
     }
     case Composition::kGlobalLocal: {  // local attention reads input + global output
       Tensor s_in = csa::pool_slices(csa::to_slices(xp, L), ms, cfg_.aggregation, agg_weight);
-      Tensor y_g = global(s_in, slice_mask, pos);
+      Tensor y_g = global_part(s_in);
       Tensor g_tok = y_g.unsqueeze(2).expand_as(csa::to_slices(xp, L)).reshape_as(xp);
       y = csa::broadcast_add(local(xp + g_tok, mp, pos), y_g);
       break;
     }
     case Composition::kParallel: {  // both read the input (H-Transformer style)
       Tensor s_in = csa::pool_slices(csa::to_slices(xp, L), ms, cfg_.aggregation, agg_weight);
-      y = csa::broadcast_add(local(xp, mp, pos), global(s_in, slice_mask, pos));
+      y = csa::broadcast_add(local(xp, mp, pos), global_part(s_in));
       break;
     }
   }
