@@ -198,8 +198,7 @@ MPI_Comm dup_world(const MpiEnvironment& env) {
 }
 }  // namespace
 
-MpiCommunicator::MpiCommunicator(MpiEnvironment& env, Options opts)
-    : MpiCommunicator(env, opts, dup_world(env)) {}
+MpiCommunicator::MpiCommunicator(MpiEnvironment& env, Options opts) : MpiCommunicator(env, opts, dup_world(env)) {}
 
 MpiCommunicator::MpiCommunicator(MpiEnvironment& env, Options opts, MPI_Comm comm)
     : env_(env), opts_(opts), queue_(std::make_shared<Queue>()), stuck_(std::make_shared<bool>(false)) {
@@ -366,8 +365,8 @@ void MpiCommunicator::reduce_scatter(const at::Tensor& in, at::Tensor& out, Redu
                    << out.scalar_type() << ", got " << detail::describe(in));
   CST_CHECK(op != ReduceOp::kAvg || at::isFloatingType(in.scalar_type()),
             "MPI " << name << " on rank " << rank_ << ": kAvg needs a floating dtype, got " << detail::describe(in));
-  CST_CHECK(out.numel() <= INT_MAX,
-            "MPI " << name << " on rank " << rank_ << ": " << out.numel() << " elements per rank exceed MPI's int count");
+  CST_CHECK(out.numel() <= INT_MAX, "MPI " << name << " on rank " << rank_ << ": " << out.numel()
+                                           << " elements per rank exceed MPI's int count");
   const int64_t bytes = nbytes(in);
   at::Tensor src = in, dst = out;
   run_blocking(name, bytes, [ctx = ctx_, src, dst, op, name, bytes]() mutable {

@@ -301,11 +301,11 @@ void NcclCommunicator::reduce_scatter(const at::Tensor& in, at::Tensor& out, Red
   const int64_t bytes = nbytes(in);
   Launch l;
   std::vector<at::Tensor> ts{in, out};
-  CST_NCCL_LAUNCH(l, ts,
-                  CST_CHECK_NCCL(ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(),
-                                                   nccl_type(in.scalar_type()), nccl_op(op, in.scalar_type()),
-                                                   impl_->comm, impl_->stream.stream()),
-                                 name, bytes));
+  CST_NCCL_LAUNCH(
+      l, ts,
+      CST_CHECK_NCCL(ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(), nccl_type(in.scalar_type()),
+                                       nccl_op(op, in.scalar_type()), impl_->comm, impl_->stream.stream()),
+                     name, bytes));
   NcclWork(impl_->comm, l.start, l.end, out, name, bytes, rank_, device_).wait(timeout_s_);
 }
 

@@ -58,7 +58,7 @@ Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const 
   }
   Tensor k_ext = csa::extend(k, L, e, causal, halo[0], halo[2]);  // [B, n, W, D]
   if (pos.local.defined()) k_ext = k_ext + at::matmul(pos.local, k_proj->weight.t());
-  Tensor v_ext = csa::extend(v, L, e, causal, halo[1], halo[3]);  // V_l = S_ext W_v
+  Tensor v_ext = csa::extend(v, L, e, causal, halo[1], halo[3]);                // V_l = S_ext W_v
   Tensor key_mask = csa::extend(mp, L, e, causal, mask_halo[0], mask_halo[1]);  // [B, n, W]
   Tensor y = csa::local_attention(q, split_heads5(k_ext, H), split_heads5(v_ext, H), key_mask, e,
                                   causal, cfg_.dropout, is_training());
@@ -72,16 +72,16 @@ Tensor CompositeSliceAttention::global(const Tensor& s_bar, const Tensor& slice_
   Tensor q = csa::split_heads(q_proj(qk_in), H);                  // [B, H, n, d]
   Tensor k = csa::split_heads(k_proj(qk_in), H);
   Tensor v = csa::split_heads(v_proj(s_bar), H);
-  Tensor y = csa::global_attention(q, k, v, slice_mask, cfg_.causal(), cfg_.dropout, is_training(), first_query,
-                                   n_q);
-  return csa::merge_heads(y);                                      // [B, n_q, D]
+  Tensor y = csa::global_attention(q, k, v, slice_mask, cfg_.causal(), cfg_.dropout, is_training(), first_query, n_q);
+  return csa::merge_heads(y);  // [B, n_q, D]
 }
 
 Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, const LayerContext& pos) {
   const int64_t N = x.size(1), L = cfg_.slice_len;
   const SeqChunk* sp = pos.sp.get();
   const int64_t n_total = sp ? sp->total_slices * L : N;
-  CST_CHECK(n_total <= cfg_.max_seq_len, "CSA: sequence length " << n_total << " exceeds max_seq_len = " << cfg_.max_seq_len);
+  CST_CHECK(n_total <= cfg_.max_seq_len,
+            "CSA: sequence length " << n_total << " exceeds max_seq_len = " << cfg_.max_seq_len);
   CST_CHECK(!sp || N % L == 0, "CSA: a sequence-parallel chunk of " << N << " tokens is not a multiple of L = " << L);
   auto [xp, mp] = csa::pad_to_slices(x, mask, L);
   Tensor ms = csa::to_slices(mp, L);                                  // [B, n, L]

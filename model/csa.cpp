@@ -100,21 +100,20 @@ Tensor pool_slices(const Tensor& y, const Tensor& mask, Aggregation agg, const T
   CST_THROW("pool_slices: unknown aggregation");
 }
 
-Tensor global_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask,
-                        bool causal, double dropout_p, bool training, int64_t first_query, int64_t n_q) {
+Tensor global_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask, bool causal,
+                        double dropout_p, bool training, int64_t first_query, int64_t n_q) {
   const int64_t n = k.size(2), f = first_query, nq = n_q < 0 ? n - first_query : n_q;
-  CST_CHECK(f >= 0 && nq >= 1 && f + nq <= n, "global attention: queries [" << f << ", " << f + nq
-                                                                             << ") outside the " << n << " slices");
+  CST_CHECK(f >= 0 && nq >= 1 && f + nq <= n,
+            "global attention: queries [" << f << ", " << f + nq << ") outside the " << n << " slices");
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   Tensor query = q.narrow(2, f, nq);
   Tensor mask = slice_mask.unsqueeze(1).unsqueeze(2);  // [B, 1, 1, n] keys
   if (causal) {
     // Slice t uses the query row of slice t-1; slice 0's row is fully masked below.
-    query = f > 0 ? q.narrow(2, f - 1, nq)
-                  : at::cat({at::zeros_like(q.narrow(2, 0, 1)), q.narrow(2, 0, nq - 1)}, 2);
+    query = f > 0 ? q.narrow(2, f - 1, nq) : at::cat({at::zeros_like(q.narrow(2, 0, 1)), q.narrow(2, 0, nq - 1)}, 2);
     Tensor t = at::arange(f, f + nq, q.options().dtype(at::kLong)).unsqueeze(1);
     Tensor s = at::arange(n, q.options().dtype(at::kLong)).unsqueeze(0);
-    mask = mask.logical_and(s < t);                    // [B, 1, n_q, n]
+    mask = mask.logical_and(s < t);  // [B, 1, n_q, n]
   }
   Tensor scores = at::matmul(query, k.transpose(-1, -2)) * scale;  // [B, H, n_q, n]
   Tensor p = dropout_if(masked_softmax(scores, mask), dropout_p, training);

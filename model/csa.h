@@ -55,8 +55,8 @@ Tensor pool_slices(const Tensor& y, const Tensor& mask, Aggregation agg, const T
 // real token). Causal: slice t uses the query of slice t-1 and sees slices < t; slice 0 gets 0.
 // Returns [B, H, n_q, d]: the outputs of slices [first_query, first_query + n_q) (n_q < 0: to
 // the end), as a sequence-parallel rank computes those of its own slices.
-Tensor global_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask,
-                        bool causal, double dropout_p, bool training, int64_t first_query = 0, int64_t n_q = -1);
+Tensor global_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask, bool causal,
+                        double dropout_p, bool training, int64_t first_query = 0, int64_t n_q = -1);
 
 // y_local [B, n, L, D] + y_global [B, n, D] broadcast over the L tokens of each slice.
 Tensor broadcast_add(const Tensor& y_local, const Tensor& y_global);

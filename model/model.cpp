@@ -119,11 +119,13 @@ Tensor CstModelImpl::full_mask(const Tensor& ids_or_x, const Tensor& mask) const
 
 void CstModelImpl::set_sequence_parallel(comm::Communicator* group) {
   if (group != nullptr && group->size() > 1) {
-    CST_INPUT_CHECK(cfg_.arch == Arch::kCst, "sequence parallelism needs model.arch = cst (full attention would need "
-                                             "every token of every rank), got "
-                                                 << to_string(cfg_.arch));
-    CST_INPUT_CHECK(cfg_.task != Task::kCls, "sequence parallelism: the classifier head pools over the whole sequence; "
-                                             "task = cls is not supported");
+    CST_INPUT_CHECK(cfg_.arch == Arch::kCst,
+                    "sequence parallelism needs model.arch = cst (full attention would need "
+                    "every token of every rank), got "
+                        << to_string(cfg_.arch));
+    CST_INPUT_CHECK(cfg_.task != Task::kCls,
+                    "sequence parallelism: the classifier head pools over the whole sequence; "
+                    "task = cls is not supported");
   }
   sp_group_ = group != nullptr && group->size() > 1 ? group : nullptr;
 }
@@ -138,8 +140,8 @@ Tensor CstModelImpl::forward_embeddings(const Tensor& x, const Tensor& attention
   const bool all_real = !attention_mask.defined() || (cfg_.full_sdpa && mask.all().item<bool>());
   LayerContext pos = layer_context(all_real);
   if (sp_group_)
-    pos.sp = std::make_shared<SeqChunk>(
-        SeqChunk::make(*sp_group_, mask, cfg_.slice_len, cfg_.extension(), cfg_.causal()));
+    pos.sp =
+        std::make_shared<SeqChunk>(SeqChunk::make(*sp_group_, mask, cfg_.slice_len, cfg_.extension(), cfg_.causal()));
   const bool checkpoint = cfg_.activation_checkpointing && is_training();
   Tensor h = x;
   for (const auto& layer : *layers) {

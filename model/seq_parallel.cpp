@@ -87,18 +87,18 @@ std::vector<Tensor> halo_exchange(comm::Communicator& group, const std::vector<T
   std::vector<Tensor> inputs = right_edges;
   inputs.insert(inputs.end(), left_edges.begin(), left_edges.end());
   const size_t k = xs.size();
-  attach_backward("HaloExchangeBackward", inputs, out,
-                  [&group, left, right, both, k, re = likes(right_edges), le = likes(left_edges)](
-                      std::vector<Tensor> grads) {
-                    // Left halos came from the left neighbour's right edge: their gradient goes back
-                    // there, and mine arrives from the right. Same for the right halos, mirrored.
-                    std::vector<Tensor> result = unpack(shift(group, pack(or_zeros(grads, 0, re)), left, right), re);
-                    if (both) {
-                      std::vector<Tensor> g = unpack(shift(group, pack(or_zeros(grads, k, le)), right, left), le);
-                      result.insert(result.end(), g.begin(), g.end());
-                    }
-                    return result;
-                  });
+  attach_backward(
+      "HaloExchangeBackward", inputs, out,
+      [&group, left, right, both, k, re = likes(right_edges), le = likes(left_edges)](std::vector<Tensor> grads) {
+        // Left halos came from the left neighbour's right edge: their gradient goes back
+        // there, and mine arrives from the right. Same for the right halos, mirrored.
+        std::vector<Tensor> result = unpack(shift(group, pack(or_zeros(grads, 0, re)), left, right), re);
+        if (both) {
+          std::vector<Tensor> g = unpack(shift(group, pack(or_zeros(grads, k, le)), right, left), le);
+          result.insert(result.end(), g.begin(), g.end());
+        }
+        return result;
+      });
   return out;
 }
 
@@ -111,16 +111,16 @@ Tensor all_gather_seq(comm::Communicator& group, const Tensor& x) {
     std::vector<int64_t> gshape = shape;
     gshape.insert(gshape.begin(), S);
     Tensor gathered = at::empty(gshape, x.options().memory_format(at::MemoryFormat::Contiguous));
-    group.all_gather(x.contiguous(), gathered);                    // [S, B, T, ...]
+    group.all_gather(x.contiguous(), gathered);  // [S, B, T, ...]
     std::vector<int64_t> oshape = shape;
     oshape[1] *= S;
-    out[0] = gathered.movedim(0, 1).reshape(oshape);               // [B, S*T, ...]
+    out[0] = gathered.movedim(0, 1).reshape(oshape);  // [B, S*T, ...]
   }
   attach_backward("AllGatherSeqBackward", {x}, out, [&group, shape, S, opt = x.options()](std::vector<Tensor> grads) {
     std::vector<int64_t> split = shape;
-    split.insert(split.begin() + 1, S);                            // [B, S, T, ...]
+    split.insert(split.begin() + 1, S);  // [B, S, T, ...]
     Tensor g = grads[0].defined() ? grads[0] : at::zeros(split, opt);
-    Tensor in = g.reshape(split).movedim(1, 0).contiguous();       // [S, B, T, ...]
+    Tensor in = g.reshape(split).movedim(1, 0).contiguous();  // [S, B, T, ...]
     Tensor mine = at::empty(shape, in.options());
     group.reduce_scatter(in, mine, comm::ReduceOp::kSum);
     return std::vector<Tensor>{mine};
@@ -130,8 +130,8 @@ Tensor all_gather_seq(comm::Communicator& group, const Tensor& x) {
 
 SeqChunk SeqChunk::make(comm::Communicator& group, const Tensor& mask, int64_t slice_len, int64_t ext, bool causal) {
   const int64_t T = mask.size(1);
-  CST_CHECK(T % slice_len == 0, "sequence parallelism: a rank's chunk of " << T
-                                                                           << " tokens is not a multiple of L = " << slice_len);
+  CST_CHECK(T % slice_len == 0,
+            "sequence parallelism: a rank's chunk of " << T << " tokens is not a multiple of L = " << slice_len);
   torch::NoGradGuard no_grad;
   SeqChunk c;
   c.group = &group;

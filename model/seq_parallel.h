@@ -44,8 +44,7 @@ struct SeqChunk {
   at::Tensor slice_mask_all;            // [B, n] bool: the slice has a real token
 
   // Collective over the group. mask [B, T] bool (this chunk; T = N / S, a multiple of L).
-  static SeqChunk make(comm::Communicator& group, const at::Tensor& mask, int64_t slice_len, int64_t ext,
-                       bool causal);
+  static SeqChunk make(comm::Communicator& group, const at::Tensor& mask, int64_t slice_len, int64_t ext, bool causal);
 };
 
 }  // namespace cst::model

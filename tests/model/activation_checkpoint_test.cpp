@@ -81,13 +81,12 @@ TEST_P(ActivationCheckpoint, BitwiseEqualWithDropout) {
   EXPECT_FALSE(torch::equal(plain.logits, train_step(cfg, false, false, 14).logits));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cases, ActivationCheckpoint,
-    ::testing::Values(Case{Task::kLm, 1.0, Composition::kLocalGlobal, PosEmb::kAuto},
-                      Case{Task::kLm, 2.0, Composition::kLocalGlobal, PosEmb::kAuto},
-                      Case{Task::kLm, 3.0, Composition::kGlobalLocal, PosEmb::kAuto},
-                      Case{Task::kMlm, 3.0, Composition::kLocalGlobal, PosEmb::kAuto},
-                      Case{Task::kMlm, 2.0, Composition::kParallel, PosEmb::kAbsolute}));
+INSTANTIATE_TEST_SUITE_P(Cases, ActivationCheckpoint,
+                         ::testing::Values(Case{Task::kLm, 1.0, Composition::kLocalGlobal, PosEmb::kAuto},
+                                           Case{Task::kLm, 2.0, Composition::kLocalGlobal, PosEmb::kAuto},
+                                           Case{Task::kLm, 3.0, Composition::kGlobalLocal, PosEmb::kAuto},
+                                           Case{Task::kMlm, 3.0, Composition::kLocalGlobal, PosEmb::kAuto},
+                                           Case{Task::kMlm, 2.0, Composition::kParallel, PosEmb::kAbsolute}));
 
 // The gradient reducer's hooks fire on accumulated gradients; with checkpointing the shared
 // positional tables still get theirs once, complete (a partial copy would differ).

@@ -27,9 +27,7 @@ comm::MpiCommunicator& world() {
 }
 
 // Groups of S consecutive world ranks (S must divide the world size).
-std::unique_ptr<comm::Communicator> group_of(int S) {
-  return world().split(world().rank() / S, world().rank());
-}
+std::unique_ptr<comm::Communicator> group_of(int S) { return world().split(world().rank() / S, world().rank()); }
 
 ModelConfig tiny(Task task, double alpha) {
   ModelConfig c = testing::small_config(task, alpha, /*slice_len=*/4, /*max_len=*/64);
@@ -89,7 +87,8 @@ Outcome run(const ModelConfig& cfg, const Batch& b, comm::Communicator* group, i
   LossSum ls = token_loss(out.logits, chunk(b.labels, r, S));
   (ls.sum / count).backward();
   out.loss = ls.sum.detach() / count;
-  for (const auto& p : m->parameters()) out.grads.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+  for (const auto& p : m->parameters())
+    out.grads.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
   if (group) {
     group->all_reduce(out.loss);
     for (Tensor& g : out.grads) group->all_reduce(g);
@@ -199,8 +198,8 @@ TEST(SeqParallelComm, BytesPerLayerAreTheFormula) {
     EXPECT_EQ(fwd_halo.calls, sides * (layers + 1));
     EXPECT_EQ(fwd_halo.received_bytes, neighbours * layers * B * e * 2 * D * f + mask_bytes);
     EXPECT_EQ(fwd_gather.calls, layers + 1);  // + the slice mask, once per forward
-    EXPECT_EQ(fwd_gather.received_bytes, layers * (S - 1) * B * (T / cfg.slice_len) * D * f +
-                                             (S - 1) * B * (T / cfg.slice_len));
+    EXPECT_EQ(fwd_gather.received_bytes,
+              layers * (S - 1) * B * (T / cfg.slice_len) * D * f + (S - 1) * B * (T / cfg.slice_len));
     const auto all_halo = counting.count("send_recv"), rs = counting.count("reduce_scatter");
     // Backward returns each halo's gradient to its owner: what this rank receives is the
     // gradient of what it sent (its boundary tokens), from each neighbour it sent to.
