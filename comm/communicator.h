@@ -81,8 +81,8 @@ class Communicator {
   // backend, ranked by (key, rank here), as MPI_Comm_split. The result is owned by the caller
   // and independent of this one (its own MPI communicator / NCCL communicator and, for MPI,
   // its own communication thread: collectives on the two may run concurrently, e.g. gradient
-  // all-reduces on the world and sequence-parallel exchanges on a group). This communicator
-  // must outlive it.
+  // all-reduces on the world and sequence-parallel exchanges on a group). Either may be
+  // destroyed first (the MpiEnvironment must outlive both).
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 
   // Where the tensors of this communicator's collectives must live: CPU for local and MPI, the
