@@ -143,7 +143,7 @@ SeqChunk SeqChunk::make(comm::Communicator& group, const Tensor& mask, int64_t s
     c.mask_left = h[0];
     if (!causal) c.mask_right = h[1];
   }
-  c.slice_mask_all = all_gather_seq(group, mask.view({mask.size(0), n_local, slice_len}).any(-1));
+  c.slice_mask_all = all_gather_seq(group, mask.reshape({mask.size(0), n_local, slice_len}).any(-1));
   return c;
 }
 
