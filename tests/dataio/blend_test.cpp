@@ -291,6 +291,37 @@ TEST(BlendLoader, OneCorpusReadsAsThePlainLoader) {
   }
 }
 
+TEST(BlendLoader, MlmMasksAreTheSameOnEveryWorldSize) {
+  TempDir dir;
+  for (const char* c : {"wiki", "books"}) {
+    std::filesystem::create_directories(dir.file(c));
+    testing::write_mlm_fixture(dir.file(std::string(c) + "/shard-00000.h5"), c[0] == 'w' ? 30 : 7, 32, 500,
+                               c[0] == 'w' ? 11 : 12);
+  }
+  SourceOptions o;
+  o.kind = SampleKind::kMlm;
+  const BlendSpec spec = parse_blend("0.5 " + dir.file("wiki") + " 0.5 " + dir.file("books"), "k");
+  auto collect = [&](int world) {
+    std::vector<std::unique_ptr<Loader>> ls;
+    for (int r = 0; r < world; ++r) ls.push_back(std::make_unique<Loader>(open_blend(spec, o), opts(8, r, world)));
+    std::vector<int32_t> all;      // per step: ids, then labels, of the global batch
+    for (int s = 0; s < 6; ++s) {  // 48 samples: the 7-row corpus goes through 3 epochs
+      std::vector<int32_t> labels;
+      for (auto& l : ls) {
+        auto b = l->next();
+        all.insert(all.end(), b->input_ids.begin(), b->input_ids.end());
+        labels.insert(labels.end(), b->labels.begin(), b->labels.end());
+      }
+      all.insert(all.end(), labels.begin(), labels.end());
+    }
+    return all;
+  };
+  const auto ref = collect(1);
+  EXPECT_GT(std::count(ref.begin(), ref.end(), 4), 0) << "no [MASK] drawn";
+  EXPECT_EQ(collect(2), ref);
+  EXPECT_EQ(collect(4), ref);
+}
+
 // ---- state JSON ------------------------------------------------------------------------------
 std::string state_error(const std::string& text) {
   try {
