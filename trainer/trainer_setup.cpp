@@ -66,8 +66,8 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   if (s.sp_size > 1)  // consecutive ranks hold one sequence (on one node, when S <= ranks per node)
     s.sp_group = s.collective("split (sequence-parallel groups)", [&] { return comm.split(s.dp_rank, s.sp_rank); });
 
-  s.train_src = s.open_split(cfg.data.train);
-  if (!cfg.data.valid.empty()) s.valid_src = s.open_split(cfg.data.valid);
+  s.train_src = s.open_split("data.train", cfg.data.train);
+  if (!cfg.data.valid.empty()) s.valid_src = s.open_split("data.valid", cfg.data.valid);
   s.seq_len = s.mlm ? s.train_src->sample_len() : cfg.data.seq_len;
   CST_INPUT_CHECK(s.seq_len <= cfg.model.max_seq_len, "data: samples of " << s.seq_len << " tokens in '" << cfg.data.train
                                                                         << "' exceed model.max_seq_len = "
@@ -108,13 +108,13 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
 
 Trainer::~Trainer() = default;
 
-std::shared_ptr<dataio::SampleSource> Trainer::State::open_split(const std::string& path) const {
+std::shared_ptr<dataio::BlendSource> Trainer::State::open_split(const std::string& key, const std::string& text) const {
   dataio::SourceOptions so;
   so.kind = mlm ? dataio::SampleKind::kMlm : dataio::SampleKind::kLm;
   so.seq_len = cfg.data.seq_len;
   so.vocab_size = cfg.model.vocab_size;
   so.tokenizer_sha256 = cfg.data.tokenizer_sha256;
-  return std::make_shared<dataio::Hdf5Source>(dataio::list_shards(path), so);
+  return dataio::open_blend(dataio::parse_blend(text, key), so);
 }
 
 dataio::LoaderOptions Trainer::State::loader_options(bool train) const {
@@ -125,6 +125,7 @@ dataio::LoaderOptions Trainer::State::loader_options(bool train) const {
   lo.train = train;
   lo.prefetch = static_cast<int>(cfg.data.prefetch);
   lo.masking.prob = cfg.data.mask_prob;
+  lo.eval_batches = cfg.log.eval_batches;  // per corpus
   return lo;
 }
 
@@ -144,12 +145,19 @@ void Trainer::State::resume() {
   const Manifest& m = point->manifest;
   restore(*point, *model, *opt, proc.rank, proc.world_size, cfg.train.seed, cuda_generator());
   start_step = last_checkpoint_step = m.step;
-  loader_state = m.loader;
+  // Every rank compares the same manifest with the same data: all refuse alike.
+  const std::string changed = dataio::blend_difference(m.loader, dataio::initial_state(*train_src));
+  CST_INPUT_CHECK(changed.empty() || cfg.data.reset_position,
+                  "resume: checkpoint '" << point->dir << "' cannot continue data.train = '" << cfg.data.train
+                                         << "': " << changed << "; --data.reset_position true starts every corpus "
+                                         << "from position 0 (model, optimizer and step restored)");
+  loader_state = cfg.data.reset_position ? dataio::LoaderState{} : m.loader;
   if (rank0())
-    std::printf("resumed from %s: step %ld, epoch %ld, consumed samples %ld, saved by %ld rank(s)%s\n",
+    std::printf("resumed from %s: step %ld, epoch %ld, consumed samples %ld, saved by %ld rank(s)%s%s\n",
                 point->dir.c_str(), static_cast<long>(m.step), static_cast<long>(m.loader.epoch),
                 static_cast<long>(m.loader.consumed_samples), static_cast<long>(m.world_size),
-                m.world_size == proc.world_size ? "" : " (RNG reseeded)");
+                m.world_size == proc.world_size ? "" : " (RNG reseeded)",
+                cfg.data.reset_position ? "; data position reset to 0 (data.reset_position)" : "");
 }
 
 void Trainer::State::describe_setup(const model::ModelConfig& mc) {
@@ -175,6 +183,12 @@ void Trainer::State::describe_setup(const model::ModelConfig& mc) {
              (mc.activation_checkpointing ? "; activation checkpointing" : "") +
              "; train samples " + std::to_string(train_src->num_samples()) + " of " + std::to_string(seq_len) +
              " tokens");
+  if (train_src->num_corpora() > 1) {
+    std::string samples;
+    for (int j = 0; j < train_src->num_corpora(); ++j)
+      samples += (j ? ", " : "") + std::to_string(train_src->corpus(j).num_samples());
+    sink->text("train blend: " + train_src->spec().str() + " (samples " + samples + ")");
+  }
 }
 
 }  // namespace cst::trainer
