@@ -83,12 +83,13 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   co.dir = cfg.checkpoint.resolved_dir(cfg.log.dir);
   co.rank = proc.rank, co.world = proc.world_size;
   co.keep = cfg.checkpoint.keep, co.async = cfg.checkpoint.async;
-  co.timeout_s = cfg.dist.comm_timeout_s, co.delay_ms = cfg.debug.save_delay_ms;
+  co.timeout_s = cfg.dist.comm_timeout_s;
+  co.delay_ms = cfg.debug.save_delay_ms, co.prune_delay_ms = cfg.debug.prune_delay_ms;
   s.ckpt = std::make_unique<CheckpointWriter>(co);
   s.resume();
   if (s.rank0()) {  // only once resuming has succeeded: a rejected checkpoint leaves the folder as it was
     std::filesystem::create_directories(co.dir);
-    s.ckpt->remove_stale_tmp();
+    s.ckpt->remove_leftovers();
   }
   s.collective("barrier (checkpoint folder ready)", [&] { comm.barrier(); });
 
@@ -124,7 +125,6 @@ at::Generator Trainer::State::cuda_generator() const {
 }
 
 void Trainer::State::resume() {
-  if (cfg.checkpoint.resume.empty()) return;
   const auto point = collective("resume: choosing the checkpoint", [&] {
     return agree_on_resume_point(cfg, comm, [](const std::string& w) {
       std::fprintf(stderr, "[rank 0] warning: %s\n", w.c_str());

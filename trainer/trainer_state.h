@@ -78,7 +78,7 @@ struct Trainer::State {
 
   // setup (trainer_setup.cpp)
   std::shared_ptr<dataio::SampleSource> open_split(const std::string& path) const;
-  void resume();  // collective
+  void resume();  // collective: restores checkpoint.resume, or checks that a fresh start overwrites nothing
   void describe_setup(const model::ModelConfig& mc);  // rank 0: config.cfg, metrics sink, MFU peak
   dataio::LoaderOptions loader_options(bool train) const;
 
