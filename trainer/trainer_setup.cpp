@@ -93,7 +93,12 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   }
   s.collective("barrier (checkpoint folder ready)", [&] { comm.barrier(); });
 
-  s.loader = std::make_unique<dataio::Loader>(s.train_src, s.loader_options(true), s.loader_state);
+  try {
+    s.loader = std::make_unique<dataio::Loader>(s.train_src, s.loader_options(true), s.loader_state);
+  } catch (const InputError& e) {  // a resumed data position that does not fit this split
+    if (s.resumed_from.empty()) throw;
+    throw InputError("checkpoint manifest '" + s.resumed_from + "/manifest.json', field loader: " + e.what());
+  }
   s.train_flops_per_token = 3.0 * forward_flops_per_token(cfg.model, s.seq_len);
   if (s.rank0()) s.describe_setup(mc);
 }
@@ -136,6 +141,7 @@ void Trainer::State::resume() {
   restore(*point, *model, *opt, proc.rank, proc.world_size, cfg.train.seed, cuda_generator());
   start_step = last_checkpoint_step = m.step;
   loader_state = m.loader;
+  resumed_from = point->dir;
   if (rank0())
     std::printf("resumed from %s: step %ld, epoch %ld, consumed samples %ld, saved by %ld rank(s)%s\n",
                 point->dir.c_str(), static_cast<long>(m.step), static_cast<long>(m.loader.epoch),

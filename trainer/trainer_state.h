@@ -53,6 +53,7 @@ struct Trainer::State {
   std::unique_ptr<CheckpointWriter> ckpt;
 
   // ---- progress ----
+  std::string resumed_from;           // the checkpoint folder resumed from ("" = fresh start)
   int64_t start_step = 0;             // steps done before this run (resume)
   int64_t last_checkpoint_step = -1;  // the step of the newest checkpoint this run wrote or resumed from
   dataio::LoaderState loader_state;   // data position after the last step done

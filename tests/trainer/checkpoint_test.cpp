@@ -247,6 +247,10 @@ TEST_F(DamagedCheckpoint, HostileManifestsAreRejectedNamingTheFileNotCrashing) {
   text.replace(text.find("\"world_size\": 2"), 15, "\"world_size\": 100000000000");
   std::ofstream(manifest, std::ios::trunc) << text;
   expect_rejected({"manifest.json", "world_size", "100000000000"});
+  text = good;  // a data position beyond the split (the loader checks it against the data)
+  text.replace(text.find("\"consumed_samples\": 32"), 22, "\"consumed_samples\": 1000000000000");
+  std::ofstream(manifest, std::ios::trunc) << text;
+  expect_rejected({"manifest.json", "field loader", "consumed_samples 1000000000000"});
 }
 
 // --resume auto: damaged newer checkpoints (nested brackets, a step number beyond int64) are
