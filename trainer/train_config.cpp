@@ -93,6 +93,7 @@ std::vector<Field<C>> make_fields() {
       CST_FIELD_INT(C, "debug.signal_at_step", debug.signal_at_step, "tests: after this step"),
       CST_FIELD_INT(C, "debug.signal", debug.signal, "tests: signal number raised (10 = SIGUSR1)"),
       CST_FIELD_INT(C, "debug.save_delay_ms", debug.save_delay_ms, "tests: checkpoint writers sleep mid-save"),
+      CST_FIELD_INT(C, "debug.prune_delay_ms", debug.prune_delay_ms, "tests: rank 0 sleeps mid-prune"),
   };
   f.insert(f.end(), rest.begin(), rest.end());
   return f;
@@ -179,6 +180,7 @@ void TrainConfig::validate(int world_size) const {
   CST_OPT_CHECK(checkpoint.keep >= 0, "checkpoint.keep", "must be >= 0 (0 = keep all)");
   CST_OPT_CHECK(checkpoint.zero_stage == 0 || checkpoint.zero_stage == 1, "checkpoint.zero_stage", "must be 0 or 1");
   CST_OPT_CHECK(debug.save_delay_ms >= 0, "debug.save_delay_ms", "must be >= 0");
+  CST_OPT_CHECK(debug.prune_delay_ms >= 0, "debug.prune_delay_ms", "must be >= 0");
   CST_OPT_CHECK(debug.signal >= 1 && debug.signal <= 64, "debug.signal", "must be a signal number");
   CST_OPT_CHECK(!log.dir.empty(), "log.dir", "must not be empty");
   CST_OPT_CHECK(log.interval >= 1, "log.interval", "must be >= 1");

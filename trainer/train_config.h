@@ -96,6 +96,7 @@ struct DebugOptions {
   int64_t signal_at_step = -1;
   int64_t signal = 10;         // SIGUSR1 on Linux
   int64_t save_delay_ms = 0;   // tests: checkpoint writers sleep this long mid-save (widens kill windows)
+  int64_t prune_delay_ms = 0;  // tests: rank 0 sleeps this long mid-prune, after removing a first file
 };
 
 struct TrainConfig {

@@ -92,16 +92,22 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   co.dir = cfg.checkpoint.resolved_dir(cfg.log.dir);
   co.rank = proc.rank, co.world = proc.world_size;
   co.keep = cfg.checkpoint.keep, co.async = cfg.checkpoint.async;
-  co.timeout_s = cfg.dist.comm_timeout_s, co.delay_ms = cfg.debug.save_delay_ms;
+  co.timeout_s = cfg.dist.comm_timeout_s;
+  co.delay_ms = cfg.debug.save_delay_ms, co.prune_delay_ms = cfg.debug.prune_delay_ms;
   s.ckpt = std::make_unique<CheckpointWriter>(co);
   s.resume();
   if (s.rank0()) {  // only once resuming has succeeded: a rejected checkpoint leaves the folder as it was
     std::filesystem::create_directories(co.dir);
-    s.ckpt->remove_stale_tmp();
+    s.ckpt->remove_leftovers();
   }
   s.collective("barrier (checkpoint folder ready)", [&] { comm.barrier(); });
 
-  s.loader = std::make_unique<dataio::Loader>(s.train_src, s.loader_options(true), s.loader_state);
+  try {
+    s.loader = std::make_unique<dataio::Loader>(s.train_src, s.loader_options(true), s.loader_state);
+  } catch (const InputError& e) {  // a resumed data position that does not fit this split
+    if (s.resumed_from.empty()) throw;
+    throw InputError("checkpoint manifest '" + s.resumed_from + "/manifest.json', field loader: " + e.what());
+  }
   s.train_flops_per_token = 3.0 * forward_flops_per_token(cfg.model, s.seq_len);
   if (s.rank0()) s.describe_setup(mc);
 }
@@ -134,7 +140,6 @@ at::Generator Trainer::State::cuda_generator() const {
 }
 
 void Trainer::State::resume() {
-  if (cfg.checkpoint.resume.empty()) return;
   const auto point = collective("resume: choosing the checkpoint", [&] {
     return agree_on_resume_point(cfg, comm, [](const std::string& w) {
       std::fprintf(stderr, "[rank 0] warning: %s\n", w.c_str());
@@ -152,6 +157,7 @@ void Trainer::State::resume() {
                                          << "': " << changed << "; --data.reset_position true starts every corpus "
                                          << "from position 0 (model, optimizer and step restored)");
   loader_state = cfg.data.reset_position ? dataio::LoaderState{} : m.loader;
+  resumed_from = point->dir;
   if (rank0())
     std::printf("resumed from %s: step %ld, epoch %ld, consumed samples %ld, saved by %ld rank(s)%s%s\n",
                 point->dir.c_str(), static_cast<long>(m.step), static_cast<long>(m.loader.epoch),

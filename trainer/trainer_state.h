@@ -59,6 +59,7 @@ struct Trainer::State {
   std::unique_ptr<CheckpointWriter> ckpt;
 
   // ---- progress ----
+  std::string resumed_from;           // the checkpoint folder resumed from ("" = fresh start)
   int64_t start_step = 0;             // steps done before this run (resume)
   int64_t last_checkpoint_step = -1;  // the step of the newest checkpoint this run wrote or resumed from
   dataio::LoaderState loader_state;   // data position after the last step done
@@ -92,7 +93,7 @@ struct Trainer::State {
   // setup (trainer_setup.cpp)
   // data.train / data.valid (`key`): one corpus or a blend, checked against the model config.
   std::shared_ptr<dataio::BlendSource> open_split(const std::string& key, const std::string& text) const;
-  void resume();  // collective
+  void resume();  // collective: restores checkpoint.resume, or checks that a fresh start overwrites nothing
   void describe_setup(const model::ModelConfig& mc);  // rank 0: config.cfg, metrics sink, MFU peak
   dataio::LoaderOptions loader_options(bool train) const;
 
