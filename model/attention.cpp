@@ -6,6 +6,9 @@
 
 #include "common/error.h"
 #include "model/csa.h"
+#ifdef CST_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
 
 namespace cst::model {
 namespace {
@@ -40,7 +43,29 @@ CompositeSliceAttention::CompositeSliceAttention(const ModelConfig& cfg) : cfg_(
     agg_weight = register_parameter("agg_weight", torch::full({cfg.slice_len}, 1.0 / cfg.slice_len));
 }
 
-Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const LayerContext& pos) {
+bool CompositeSliceAttention::fused() const {
+  if (cfg_.csa_kernel == CsaKernel::kExplicit) return false;
+  // auto: on CPU, attention dropout leaves SDPA only its unfused math path; explicit is as fast.
+  return cfg_.csa_kernel == CsaKernel::kFused || !(is_training() && cfg_.dropout > 0 && !q_proj->weight.is_cuda());
+}
+
+csa::LocalKernel CompositeSliceAttention::local_kernel(const Tensor& q, bool per_token_mask) const {
+  if (!fused()) return csa::LocalKernel::kExplicit;
+  if (q.is_cuda()) {
+    const int64_t d = cfg_.head_dim();
+    const bool half = q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
+    bool sm80 = false;
+#ifdef CST_WITH_CUDA
+    sm80 = at::cuda::getDeviceProperties(q.get_device())->major >= 8;
+#endif
+    if (half && d % 8 == 0 && d <= 256 && sm80 && !per_token_mask) return csa::LocalKernel::kFlashVarlen;
+    return csa::LocalKernel::kSdpaBlocks;
+  }
+  return (is_training() && cfg_.dropout > 0) ? csa::LocalKernel::kSdpaBlocks : csa::LocalKernel::kFlashCpu;
+}
+
+Tensor CompositeSliceAttention::local_explicit(const Tensor& xp, const Tensor& mp, const LayerContext& pos,
+                                               const KvHalo& left, const KvHalo& right) {
   const int64_t L = cfg_.slice_len, e = cfg_.extension(), H = cfg_.n_heads;
   const bool causal = cfg_.causal();
   Tensor s = csa::to_slices(xp, L);                                   // [B, n, L, D]
@@ -48,13 +73,55 @@ Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const 
   Tensor q_in = pos.local.defined() ? s + pos.local.narrow(0, e, L) : s;
   Tensor q = split_heads5(q_proj(q_in), H);                       // [B, H, n, L, d]
   // K_l = (S_ext + P_l) W_k = ext(X W_k) + P_l W_k^T (linearity: project N tokens, not alpha*N)
-  Tensor k_ext = csa::extend(k_proj(xp), L, e, causal);           // [B, n, W, D]
+  Tensor k_ext = csa::extend(k_proj(xp), L, e, causal, left.k, right.k);  // [B, n, W, D]
   if (pos.local.defined()) k_ext = k_ext + at::matmul(pos.local, k_proj->weight.t());
-  Tensor v_ext = csa::extend(v_proj(xp), L, e, causal);           // V_l = S_ext W_v
-  Tensor key_mask = csa::extend(mp, L, e, causal);                // [B, n, W]
+  Tensor v_ext = csa::extend(v_proj(xp), L, e, causal, left.v, right.v);  // V_l = S_ext W_v
+  auto halo_mask = [&](const KvHalo& h) {  // a neighbour's tokens are real unless its mask says not
+    return h.k.defined() && !h.mask.defined() ? at::ones({xp.size(0), e}, mp.options()) : h.mask;
+  };
+  Tensor key_mask = csa::extend(mp, L, e, causal, halo_mask(left), halo_mask(right));  // [B, n, W]
   Tensor y = csa::local_attention(q, split_heads5(k_ext, H), split_heads5(v_ext, H), key_mask, e,
                                   causal, cfg_.dropout, is_training());
   return merge_heads5(y);                                          // [B, n, L, D]
+}
+
+Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const LayerContext& pos, const KvHalo& left,
+                                      const KvHalo& right, int64_t tokens) {
+  const int64_t L = cfg_.slice_len, e = cfg_.extension(), B = xp.size(0), NL = xp.size(1);
+  const bool causal = cfg_.causal();
+  CST_CHECK(!(causal && right.k.defined()), "CSA: a causal chunk takes no right halo");
+  if (!fused()) return local_explicit(xp, mp, pos, left, right);
+  // Q_l = S W_q + b + (P_l[e : e+L] W_q^T)[i]: linearity again, so that q, k and v all project xp.
+  Tensor q = q_proj(xp);
+  if (pos.local.defined())
+    q = (csa::to_slices(q, L) + at::matmul(pos.local.narrow(0, e, L), q_proj->weight.t())).view_as(q);
+  const bool per_token_mask = !pos.all_real || (left.k.defined() && left.mask.defined()) ||
+                              (right.k.defined() && right.mask.defined());
+  const csa::LocalKernel kernel = local_kernel(q, per_token_mask);
+  if (kernel == csa::LocalKernel::kExplicit) return local_explicit(xp, mp, pos, left, right);
+  csa::LocalGeometry g;
+  g.slice_len = L, g.ext = e, g.causal = causal, g.heads = cfg_.n_heads;
+  g.tokens = tokens < 0 ? NL : tokens;
+  g.left_halo = left.k.defined(), g.right_halo = right.k.defined();
+  // The key sequence: left halo (or zeros), the chunk, (bidirectional) right halo (or zeros).
+  auto key_sequence = [&](const Tensor& chunk, const Tensor& lh, const Tensor& rh) {
+    std::vector<int64_t> shape = chunk.sizes().vec();
+    shape[1] = e;
+    std::vector<Tensor> parts{lh.defined() ? lh : at::zeros(shape, chunk.options()), chunk};
+    if (!causal) parts.push_back(rh.defined() ? rh : at::zeros(shape, chunk.options()));
+    return e == 0 ? chunk : at::cat(parts, 1);
+  };
+  Tensor keys = key_sequence(k_proj(xp), left.k, right.k);
+  Tensor values = key_sequence(v_proj(xp), left.v, right.v);
+  Tensor pk = pos.local.defined() ? at::matmul(pos.local, k_proj->weight.t()) : Tensor();  // [W, D]
+  Tensor key_mask;
+  if (per_token_mask) {
+    auto halo_mask = [&](const KvHalo& h) { return h.mask.defined() ? h.mask : at::ones({B, e}, mp.options()); };
+    key_mask = key_sequence(mp, halo_mask(left), halo_mask(right));
+  }
+  Tensor y = csa::local_attention_fused(q, keys, values, pk, key_mask, g, kernel, cfg_.dropout, is_training(),
+                                        nullptr, &plans_);
+  return csa::to_slices(y, L);                                     // [B, n, L, D]
 }
 
 Tensor CompositeSliceAttention::global(const Tensor& s_bar, const Tensor& slice_mask, const LayerContext& pos) {
@@ -63,7 +130,9 @@ Tensor CompositeSliceAttention::global(const Tensor& s_bar, const Tensor& slice_
   Tensor q = csa::split_heads(q_proj(qk_in), H);                  // [B, H, n, d]
   Tensor k = csa::split_heads(k_proj(qk_in), H);
   Tensor v = csa::split_heads(v_proj(s_bar), H);
-  Tensor y = csa::global_attention(q, k, v, slice_mask, cfg_.causal(), cfg_.dropout, is_training());
+  Tensor y = fused() ? csa::global_attention_sdpa(q, k, v, pos.all_real ? Tensor() : slice_mask, cfg_.causal(),
+                                                  cfg_.dropout, is_training())
+                     : csa::global_attention(q, k, v, slice_mask, cfg_.causal(), cfg_.dropout, is_training());
   return csa::merge_heads(y);                                      // [B, n, D]
 }
 
@@ -76,7 +145,7 @@ Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, con
   Tensor y;                                                       // [B, n, L, D]
   switch (cfg_.composition) {
     case Composition::kLocalGlobal: {  // global attention reads the local output
-      Tensor y_l = local(xp, mp, pos);
+      Tensor y_l = local(xp, mp, pos, {}, {}, N);
       Tensor y_g = global(csa::pool_slices(y_l, ms, cfg_.aggregation, agg_weight), slice_mask, pos);
       y = csa::broadcast_add(y_l, y_g);
       break;
@@ -85,12 +154,12 @@ Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, con
       Tensor s_in = csa::pool_slices(csa::to_slices(xp, L), ms, cfg_.aggregation, agg_weight);
       Tensor y_g = global(s_in, slice_mask, pos);
       Tensor g_tok = y_g.unsqueeze(2).expand_as(csa::to_slices(xp, L)).reshape_as(xp);
-      y = csa::broadcast_add(local(xp + g_tok, mp, pos), y_g);
+      y = csa::broadcast_add(local(xp + g_tok, mp, pos, {}, {}, N), y_g);
       break;
     }
     case Composition::kParallel: {  // both read the input (H-Transformer style)
       Tensor s_in = csa::pool_slices(csa::to_slices(xp, L), ms, cfg_.aggregation, agg_weight);
-      y = csa::broadcast_add(local(xp, mp, pos), global(s_in, slice_mask, pos));
+      y = csa::broadcast_add(local(xp, mp, pos, {}, {}, N), global(s_in, slice_mask, pos));
       break;
     }
   }

@@ -181,7 +181,7 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   lo.masking.prob = cfg.data.mask_prob;
   s.loader = std::make_unique<dataio::Loader>(s.train_src, lo, s.loader_state);
 
-  s.train_flops_per_token = 3.0 * forward_flops_per_token(cfg.model, s.seq_len);
+  s.train_flops_per_token = 3.0 * forward_flops_per_token(cfg.model, s.seq_len, s.mlm ? cfg.data.mask_prob : 1.0);
   if (s.rank0()) {
     std::filesystem::create_directories(cfg.log.dir);
     std::ofstream(cfg.log.dir + "/config.cfg") << cfg.to_string();
@@ -331,11 +331,11 @@ void Trainer::State::evaluate(int64_t step, TrainResult& res) {
       Tensor mask = mlm ? to_tensor(b->attention_mask, b->rows, b->cols, torch::kBool).narrow(0, r0, n).to(device)
                         : Tensor();
       Bf16Autocast ac(bf16);
-      Tensor logits = model->forward(inputs, mask);
-      model::LossSum ls = model::token_loss(logits, labels);
+      Tensor correct;
+      model::LossSum ls = model->loss(inputs, mask, labels, &correct);
       sums[0] += ls.sum.item<double>();
       sums[1] += static_cast<double>(ls.count);
-      sums[2] += logits.argmax(-1).eq(labels).logical_and(labels.ne(-100)).sum().item<double>();
+      sums[2] += correct.item<double>();
     }
   }
   const std::vector<double> t = collective("all_reduce(validation sums) at step " + std::to_string(step),
@@ -384,7 +384,7 @@ TrainResult Trainer::run() {
       model::LossSum ls;
       {
         Bf16Autocast ac(s.bf16);
-        ls = model::token_loss(s.model->forward(rows(inputs), rows(mask)), rows(labels));
+        ls = s.model->loss(rows(inputs), rows(mask), rows(labels));
       }
       s.reducer->prepare_for_backward(m == micro - 1);
       (ls.sum * scale).backward();
