@@ -7,8 +7,11 @@
 //   machine other processes steal wall time but not CPU time, so tokens per CPU-second and the
 //   float32 GEMM FLOPs per CPU-second stay comparable. Memory: the c10 CPU allocator's peak.
 // --device cuda: wall time between device synchronisations, bfloat16 autocast (--bf16), the
-//   CUDA caching allocator's peak of allocated bytes, and the GEMM peak as the best of a
-//   2048^3 and an 8192^3 bfloat16 matmul. A point that runs out of GPU memory prints "OOM".
+//   CUDA caching allocator's peak of allocated bytes (beyond what other variants hold), and the
+//   GEMM peak as the best of a 2048^3 and an 8192^3 bfloat16 matmul. A point that runs out of GPU
+//   memory prints "OOM".
+// The variants of one N are timed round robin (one step each per round), so that a shared
+// machine's load hits them alike.
 //
 //   bench_attention [--device cpu|cuda] [--n 512,1024,...] [--max-full-n N] [--tokens T]
 //                   [--iters I] [--bf16 auto|on|off] [--sdpa auto|on|off]
@@ -62,12 +65,14 @@ class Device {
     sync();
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   }
-  // Starts a fresh peak-memory window; peak_bytes() reads it.
+  // Starts a fresh peak-memory window; peak_bytes() reads it: the peak of what was allocated
+  // since, beyond what was allocated at the start (other variants' models).
   void reset_peak() {
 #ifdef CST_WITH_CUDA
     if (cuda_) {
       c10::cuda::CUDACachingAllocator::emptyCache();
       c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+      cuda_base_ = static_cast<double>(allocated().current);
       return;
     }
 #endif
@@ -76,10 +81,7 @@ class Device {
   }
   double peak_bytes() const {
 #ifdef CST_WITH_CUDA
-    if (cuda_) {
-      auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
-      return static_cast<double>(stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak);
-    }
+    if (cuda_) return static_cast<double>(allocated().peak) - cuda_base_;
 #endif
     return static_cast<double>(cpu_mem_->peak_bytes());
   }
@@ -99,45 +101,86 @@ class Device {
   }
 
  private:
+#ifdef CST_WITH_CUDA
+  static c10::CachingAllocator::Stat allocated() {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
+    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
+  }
+  double cuda_base_ = 0;
+#endif
   bool cuda_, bf16_;
   std::unique_ptr<model::MemoryTracker> cpu_mem_;
 };
 
-Result run(Device& dev, const model::ModelConfig& cfg, int64_t n_tok, int64_t tokens, int iters, double peak_flops,
-           int profile_top) {
+// One variant at one N, built and warmed up inside its own memory window.
+struct Point {
+  model::CstModel m{nullptr};
+  torch::Tensor ids, labels;
+  double seconds = 0;
   Result r;
-  try {
-    dev.reset_peak();  // the peak counts parameters, gradients, activations and temporaries
-    torch::manual_seed(0);
-    model::CstModel m(cfg);
-    m->to(dev.device());
-    const int64_t batch = std::max<int64_t>(1, tokens / n_tok);
-    torch::Tensor ids = torch::randint(cfg.vocab_size, {batch, n_tok}, torch::kLong).to(dev.device());
-    // Next-token labels; the last position predicts nothing.
-    torch::Tensor labels = torch::cat({ids.narrow(1, 1, n_tok - 1), torch::full({batch, 1}, -100, ids.options())}, 1);
-    auto step = [&] {
-      m->zero_grad();
-      dev.autocast([&] { m->loss(ids, {}, labels).mean().backward(); });
-    };
-    step();  // warm-up, and the memory measurement
-    dev.sync();
-    r.peak_mib = dev.peak_bytes() / 1048576.0;
-    dev.stop_cpu_tracking();
-    const double t0 = dev.now();
-    for (int i = 0; i < iters; ++i) step();
-    const double dt = (dev.now() - t0) / iters;
-    r.tok_s = static_cast<double>(batch * n_tok) / dt;
-    r.mfu = r.tok_s * 3.0 * trainer::forward_flops_per_token(cfg, n_tok) / peak_flops;
-    r.ran = true;
-    if (profile_top > 0) {
-      trainer::OpProfile p = trainer::profile_ops([&] { step(), dev.sync(); }, dev.device().is_cuda());
-      r.profile = p.table(static_cast<size_t>(profile_top));
+};
+
+// Every variant at sequence length n_tok: built and warmed up one after the other (the warm-up
+// step measures the peak memory), then timed round robin, one step of each variant per round,
+// so that load from other processes hits them alike. skip[i]: variant i is not run.
+std::vector<Result> run(Device& dev, const std::vector<model::ModelConfig>& cfgs, const std::vector<bool>& skip,
+                        int64_t n_tok, int64_t tokens, int iters, double peak_flops, int profile_top) {
+  const int64_t batch = std::max<int64_t>(1, tokens / n_tok);
+  std::vector<Point> pts(cfgs.size());
+  auto step = [&](Point& p) {
+    p.m->zero_grad();
+    dev.autocast([&] { p.m->loss(p.ids, {}, p.labels).mean().backward(); });
+  };
+  auto guarded = [&](Point& p, auto&& fn) {
+    try {
+      fn();
+    } catch (const c10::OutOfMemoryError&) {
+      p = Point{};
+      p.r.oom = true;
+      dev.end_point();
     }
-  } catch (const c10::OutOfMemoryError&) {
-    r.oom = true;
+  };
+  for (size_t i = 0; i < cfgs.size(); ++i) {
+    if (skip[i]) continue;
+    Point& p = pts[i];
+    guarded(p, [&] {
+      dev.reset_peak();  // the peak counts parameters, gradients, activations and temporaries
+      torch::manual_seed(0);
+      p.m = model::CstModel(cfgs[i]);
+      p.m->to(dev.device());
+      p.ids = torch::randint(cfgs[i].vocab_size, {batch, n_tok}, torch::kLong).to(dev.device());
+      // Next-token labels; the last position predicts nothing.
+      p.labels = torch::cat({p.ids.narrow(1, 1, n_tok - 1), torch::full({batch, 1}, -100, p.ids.options())}, 1);
+      step(p);
+      dev.sync();
+      p.r.peak_mib = dev.peak_bytes() / 1048576.0;
+      p.r.ran = true;
+      dev.stop_cpu_tracking();
+    });
+  }
+  for (int it = 0; it < iters; ++it)
+    for (Point& p : pts)
+      if (p.r.ran) guarded(p, [&] {
+          const double t0 = dev.now();
+          step(p);
+          p.seconds += dev.now() - t0;
+        });
+  std::vector<Result> out;
+  for (size_t i = 0; i < pts.size(); ++i) {
+    Point& p = pts[i];
+    if (p.r.ran) {
+      p.r.tok_s = static_cast<double>(batch * n_tok) * iters / p.seconds;
+      p.r.mfu = p.r.tok_s * 3.0 * trainer::forward_flops_per_token(cfgs[i], n_tok) / peak_flops;
+      if (profile_top > 0)
+        guarded(p, [&] {
+          trainer::OpProfile prof = trainer::profile_ops([&] { step(p), dev.sync(); }, dev.device().is_cuda());
+          p.r.profile = prof.table(static_cast<size_t>(profile_top));
+        });
+    }
+    out.push_back(p.r);
   }
   dev.end_point();
-  return r;
+  return out;
 }
 
 std::vector<int64_t> parse_list(const std::string& s) {
@@ -252,13 +295,16 @@ int main(int argc, char** argv) try {
   std::printf("%s\n%s\n", head.c_str(), rule.c_str());
   std::string profiles;
   for (int64_t n : ns) {
-    std::vector<Result> r;
+    std::vector<model::ModelConfig> cfgs;
+    std::vector<bool> capped;
     for (auto& v : variants) {
-      const bool capped = v.second.arch == model::Arch::kFull && !v.second.full_sdpa && n > max_full_n;
-      r.push_back(capped ? Result{} : run(dev, v.second, n, tokens, iters, peak.flops_per_s, profile_top));
-      if (!r.back().profile.empty())
-        profiles += "\n" + v.first + ", N = " + std::to_string(n) + ":\n\n" + r.back().profile;
+      cfgs.push_back(v.second);
+      capped.push_back(v.second.arch == model::Arch::kFull && !v.second.full_sdpa && n > max_full_n);
     }
+    const std::vector<Result> r = run(dev, cfgs, capped, n, tokens, iters, peak.flops_per_s, profile_top);
+    for (size_t i = 0; i < r.size(); ++i)
+      if (!r[i].profile.empty())
+        profiles += "\n" + variants[i].first + ", N = " + std::to_string(n) + ":\n\n" + r[i].profile;
     std::string row = "| " + std::to_string(n) + " |";
     auto add = [&](const std::string& c) { row += " " + c + " |"; };
     auto ratio = [&](const Result& x, const Result& y, double v) { return x.ran && y.ran ? cell(x, v, "%.2f") : ""; };

@@ -21,14 +21,8 @@ struct LayerContext {
                           // per-token mask); false: unknown or padded
 };
 
-// Projected keys and values from beyond one end of a chunk (sequence parallelism: the
-// neighbouring rank's e boundary tokens). k = k_proj(x), v = v_proj(x) of those tokens, without
-// P_l (CSA adds P_l W_k^T by window position), [B, e, D] each; mask [B, e] bool (true = real),
-// undefined = all real. An undefined k means no neighbour: the chunk is a sequence end, whose
-// borrowed positions are masked.
-struct KvHalo {
-  torch::Tensor k, v, mask;
-};
+// Projected keys and values from beyond one end of a chunk: model/local_attention.h.
+using csa::KvHalo;
 
 class AttentionBase : public torch::nn::Module {
  public:
@@ -51,6 +45,9 @@ class CompositeSliceAttention : public AttentionBase {
   // global: Y_g [B, n, D] from slice embeddings s_bar [B, n, D] of the whole sequence (all ranks'
   // slices, in order) with slice_mask [B, n] (slice has a real token).
   torch::Tensor global(const torch::Tensor& s_bar, const torch::Tensor& slice_mask, const LayerContext& pos);
+  // The composition and output projection: (Y_l + Y_g broadcast over each slice's L tokens) W_o^T
+  // + b, [B, n, L, D] and [B, n, D] -> [B, n*L, D].
+  torch::Tensor output(const torch::Tensor& y_local, const torch::Tensor& y_global);
 
   // The local kernel for queries q (after projection, so the autocast dtype) with or without a
   // per-token key mask: model.csa_kernel resolved for this device, dtype and training mode.
@@ -61,6 +58,12 @@ class CompositeSliceAttention : public AttentionBase {
 
  private:
   bool fused() const;  // model.csa_kernel resolved: fused kernels for this training mode?
+  // Y_g W_o^T [B, n, D] of the local-global composition from Y_l [B, n, L, D] (pooled inside),
+  // recomputed in backward when fused and without dropout.
+  torch::Tensor global_of_local(const torch::Tensor& y_l, const torch::Tensor& ms, const torch::Tensor& slice_mask,
+                                const LayerContext& pos);
+  // o_proj(Y_l) + global_out broadcast over each slice: [B, n*L, D].
+  torch::Tensor project(const torch::Tensor& y_local, const torch::Tensor& global_out);
   torch::Tensor local_explicit(const torch::Tensor& xp, const torch::Tensor& mp, const LayerContext& pos,
                                const KvHalo& left, const KvHalo& right);
   ModelConfig cfg_;

@@ -145,10 +145,6 @@ Tensor global_attention_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, 
   return at::cat({at::zeros_like(y.narrow(2, 0, 1)), y}, 2);
 }
 
-Tensor broadcast_add(const Tensor& y_local, const Tensor& y_global) {
-  return y_local + y_global.unsqueeze(2);
-}
-
 Tensor split_heads(const Tensor& x, int64_t n_heads) {
   const int64_t b = x.size(0), t = x.size(1), dm = x.size(2);
   return x.view({b, t, n_heads, dm / n_heads}).transpose(1, 2);

@@ -52,7 +52,8 @@ struct VarlenPlan {
   int64_t batch = 0;
   LocalGeometry geometry;
   at::Tensor q_index;  // [total_q] int64: rows of the queries [B*n*L] that are real (undefined: all)
-  at::Tensor k_index;  // [total_k] int64: rows of the key sequence [B*T] packed, segment by segment
+  at::Tensor k_index;  // [total_k] int64: rows of the stored keys [B*S] packed, segment by segment
+                       // (S = rows of the key sequence from key_begin on: halos present and chunk)
   at::Tensor w_index;  // [total_k] int64: the window position w of each packed key (row of pk)
   at::Tensor slot;     // [total_k] int64: (b*n + s)*W + w, its place in the window layout [B*n*W]
   VarlenArgs args;     // cu_q, cu_k, max_q, max_k, causal (scale and dropout_p left at defaults)
@@ -69,9 +70,10 @@ class VarlenPlanCache {
   std::shared_ptr<const VarlenPlan> last_;
 };
 
-// local_attention_fused with kFlashVarlen (same arguments, no key mask).
-at::Tensor local_attention_varlen(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
-                                  const at::Tensor& pk, const LocalGeometry& g, double dropout_p, bool training,
-                                  const VarlenKernel& kernel, VarlenPlanCache* plans);
+// local_attention_fused with kFlashVarlen (no key mask); dropout_p is applied as given.
+at::Tensor local_attention_varlen(const at::Tensor& q, const at::Tensor& kx, const at::Tensor& vx, const KvHalo& left,
+                                  const KvHalo& right, const at::Tensor& p_local, const at::Tensor& w_k,
+                                  const LocalGeometry& g, double dropout_p, const VarlenKernel& kernel,
+                                  VarlenPlanCache* plans);
 
 }  // namespace cst::model::csa

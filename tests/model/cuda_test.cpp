@@ -77,38 +77,45 @@ TEST(Cuda, FlashAttentionCausalIsBottomRightAligned) {
 }
 
 // Every fused local kernel on the device against the explicit scores (float32 on the same bf16
-// values): outputs and the gradients of q, keys, values and pk.
+// values): outputs and the gradients of q, keys, values, P_l and W_k.
 TEST(Cuda, FusedLocalKernelsEqualExplicitScores) {
   CST_NEED_CUDA();
   for (bool causal : {true, false})
     for (int64_t N : {64, 56}) {
       csa::LocalGeometry g;
       g.slice_len = 16, g.ext = 16, g.causal = causal, g.heads = 4, g.tokens = N;
-      const int64_t B = 2, D = 64, NL = g.slices() * g.slice_len, T = g.key_rows(), W = g.window();
+      const int64_t B = 2, D = 64, NL = g.slices() * g.slice_len, W = g.window();
       torch::manual_seed(3);
       auto opt = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
-      const std::vector<Tensor> inputs{torch::randn({B, NL, D}, opt), torch::randn({B, T, D}, opt),
-                                       torch::randn({B, T, D}, opt), torch::randn({W, D}, opt)};
+      // q, the chunk's keys and values, P_l, W_k (no halos: a whole sequence)
+      const std::vector<Tensor> inputs{torch::randn({B, NL, D}, opt), torch::randn({B, NL, D}, opt),
+                                       torch::randn({B, NL, D}, opt), torch::randn({W, D}, opt),
+                                       torch::randn({D, D}, opt) * 0.1};
       Tensor valid = csa::key_validity(g, B, {}, inputs[0].options());
       Tensor row_w = torch::randn({B, NL, D}, opt.dtype(torch::kFloat)) *
                      (torch::arange(NL, opt.dtype(torch::kFloat)) < N).to(torch::kFloat).view({1, NL, 1});
       auto run = [&](auto&& fn, torch::ScalarType dt) {
         std::vector<Tensor> in;
         for (const auto& t : inputs) in.push_back(t.to(dt).detach().requires_grad_());
-        Tensor y = fn(in[0], in[1], in[2], in[3]);
+        Tensor y = fn(in[0], in[1], in[2], in[3], in[4]);
         (y.to(torch::kFloat) * row_w).sum().backward();
         std::vector<Tensor> out{y.to(torch::kFloat) * (row_w != 0)};
         for (auto& t : in) out.push_back(t.grad().to(torch::kFloat));
         return out;
       };
-      const auto want = run([&](auto& a, auto& b, auto& c, auto& d) {
-        return testing::explicit_local(a, b, c, d, valid, g);
-      }, torch::kFloat);
+      const auto want = run(
+          [&](auto& q, auto& kx, auto& vx, auto& pl, auto& wk) {
+            return testing::explicit_local(q, csa::key_sequence(kx, {}, {}, g), csa::key_sequence(vx, {}, {}, g),
+                                           torch::matmul(pl, wk.t()), valid, g);
+          },
+          torch::kFloat);
       for (csa::LocalKernel kernel : {csa::LocalKernel::kFlashVarlen, csa::LocalKernel::kSdpaBlocks}) {
         csa::VarlenPlanCache plans;
-        const auto got = run([&](auto& a, auto& b, auto& c, auto& d) {
-          return csa::local_attention_fused(a, b, c, d, {}, g, kernel, 0.0, false, nullptr, &plans);
-        }, torch::kBFloat16);
+        const auto got = run(
+            [&](auto& q, auto& kx, auto& vx, auto& pl, auto& wk) {
+              return csa::local_attention_fused(q, kx, vx, {}, {}, pl, wk, {}, g, kernel, 0.0, false, nullptr, &plans);
+            },
+            torch::kBFloat16);
         for (size_t i = 0; i < want.size(); ++i)
           EXPECT_LT(excess(got[i], want[i], 5e-2, 5e-2), 0.0)
               << to_string(kernel) << " causal " << causal << " N " << N << " tensor " << i;
