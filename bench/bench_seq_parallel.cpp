@@ -103,7 +103,7 @@ void comm_table(comm::Communicator& world, const Options& o) {
     model::LayerContext ctx;
     ctx.local = torch::randn({cfg.window(), D}) * 0.02;
     ctx.global = torch::randn({cfg.max_slices(), D}) * 0.02;
-    ctx.sp = std::make_shared<model::SeqChunk>(model::SeqChunk::make(counting, mask, L, e, cfg.causal()));
+    ctx.sp = std::make_shared<model::SeqChunk>(model::SeqChunk::make(counting, mask, false, L, e, cfg.causal()));
     counting.reset();  // the per-forward mask exchange is not a layer's
     Tensor y = layer.forward(x, mask, ctx);
     const double fwd = static_cast<double>(counting.total().received_bytes);
@@ -137,10 +137,10 @@ Sample make_sample(const model::ModelConfig& cfg, int64_t rows, int64_t N) {
 
 Tensor chunk(const Tensor& t, int r, int S) { return t.narrow(1, r * (t.size(1) / S), t.size(1) / S); }
 
-// Forward, loss (normalised by the global count), backward on this rank's chunk.
+// Forward, loss (normalised by the global count; the trainer's chunked head loss), backward on
+// this rank's chunk.
 void train_pass(model::CstModel& m, const Sample& s, int r, int S, double count) {
-  Tensor logits = m->forward(chunk(s.ids, r, S));
-  (model::token_loss(logits, chunk(s.labels, r, S)).sum / count).backward();
+  (m->loss(chunk(s.ids, r, S), Tensor(), chunk(s.labels, r, S)).sum / count).backward();
 }
 
 void memory_table(comm::Communicator& world, const Options& o) {

@@ -12,94 +12,43 @@ namespace {
 
 using at::Tensor;
 
-// Shape and options of a tensor: what backward needs of the edges it received gradients for,
-// without keeping their storage alive.
-struct Like {
-  std::vector<int64_t> sizes;
-  at::TensorOptions options;
-  explicit Like(const Tensor& t) : sizes(t.sizes().vec()), options(t.options()) {}
-  int64_t width() const {  // trailing elements per token
-    int64_t w = 1;
-    for (size_t i = 2; i < sizes.size(); ++i) w *= sizes[i];
-    return w;
-  }
-};
-
-std::vector<Like> likes(const std::vector<Tensor>& ts) { return {ts.begin(), ts.end()}; }
-
-// [B, e, C_0 + C_1 + ...] from tensors [B, e, ...]: one message for several tensors.
-Tensor pack(const std::vector<Tensor>& parts) {
-  std::vector<Tensor> flat;
-  for (const Tensor& p : parts) flat.push_back(p.reshape({p.size(0), p.size(1), -1}));
-  return flat.size() == 1 ? flat[0].contiguous() : at::cat(flat, -1).contiguous();
-}
-
-// The inverse of pack (copies: the results own their storage).
-std::vector<Tensor> unpack(const Tensor& packed, const std::vector<Like>& like) {
-  std::vector<Tensor> out;
-  int64_t off = 0;
-  for (const Like& l : like) {
-    out.push_back(packed.narrow(-1, off, l.width()).reshape(l.sizes).clone());
-    off += l.width();
-  }
-  return out;
-}
-
 // Sends `send` to rank dst and returns what rank src sends (zeros when src < 0), shaped like send.
 Tensor shift(comm::Communicator& g, const Tensor& send, int dst, int src) {
   Tensor recv = at::zeros_like(send, at::MemoryFormat::Contiguous);
-  g.send_recv(send, dst, recv, src);
+  g.send_recv(send.contiguous(), dst, recv, src);
   return recv;
-}
-
-// grads[from, from + like.size()), undefined ones replaced by zeros.
-std::vector<Tensor> or_zeros(const std::vector<Tensor>& grads, size_t from, const std::vector<Like>& like) {
-  std::vector<Tensor> out;
-  for (size_t i = 0; i < like.size(); ++i) {
-    const Tensor& g = grads[from + i];
-    out.push_back(g.defined() ? g : at::zeros(like[i].sizes, like[i].options));
-  }
-  return out;
 }
 
 }  // namespace
 
-std::vector<Tensor> halo_exchange(comm::Communicator& group, const std::vector<Tensor>& xs, int64_t e, bool both) {
-  CST_CHECK(!xs.empty() && e > 0, "halo_exchange: needs tensors and e > 0");
-  const int64_t T = xs[0].size(1);
-  CST_CHECK(T >= e, "halo_exchange: the chunk has " << T << " tokens, fewer than the halo e = " << e);
+Halo halo_exchange(comm::Communicator& group, const Tensor& x, int64_t e, bool both) {
+  const int64_t T = x.size(1);
+  CST_CHECK(e > 0 && T >= e, "halo_exchange: the chunk has " << T << " tokens, fewer than the halo e = " << e);
   const int r = group.rank(), S = group.size();
   const int left = r > 0 ? r - 1 : -1, right = r + 1 < S ? r + 1 : -1;
-  std::vector<Tensor> right_edges, left_edges;  // my last / first e tokens (views)
-  for (const Tensor& x : xs) {
-    right_edges.push_back(x.narrow(1, T - e, e));
-    if (both) left_edges.push_back(x.narrow(1, 0, e));
-  }
-  std::vector<Tensor> out;
+  std::vector<Tensor> out(both ? 3 : 2);
   {
     torch::NoGradGuard no_grad;
-    out = unpack(shift(group, pack(right_edges), right, left), likes(right_edges));  // left halos
-    if (both) {
-      std::vector<Tensor> rh = unpack(shift(group, pack(left_edges), left, right), likes(left_edges));
-      out.insert(out.end(), rh.begin(), rh.end());
-    }
+    out[0] = x.detach();                                        // x itself, with this node as history
+    out[1] = shift(group, x.narrow(1, T - e, e), right, left);  // my last tokens go right
+    if (both) out[2] = shift(group, x.narrow(1, 0, e), left, right);
   }
-  std::vector<Tensor> inputs = right_edges;
-  inputs.insert(inputs.end(), left_edges.begin(), left_edges.end());
-  const size_t k = xs.size();
-  attach_backward(
-      "HaloExchangeBackward", inputs, out,
-      [&group, left, right, both, k, re = likes(right_edges), le = likes(left_edges)](std::vector<Tensor> grads) {
-        // Left halos came from the left neighbour's right edge: their gradient goes back
-        // there, and mine arrives from the right. Same for the right halos, mirrored.
-        std::vector<Tensor> result = unpack(shift(group, pack(or_zeros(grads, 0, re)), left, right), re);
-        if (both) {
-          std::vector<Tensor> g = unpack(shift(group, pack(or_zeros(grads, k, le)), right, left), le);
-          result.insert(result.end(), g.begin(), g.end());
-        }
-        return result;
-      });
-  return out;
+  if (at::isFloatingType(x.scalar_type()))
+    attach_backward(
+        "HaloExchangeBackward", {x}, out,
+        [&group, left, right, both, T, e, opt = x.options(), sizes = x.sizes().vec()](std::vector<Tensor> grads) {
+          Tensor g = grads[0].defined() ? grads[0].clone() : at::zeros(sizes, opt);
+          auto grad_of = [&](size_t i) { return grads[i].defined() ? grads[i] : at::zeros_like(g.narrow(1, 0, e)); };
+          // The left halo came from the left neighbour's last tokens: its gradient goes
+          // back there, and the gradient of my last tokens comes from the right.
+          g.narrow(1, T - e, e).add_(shift(group, grad_of(1), left, right));
+          if (both) g.narrow(1, 0, e).add_(shift(group, grad_of(2), right, left));
+          return std::vector<Tensor>{g};
+        });
+  Halo h;
+  h.x = out[0], h.left = out[1];
+  if (both) h.right = out[2];
+  return h;
 }
 
 Tensor all_gather_seq(comm::Communicator& group, const Tensor& x) {
@@ -128,20 +77,23 @@ Tensor all_gather_seq(comm::Communicator& group, const Tensor& x) {
   return out[0];
 }
 
-SeqChunk SeqChunk::make(comm::Communicator& group, const Tensor& mask, int64_t slice_len, int64_t ext, bool causal) {
+SeqChunk SeqChunk::make(comm::Communicator& group, const Tensor& mask, bool masked, int64_t slice_len, int64_t ext,
+                        bool causal) {
   const int64_t T = mask.size(1);
   CST_CHECK(T % slice_len == 0,
             "sequence parallelism: a rank's chunk of " << T << " tokens is not a multiple of L = " << slice_len);
   torch::NoGradGuard no_grad;
   SeqChunk c;
   c.group = &group;
+  c.rank = group.rank(), c.size = group.size();
+  c.masked = masked;
   const int64_t n_local = T / slice_len;
   c.first_slice = group.rank() * n_local;
   c.total_slices = group.size() * n_local;
   if (ext > 0) {
-    std::vector<Tensor> h = halo_exchange(group, {mask}, ext, !causal);
-    c.mask_left = h[0];
-    if (!causal) c.mask_right = h[1];
+    const Halo h = halo_exchange(group, mask, ext, !causal);
+    c.mask_left = h.left;
+    c.mask_right = h.right;
   }
   c.slice_mask_all = all_gather_seq(group, mask.reshape({mask.size(0), n_local, slice_len}).any(-1));
   return c;

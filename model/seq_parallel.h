@@ -21,13 +21,17 @@ class Communicator;
 
 namespace cst::model {
 
-// Halos of a sequence split over `group` in rank order. xs: tensors [B, T, ...] (same B, T,
-// dtype, device; T >= e), exchanged in one message per direction. Returns, per x, its left
-// halo [B, e, ...]: the last e tokens of rank r-1 (zeros on rank 0), then, when `both`, per x
-// its right halo: the first e tokens of rank r+1 (zeros on the last rank). Differentiable: in
-// backward, a halo's gradient is sent back to its owner and added to its boundary tokens'.
-std::vector<at::Tensor> halo_exchange(comm::Communicator& group, const std::vector<at::Tensor>& xs, int64_t e,
-                                      bool both);
+// The halos of this rank's chunk x [B, T, ...] (T >= e) of a sequence split over `group` in
+// rank order: left [B, e, ...] holds the last e tokens of rank r-1 (zeros on rank 0) and, when
+// `both`, right the first e tokens of rank r+1 (zeros on the last rank; undefined unless both).
+// x is returned too, as a new tensor sharing its storage, which the caller must use in place of
+// x: backward runs the exchange when x's gradient is computed, so every rank takes part even
+// where its halos are unused (rank 0's left). In backward each halo's gradient is sent back to
+// its owner and added to the gradient of its boundary tokens. Masks (bool) are exchanged alike.
+struct Halo {
+  at::Tensor x, left, right;
+};
+Halo halo_exchange(comm::Communicator& group, const at::Tensor& x, int64_t e, bool both);
 
 // x [B, T, ...] -> [B, S*T, ...]: the chunks of every rank, in rank order. Differentiable: the
 // gradient is a reduce-scatter (sum) of the gathered gradient.
@@ -36,15 +40,19 @@ at::Tensor all_gather_seq(comm::Communicator& group, const at::Tensor& x);
 // What every CSA layer of one forward pass over a rank's chunk needs, made once per forward
 // (CstModelImpl) and shared by the layers through LayerContext::sp. The group must outlive it.
 struct SeqChunk {
-  comm::Communicator* group = nullptr;  // the S ranks holding the sequence; this one = rank()
+  comm::Communicator* group = nullptr;  // the S ranks holding the sequence
+  int rank = 0, size = 1;               // this rank in the group, S
   int64_t first_slice = 0;              // global index of this chunk's first slice
   int64_t total_slices = 0;             // slices in the whole sequence, n = N / L
   at::Tensor mask_left, mask_right;     // [B, e] key-mask halos (false beyond the ends);
                                         // undefined when e = 0 (right: also when causal)
   at::Tensor slice_mask_all;            // [B, n] bool: the slice has a real token
+  bool masked = true;                   // false: the sequence came without a mask (all real)
 
-  // Collective over the group. mask [B, T] bool (this chunk; T = N / S, a multiple of L).
-  static SeqChunk make(comm::Communicator& group, const at::Tensor& mask, int64_t slice_len, int64_t ext, bool causal);
+  // Collective over the group. mask [B, T] bool (this chunk; T = N / S, a multiple of L);
+  // masked: whether the caller passed a mask (the same on every rank).
+  static SeqChunk make(comm::Communicator& group, const at::Tensor& mask, bool masked, int64_t slice_len, int64_t ext,
+                       bool causal);
 };
 
 }  // namespace cst::model

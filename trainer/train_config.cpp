@@ -18,7 +18,10 @@ using C = TrainConfig;
 
 std::vector<Field<C>> make_fields() {
   std::vector<Field<C>> f;
-  for (const auto& mf : model::ModelConfig::fields()) {  // model.<field>, declared in model/config.cpp
+  // model.<field>, declared in model/config.cpp: the model's fields, then how to compute it.
+  std::vector<model::ModelConfig::Field> model_fields = model::ModelConfig::fields();
+  for (const auto& ef : model::ModelConfig::execution_fields()) model_fields.push_back(ef);
+  for (const auto& mf : model_fields) {
     f.push_back({"model." + mf.name, mf.kind, mf.help, [g = mf.get](const C& c) { return g(c.model); },
                  [s = mf.set, key = "model." + mf.name](C& c, const std::string& v) {
                    try {
@@ -170,7 +173,7 @@ void TrainConfig::validate(int world_size) const {
     CST_INPUT_CHECK(ok, key << " = '" << val << "' is not one of {" << allowed << "}");
   }
   CST_INPUT_CHECK(dist.sdpa != "on" || model.arch == model::Arch::kFull,
-                  "dist.sdpa = on applies to model.arch = full only (CSA has no fused kernel); model.arch is cst");
+                  "dist.sdpa = on applies to model.arch = full only (CSA's kernels: model.csa_kernel); model.arch is cst");
   CST_OPT_CHECK(dist.threads >= 0, "dist.threads", "must be >= 0");
   CST_OPT_CHECK(dist.bucket_first_mb > 0, "dist.bucket_first_mb", "must be > 0");
   CST_OPT_CHECK(dist.bucket_mb > 0, "dist.bucket_mb", "must be > 0");

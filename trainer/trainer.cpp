@@ -81,7 +81,7 @@ void Trainer::State::train_step(int64_t step) {
     model::LossSum ls;
     {
       Bf16Autocast ac(bf16);
-      ls = model::token_loss(model->forward(rows(inputs), rows(mask)), rows(labels));
+      ls = model->loss(rows(inputs), rows(mask), rows(labels));
     }
     reducer->prepare_for_backward(m == micro - 1);
     (ls.sum * scale).backward();

@@ -1,6 +1,7 @@
 // Activation checkpointing (ModelConfig::activation_checkpointing): on CPU the logits, the
 // gradients and the random state after backward are bitwise those without checkpointing,
-// dropout included, for LM and MLM, alpha 1-3, every composition and both positional schemes;
+// dropout included, for LM and MLM, alpha 1-3, every composition, both positional schemes and
+// both CSA kernels (explicit scores, fused);
 // gradient hooks (GradReducer's) see each parameter's complete gradient once; peak memory of a
 // training step falls; without grad mode the block runs plainly.
 #include <gtest/gtest.h>
@@ -73,12 +74,15 @@ class ActivationCheckpoint : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ActivationCheckpoint, BitwiseEqualWithDropout) {
   const Case c = GetParam();
-  ModelConfig cfg = testing::small_config(c.task, c.alpha, 4, 32);
-  cfg.n_layers = 3, cfg.dropout = 0.25, cfg.composition = c.comp, cfg.pos_emb = c.pos;
-  const Step plain = train_step(cfg, false, false), ckpt = train_step(cfg, true, false);
-  expect_bitwise(plain, ckpt);
-  // Dropout is live: other masks give other outputs (so equality above needs the replay).
-  EXPECT_FALSE(torch::equal(plain.logits, train_step(cfg, false, false, 14).logits));
+  for (CsaKernel kernel : {CsaKernel::kExplicit, CsaKernel::kFused}) {
+    ModelConfig cfg = testing::small_config(c.task, c.alpha, 4, 32);
+    cfg.n_layers = 3, cfg.dropout = 0.25, cfg.composition = c.comp, cfg.pos_emb = c.pos, cfg.csa_kernel = kernel;
+    const Step plain = train_step(cfg, false, false), ckpt = train_step(cfg, true, false);
+    SCOPED_TRACE(to_string(kernel));
+    expect_bitwise(plain, ckpt);
+    // Dropout is live: other masks give other outputs (so equality above needs the replay).
+    EXPECT_FALSE(torch::equal(plain.logits, train_step(cfg, false, false, 14).logits));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, ActivationCheckpoint,

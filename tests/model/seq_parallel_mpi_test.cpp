@@ -114,24 +114,29 @@ TEST_P(SeqParallelExact, EqualsOneRank) {
   const Case c = GetParam();
   ModelConfig cfg = tiny(c.task, c.alpha);
   cfg.composition = c.comp, cfg.aggregation = c.agg, cfg.pos_emb = c.pos;
-  for (int S : {2, 4}) {
-    if (world().size() % S != 0) continue;
-    auto group = group_of(S);
-    const int64_t N = S * c.slices_per_rank * cfg.slice_len;
-    const Batch b = make_batch(cfg, N, c.padding);
-    const Outcome ref = run(cfg, b, nullptr), sp = run(cfg, b, group.get());
-    const int r = group->rank();
-    Tensor mask = chunk(b.mask, r, S).unsqueeze(-1);  // outputs at padded positions are discarded
-    EXPECT_LT(max_diff(sp.logits * mask, chunk(ref.logits, r, S) * mask), 1e-5) << "S = " << S;
-    EXPECT_LT(max_diff(sp.loss, ref.loss), 1e-5) << "S = " << S;
-    ASSERT_EQ(sp.grads.size(), ref.grads.size());
-    // (Causal with two slices, slice 1 has one global key: P_g gets no gradient, rightly.)
-    const bool all_learn = !(c.task == Task::kLm && N / cfg.slice_len <= 2);
-    for (size_t i = 0; i < ref.grads.size(); ++i) {
-      if (all_learn) EXPECT_GT(ref.grads[i].abs().max().item<double>(), 0.0) << "parameter " << i << " has no gradient";
-      EXPECT_LT(max_diff(sp.grads[i], ref.grads[i]), 1e-5) << "parameter " << i << ", S = " << S;
+  for (CsaKernel kernel : {CsaKernel::kExplicit, CsaKernel::kFused})
+    for (int S : {2, 4}) {
+      if (world().size() % S != 0) continue;
+      cfg.csa_kernel = kernel;
+      auto group = group_of(S);
+      const int64_t N = S * c.slices_per_rank * cfg.slice_len;
+      const Batch b = make_batch(cfg, N, c.padding);
+      const Outcome ref = run(cfg, b, nullptr), sp = run(cfg, b, group.get());
+      const int r = group->rank();
+      Tensor mask = chunk(b.mask, r, S).unsqueeze(-1);  // outputs at padded positions are discarded
+      EXPECT_LT(max_diff(sp.logits * mask, chunk(ref.logits, r, S) * mask), 1e-5)
+          << "S = " << S << ", kernel " << to_string(kernel);
+      EXPECT_LT(max_diff(sp.loss, ref.loss), 1e-5) << "S = " << S << ", kernel " << to_string(kernel);
+      ASSERT_EQ(sp.grads.size(), ref.grads.size());
+      // (Causal with two slices, slice 1 has one global key: P_g gets no gradient, rightly.)
+      const bool all_learn = !(c.task == Task::kLm && N / cfg.slice_len <= 2);
+      for (size_t i = 0; i < ref.grads.size(); ++i) {
+        if (all_learn)
+          EXPECT_GT(ref.grads[i].abs().max().item<double>(), 0.0) << "parameter " << i << " has no gradient";
+        EXPECT_LT(max_diff(sp.grads[i], ref.grads[i]), 1e-5)
+            << "parameter " << i << ", S = " << S << ", kernel " << to_string(kernel);
+      }
     }
-  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -157,58 +162,61 @@ INSTANTIATE_TEST_SUITE_P(
 // Activation checkpointing under sequence parallelism, dropout on: bitwise the gradients of the
 // same sequence-parallel run without checkpointing (the recomputation repeats the exchanges).
 TEST(SeqParallelCheckpoint, BitwiseEqualWithDropout) {
-  for (Task task : {Task::kLm, Task::kMlm}) {
-    ModelConfig cfg = tiny(task, 3.0);
-    cfg.dropout = 0.2;
-    const int S = world().size();
-    auto group = group_of(S);
-    const Batch b = make_batch(cfg, S * 2 * cfg.slice_len, true);
-    const Outcome plain = run(cfg, b, group.get());
-    cfg.activation_checkpointing = true;
-    const Outcome ckpt = run(cfg, b, group.get());
-    EXPECT_TRUE(torch::equal(plain.logits, ckpt.logits));
-    EXPECT_TRUE(torch::equal(plain.loss, ckpt.loss));
-    for (size_t i = 0; i < plain.grads.size(); ++i)
-      EXPECT_TRUE(torch::equal(plain.grads[i], ckpt.grads[i])) << "parameter " << i;
-  }
+  for (CsaKernel kernel : {CsaKernel::kExplicit, CsaKernel::kFused})
+    for (Task task : {Task::kLm, Task::kMlm}) {
+      ModelConfig cfg = tiny(task, 3.0);
+      cfg.dropout = 0.2, cfg.csa_kernel = kernel;
+      const int S = world().size();
+      auto group = group_of(S);
+      const Batch b = make_batch(cfg, S * 2 * cfg.slice_len, true);
+      const Outcome plain = run(cfg, b, group.get());
+      cfg.activation_checkpointing = true;
+      const Outcome ckpt = run(cfg, b, group.get());
+      EXPECT_TRUE(torch::equal(plain.logits, ckpt.logits));
+      EXPECT_TRUE(torch::equal(plain.loss, ckpt.loss));
+      for (size_t i = 0; i < plain.grads.size(); ++i)
+        EXPECT_TRUE(torch::equal(plain.grads[i], ckpt.grads[i])) << "parameter " << i;
+    }
 }
 
-// Bytes per layer and rank, counted at the communicator, against the formula: the halo of K
-// and V (e tokens, 2D values; from both sides when bidirectional) and the all-gather of the
+// Bytes per layer and rank, counted at the communicator, against the formula: the halo of the
+// local input (e tokens, D values; from both sides when bidirectional) and the all-gather of the
 // slice embeddings ((S - 1) n_local D values), each once in forward and once in backward.
 TEST(SeqParallelComm, BytesPerLayerAreTheFormula) {
-  for (Task task : {Task::kLm, Task::kMlm}) {
-    ModelConfig cfg = tiny(task, 3.0);
-    const int S = world().size();
-    auto group = group_of(S);
-    comm::CountingCommunicator counting(*group);
-    const int64_t T = 3 * cfg.slice_len, N = S * T, B = 2, D = cfg.d_model, e = cfg.extension();
-    const Batch b = make_batch(cfg, N, false);
-    torch::manual_seed(5);
-    CstModel m(cfg);
-    m->set_sequence_parallel(&counting);
-    const int r = counting.rank();
-    Tensor logits = m->forward(chunk(b.ids, r, S), chunk(b.mask, r, S));
-    const auto fwd_halo = counting.count("send_recv"), fwd_gather = counting.count("all_gather");
-    logits.square().sum().backward();
-    const int64_t sides = task == Task::kLm ? 1 : 2, layers = cfg.n_layers, f = 4;  // float32
-    // Received from each side that has a neighbour (ends: none).
-    const int64_t neighbours = task == Task::kLm ? (r > 0) : (r > 0) + (r + 1 < S);
-    const int64_t mask_bytes = neighbours * B * e;  // bool key-mask halos, once per forward
-    EXPECT_EQ(fwd_halo.calls, sides * (layers + 1));
-    EXPECT_EQ(fwd_halo.received_bytes, neighbours * layers * B * e * 2 * D * f + mask_bytes);
-    EXPECT_EQ(fwd_gather.calls, layers + 1);  // + the slice mask, once per forward
-    EXPECT_EQ(fwd_gather.received_bytes,
-              layers * (S - 1) * B * (T / cfg.slice_len) * D * f + (S - 1) * B * (T / cfg.slice_len));
-    const auto all_halo = counting.count("send_recv"), rs = counting.count("reduce_scatter");
-    // Backward returns each halo's gradient to its owner: what this rank receives is the
-    // gradient of what it sent (its boundary tokens), from each neighbour it sent to.
-    const int64_t receivers = task == Task::kLm ? (r + 1 < S) : neighbours;
-    EXPECT_EQ(all_halo.calls, sides * (2 * layers + 1));
-    EXPECT_EQ(all_halo.received_bytes - fwd_halo.received_bytes, receivers * layers * B * e * 2 * D * f);
-    EXPECT_EQ(rs.calls, layers);
-    EXPECT_EQ(rs.received_bytes, layers * (S - 1) * B * (T / cfg.slice_len) * D * f);
-  }
+  for (CsaKernel kernel : {CsaKernel::kExplicit, CsaKernel::kFused})
+    for (Task task : {Task::kLm, Task::kMlm}) {
+      ModelConfig cfg = tiny(task, 3.0);
+      cfg.csa_kernel = kernel;
+      const int S = world().size();
+      auto group = group_of(S);
+      comm::CountingCommunicator counting(*group);
+      const int64_t T = 3 * cfg.slice_len, N = S * T, B = 2, D = cfg.d_model, e = cfg.extension();
+      const Batch b = make_batch(cfg, N, false);
+      torch::manual_seed(5);
+      CstModel m(cfg);
+      m->set_sequence_parallel(&counting);
+      const int r = counting.rank();
+      Tensor logits = m->forward(chunk(b.ids, r, S), chunk(b.mask, r, S));
+      const auto fwd_halo = counting.count("send_recv"), fwd_gather = counting.count("all_gather");
+      logits.square().sum().backward();
+      const int64_t sides = task == Task::kLm ? 1 : 2, layers = cfg.n_layers, f = 4;  // float32
+      // Received from each side that has a neighbour (ends: none).
+      const int64_t neighbours = task == Task::kLm ? (r > 0) : (r > 0) + (r + 1 < S);
+      const int64_t mask_bytes = neighbours * B * e;  // bool key-mask halos, once per forward
+      EXPECT_EQ(fwd_halo.calls, sides * (layers + 1));
+      EXPECT_EQ(fwd_halo.received_bytes, neighbours * layers * B * e * D * f + mask_bytes);
+      EXPECT_EQ(fwd_gather.calls, layers + 1);  // + the slice mask, once per forward
+      EXPECT_EQ(fwd_gather.received_bytes,
+                layers * (S - 1) * B * (T / cfg.slice_len) * D * f + (S - 1) * B * (T / cfg.slice_len));
+      const auto all_halo = counting.count("send_recv"), rs = counting.count("reduce_scatter");
+      // Backward returns each halo's gradient to its owner: what this rank receives is the
+      // gradient of what it sent (its boundary tokens), from each neighbour it sent to.
+      const int64_t receivers = task == Task::kLm ? (r + 1 < S) : neighbours;
+      EXPECT_EQ(all_halo.calls, sides * (2 * layers + 1));
+      EXPECT_EQ(all_halo.received_bytes - fwd_halo.received_bytes, receivers * layers * B * e * D * f);
+      EXPECT_EQ(rs.calls, layers);
+      EXPECT_EQ(rs.received_bytes, layers * (S - 1) * B * (T / cfg.slice_len) * D * f);
+    }
 }
 
 TEST(SeqParallel, RefusesFullAttentionAndClassifier) {
