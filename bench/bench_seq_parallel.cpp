@@ -8,8 +8,9 @@
 //         of N tokens (S = W ranks). The bytes each rank receives are counted at the
 //         communicator (CountingCommunicator), the largest over ranks (an interior rank) is
 //         printed beside the formula, halo + slice embeddings:
-//           per pass: sides * e * 2D (K and V) + (S - 1) * (N / S / L) * D values (x 4 bytes),
-//           sides = 1 causal, 2 bidirectional; backward moves the same again;
+//           per pass: sides * e * D (the local input, projected into K and V on arrival)
+//           + (S - 1) * (N / S / L) * D values (x 4 bytes), sides = 1 causal, 2 bidirectional;
+//           backward moves the same again;
 //         and beside ring attention (context parallelism) for the same N: each rank receives the
 //         K and V of every other chunk, (S - 1) * (N / S) * 2D values in forward, twice that in
 //         backward (K, V again and their gradients).
@@ -111,7 +112,7 @@ void comm_table(comm::Communicator& world, const Options& o) {
     const double both = static_cast<double>(counting.total().received_bytes);
     const std::vector<double> m = world.all_reduce_doubles({fwd, both}, comm::ReduceOp::kMax);
     const double sides = cfg.causal() ? 1 : 2, f = 4;
-    const double formula = (sides * e * 2 * D + (S - 1) * (T / L) * D) * B * f;
+    const double formula = (sides * e * D + (S - 1) * (T / L) * D) * B * f;
     const double ring = static_cast<double>(S - 1) * T * 2 * D * B * f;
     if (r == 0)
       std::printf("| %ld | %ld | %.3f MiB | %.3f MiB | %.3f MiB | %.3f MiB | %.1f MiB | %.1f MiB | %.0fx | %.0fx |\n",
@@ -211,7 +212,7 @@ void speed_table(comm::Communicator& world, const Options& o) {
     std::unique_ptr<comm::GradReducer> reducer;
     std::vector<double> times;
   };
-  Mode modes[2] = {{"data parallel (S = 1)"}, {"sequence parallel (S = W)"}};
+  Mode modes[2] = {{"data parallel (S = 1)", nullptr, nullptr, {}}, {"sequence parallel (S = W)", nullptr, nullptr, {}}};
   for (int i = 0; i < 2; ++i) {
     torch::manual_seed(1);
     modes[i].m = model::CstModel(cfg);

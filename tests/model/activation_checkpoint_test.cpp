@@ -59,7 +59,9 @@ void expect_bitwise(const Step& a, const Step& b) {
   ASSERT_EQ(a.grads.size(), b.grads.size());
   for (size_t i = 0; i < a.grads.size(); ++i) {
     ASSERT_EQ(a.grads[i].defined(), b.grads[i].defined()) << "parameter " << i;
-    if (a.grads[i].defined()) EXPECT_TRUE(torch::equal(a.grads[i], b.grads[i])) << "parameter " << i;
+    if (a.grads[i].defined()) {
+      EXPECT_TRUE(torch::equal(a.grads[i], b.grads[i])) << "parameter " << i;
+    }
   }
 }
 

@@ -131,8 +131,9 @@ TEST_P(SeqParallelExact, EqualsOneRank) {
       // (Causal with two slices, slice 1 has one global key: P_g gets no gradient, rightly.)
       const bool all_learn = !(c.task == Task::kLm && N / cfg.slice_len <= 2);
       for (size_t i = 0; i < ref.grads.size(); ++i) {
-        if (all_learn)
+        if (all_learn) {
           EXPECT_GT(ref.grads[i].abs().max().item<double>(), 0.0) << "parameter " << i << " has no gradient";
+        }
         EXPECT_LT(max_diff(sp.grads[i], ref.grads[i]), 1e-5)
             << "parameter " << i << ", S = " << S << ", kernel " << to_string(kernel);
       }
