@@ -124,7 +124,8 @@ TEST_F(TrainJob, FullAttentionThroughSdpaEqualsExplicitScores) {
 }
 
 // One sequence over S ranks (8 tokens per rank at S = 4: one slice), alone and beside data
-// parallelism (4 ranks = 2 x 2), with gradient accumulation: the parameters of one rank.
+// parallelism (4 ranks = 2 x 2), with gradient accumulation: the parameters of one rank. With
+// the fused kernels (csa_kernel = auto without dropout) and, at S = 2, the explicit one.
 TEST_F(TrainJob, SequenceParallelEqualsOneRank) {
   for (std::string task : {"lm", "mlm"}) {
     const std::string batch = " --train.global_batch 8 --train.micro_batch 4";
@@ -133,22 +134,31 @@ TEST_F(TrainJob, SequenceParallelEqualsOneRank) {
     EXPECT_LT(max_diff(one, train(2, task, batch + " --dist.seq_parallel 2")), 1e-5) << task << " S = 2";
     EXPECT_LT(max_diff(one, train(4, task, batch + " --dist.seq_parallel 4")), 1e-5) << task << " S = 4";
     EXPECT_LT(max_diff(one, train(4, task, batch + " --dist.seq_parallel 2")), 1e-5) << task << " 2 x S = 2";
+    const std::string explicit_kernel = batch + " --model.csa_kernel explicit";
+    EXPECT_LT(max_diff(train(1, task, explicit_kernel), train(2, task, explicit_kernel + " --dist.seq_parallel 2")),
+              1e-5)
+        << task << " explicit kernel, S = 2";
   }
 }
 
 // Dropout on: the recomputation replays the random state, so checkpointed blocks train to
-// bitwise the same parameters (under sequence parallelism too).
+// bitwise the same parameters (under sequence parallelism too), with either CSA kernel.
 TEST_F(TrainJob, ActivationCheckpointingTrainsBitwiseTheSame) {
-  const std::string args = " --train.global_batch 8 --train.micro_batch 4 --dist.seq_parallel 2";
   auto with_dropout = [](std::string a) { return a.replace(a.find("--model.dropout 0"), 17, "--model.dropout 0.2"); };
-  JobResult plain = run(2, with_dropout(common_args("lm", 3)) + args + " --log.dir " + dir_->file("ac_none"));
-  JobResult ckpt = run(2, with_dropout(common_args("lm", 3)) + args +
-                              " --train.activation_checkpointing block --log.dir " + dir_->file("ac_block"));
-  ASSERT_EQ(plain.code, 0) << plain.err;
-  ASSERT_EQ(ckpt.code, 0) << ckpt.err;
-  EXPECT_NE(ckpt.out.find("activation checkpointing"), std::string::npos) << ckpt.out;
-  EXPECT_TRUE(cst::testing::bitwise_equal(cst::testing::load_params(dir_->file("ac_none/model.h5")),
-                                          cst::testing::load_params(dir_->file("ac_block/model.h5"))));
+  for (std::string kernel : {"explicit", "fused"}) {
+    const std::string args =
+        " --train.global_batch 8 --train.micro_batch 4 --dist.seq_parallel 2 --model.csa_kernel " + kernel;
+    const std::string none = dir_->file("ac_none_" + kernel), block = dir_->file("ac_block_" + kernel);
+    JobResult plain = run(2, with_dropout(common_args("lm", 3)) + args + " --log.dir " + none);
+    JobResult ckpt =
+        run(2, with_dropout(common_args("lm", 3)) + args + " --train.activation_checkpointing block --log.dir " + block);
+    ASSERT_EQ(plain.code, 0) << plain.err;
+    ASSERT_EQ(ckpt.code, 0) << ckpt.err;
+    EXPECT_NE(ckpt.out.find("activation checkpointing"), std::string::npos) << ckpt.out;
+    EXPECT_TRUE(cst::testing::bitwise_equal(cst::testing::load_params(none + "/model.h5"),
+                                            cst::testing::load_params(block + "/model.h5")))
+        << kernel;
+  }
 }
 
 // A checkpoint written with S = 2 resumes with S = 1 (another world size) and S = 4: the same
