@@ -95,9 +95,37 @@ Dataset::Dataset(Handle h, std::string file, std::string name)
   int rank = H5Sget_simple_extent_ndims(space.id());
   CST_INPUT_CHECK(rank >= 0, "HDF5 file '" << file_ << "' dataset '" << name_
                                            << "': bad dataspace: " << last_error());
+  CST_INPUT_CHECK(rank <= H5S_MAX_RANK, "HDF5 file '" << file_ << "' dataset '" << name_ << "': rank " << rank);
   std::vector<hsize_t> d(static_cast<size_t>(rank));
   H5Sget_simple_extent_dims(space.id(), d.data(), nullptr);
+  // Every size computed from a shape stays far inside int64: numel < 2^62.
+  constexpr hsize_t kMax = hsize_t{1} << 62;
+  hsize_t n = 1;
+  for (hsize_t x : d) {
+    CST_INPUT_CHECK(x < kMax && (x == 0 || n <= kMax / x), "HDF5 file '" << file_ << "' dataset '" << name_
+                                                                           << "': shape with a dimension " << x
+                                                                           << " holds 2^62 or more elements");
+    n *= x;
+  }
   shape_.assign(d.begin(), d.end());
+}
+
+void Dataset::check_stored() const {
+  quiet();
+  Handle t(H5Dget_type(h_.id()), H5Tclose);
+  Handle dcpl(H5Dget_create_plist(h_.id()), H5Pclose);
+  const size_t elem = H5Tget_size(t.id());
+  const int filters = dcpl.valid() ? H5Pget_nfilters(dcpl.id()) : 0;
+  CST_INPUT_CHECK(elem > 0 && elem <= 64 && filters >= 0,
+                  "HDF5 file '" << file_ << "' dataset '" << name_ << "': bad element type or filters: " << last_error());
+  const long double declared = static_cast<long double>(numel()) * static_cast<long double>(elem);
+  const long double stored = static_cast<long double>(H5Dget_storage_size(h_.id()));
+  const long double need = filters > 0 ? declared / kMaxCompression : declared;
+  CST_INPUT_CHECK(stored >= need, "HDF5 file '" << file_ << "' dataset '" << name_ << "': shape " << shape_str(shape_)
+                                                << " declares " << static_cast<double>(declared)
+                                                << " bytes but the file stores " << static_cast<double>(stored)
+                                                << (filters > 0 ? " (compressed)" : "")
+                                                << ": truncated or damaged");
 }
 
 int64_t Dataset::numel() const { return product(shape_); }
@@ -204,6 +232,8 @@ std::vector<std::string> File::names(const std::string& group) const {
   std::vector<std::string> out;
   for (hsize_t i = 0; i < info.nlinks; ++i) {
     ssize_t n = H5Lget_name_by_idx(g.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    CST_INPUT_CHECK(n >= 0, "HDF5 file '" << path_ << "': cannot read link " << i << " of '" << group
+                                          << "': " << last_error());
     std::string s(static_cast<size_t>(n), '\0');
     H5Lget_name_by_idx(g.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, s.data(), s.size() + 1, H5P_DEFAULT);
     out.push_back(s);
@@ -350,6 +380,8 @@ std::vector<std::string> File::attr_names(const std::string& obj) const {
   std::vector<std::string> out;
   for (hsize_t i = 0; i < info.num_attrs; ++i) {
     ssize_t n = H5Aget_name_by_idx(o.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    CST_INPUT_CHECK(n >= 0, "HDF5 file '" << path_ << "': cannot read attribute " << i << " of '" << obj
+                                          << "': " << last_error());
     std::string s(static_cast<size_t>(n), '\0');
     H5Aget_name_by_idx(o.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, s.data(), s.size() + 1, H5P_DEFAULT);
     out.push_back(s);
@@ -368,8 +400,14 @@ OpenAttr open_attr(hid_t obj, const std::string& file, const std::string& where,
   CST_INPUT_CHECK(H5Aexists(obj, key.c_str()) > 0,
                   "HDF5 file '" << file << "': missing attribute '" << key << "' on '" << where << "'");
   Handle a(H5Aopen(obj, key.c_str(), H5P_DEFAULT), H5Aclose);
+  CST_INPUT_CHECK(a.valid(), "HDF5 file '" << file << "': cannot open attribute '" << key << "': " << last_error());
   Handle t(H5Aget_type(a.id()), H5Tclose);
   H5T_class_t cls = H5Tget_class(t.id());
+  // One value: the reads below fill one element (an array attribute would overrun them).
+  Handle space(H5Aget_space(a.id()), H5Sclose);
+  const hssize_t points = space.valid() ? H5Sget_simple_extent_npoints(space.id()) : -1;
+  CST_INPUT_CHECK(t.valid() && points == 1, "HDF5 file '" << file << "': attribute '" << key << "' on '" << where
+                                                          << "' holds " << points << " values, expected one");
   return {std::move(a), std::move(t), cls};
 }
 }  // namespace
@@ -391,6 +429,8 @@ std::string File::attr_string(const std::string& key, const std::string& obj) co
     return out;
   }
   size_t n = H5Tget_size(a.type.id());
+  CST_INPUT_CHECK(n > 0 && n <= (size_t{1} << 20), "HDF5 file '" << path_ << "': attribute '" << key
+                                                                 << "' is a string of " << n << " bytes");
   std::string s(n, '\0');
   CST_INPUT_CHECK(H5Aread(a.attr.id(), a.type.id(), s.data()) >= 0,
                   "HDF5 file '" << path_ << "': cannot read attribute '" << key << "'");
@@ -404,7 +444,8 @@ int64_t File::attr_int(const std::string& key, const std::string& obj) const {
   CST_INPUT_CHECK(a.cls == H5T_INTEGER, "HDF5 file '" << path_ << "': attribute '" << key
                                                       << "' is not an integer");
   int64_t v = 0;
-  H5Aread(a.attr.id(), H5T_NATIVE_INT64, &v);
+  CST_INPUT_CHECK(H5Aread(a.attr.id(), H5T_NATIVE_INT64, &v) >= 0,
+                  "HDF5 file '" << path_ << "': attribute '" << key << "' is not an int64 value: " << last_error());
   return v;
 }
 
@@ -414,7 +455,8 @@ double File::attr_double(const std::string& key, const std::string& obj) const {
   CST_INPUT_CHECK(a.cls == H5T_FLOAT || a.cls == H5T_INTEGER,
                   "HDF5 file '" << path_ << "': attribute '" << key << "' is not a number");
   double v = 0;
-  H5Aread(a.attr.id(), H5T_NATIVE_DOUBLE, &v);
+  CST_INPUT_CHECK(H5Aread(a.attr.id(), H5T_NATIVE_DOUBLE, &v) >= 0,
+                  "HDF5 file '" << path_ << "': cannot read attribute '" << key << "' as a number: " << last_error());
   return v;
 }
 
