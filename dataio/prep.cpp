@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/h5.h"
+#include "common/output_folder.h"
 #include "dataio/format.h"
 
 namespace cst::dataio {
@@ -62,9 +63,19 @@ class Progress {
   Clock::time_point start_, last_;
 };
 
-std::string tokenizer_path(const PrepOptions& opt) { return (fs::path(opt.output) / "tokenizer.model").string(); }
+// Everything is written into the output folder's staging folder and moved into place at the
+// end (common/output_folder.h); these are the staging paths.
+constexpr char kTool[] = "cst-prep";
+constexpr char kTokenizer[] = "tokenizer.model";
+fs::path staging(const PrepOptions& opt) { return OutputFolder::staging_path(opt.output, kTool); }
+std::string tokenizer_path(const PrepOptions& opt) { return (staging(opt) / kTokenizer).string(); }
 std::string part_path(const PrepOptions& opt, int rank) {
-  return (fs::path(opt.output) / ".prep" / ("part-" + std::to_string(rank) + ".h5")).string();
+  return (staging(opt) / "parts" / ("part-" + std::to_string(rank) + ".h5")).string();
+}
+
+// The paths cst-prep reads, which its output may not overlap.
+std::vector<NamedPath> prep_inputs(const PrepOptions& opt) {
+  return {{"--input", opt.input}, {"--tokenizer", opt.tokenizer}};
 }
 
 // Feeds SentencePiece's trainer from memory.
@@ -87,8 +98,7 @@ void make_tokenizer(const PrepOptions& opt, const std::vector<InputFile>& files,
   if (!opt.tokenizer.empty()) {
     std::error_code ec;
     CST_INPUT_CHECK(fs::is_regular_file(opt.tokenizer, ec), "tokenizer model '" << opt.tokenizer << "' not found");
-    if (!fs::exists(out) || !fs::equivalent(opt.tokenizer, out))
-      fs::copy_file(opt.tokenizer, out, fs::copy_options::overwrite_existing);
+    fs::copy_file(opt.tokenizer, out, fs::copy_options::overwrite_existing);
     return;
   }
   // Sentences are fed from memory and the model comes back serialised, so that the model
@@ -254,7 +264,7 @@ void encode_part(const PrepOptions& opt, const PrepWorld& world, const std::vect
 class ShardWriter {
  public:
   ShardWriter(const PrepOptions& opt, ShardMeta meta) : opt_(opt), meta_(std::move(meta)) {
-    dir_ = fs::path(opt.output) / meta_.split;
+    dir_ = staging(opt) / meta_.split;
   }
   void add(const int32_t* t, int64_t n) {
     tokens_.insert(tokens_.end(), t, t + n);
@@ -264,6 +274,7 @@ class ShardWriter {
                                                    : items_ >= opt_.shard_rows;
     if (full) flush();
   }
+  const std::vector<std::string>& written() const { return written_; }  // relative to the output
   // Writes the open shard if it holds anything. Returns the shards written so far.
   int64_t flush() {
     if (items_ == 0) return shards_;
@@ -271,6 +282,7 @@ class ShardWriter {
     char name[32];
     std::snprintf(name, sizeof(name), "shard-%05lld.h5", static_cast<long long>(shards_));
     const std::string path = (dir_ / name).string();
+    written_.push_back(meta_.split + "/" + name);
     if (opt_.task == SampleKind::kLm) {
       write_lm_shard(path, meta_, tokens_, offsets_);
     } else {
@@ -292,6 +304,7 @@ class ShardWriter {
   std::vector<int32_t> tokens_;
   std::vector<int64_t> offsets_{0};
   int64_t items_ = 0, shards_ = 0;
+  std::vector<std::string> written_;
 };
 
 // One rank's part file, read back in order.
@@ -308,8 +321,9 @@ struct PartReader {
         split(file.open("item_split").read<int8_t>()) {}
 };
 
-void write_shards(const PrepOptions& opt, const PrepWorld& world, size_t num_files, ShardMeta meta,
-                  PrepSummary& sum) {
+// Returns the shards written, relative to the output folder.
+std::vector<std::string> write_shards(const PrepOptions& opt, const PrepWorld& world, size_t num_files,
+                                      ShardMeta meta, PrepSummary& sum) {
   std::vector<std::unique_ptr<PartReader>> parts;
   for (int r = 0; r < world.size; ++r) {
     parts.push_back(std::make_unique<PartReader>(part_path(opt, r)));
@@ -320,8 +334,6 @@ void write_shards(const PrepOptions& opt, const PrepWorld& world, size_t num_fil
   std::vector<ShardWriter> writers;
   for (int s = 0; s < kNumSplits; ++s) {
     meta.split = split_name(static_cast<Split>(s));
-    std::error_code ec;
-    fs::remove_all(fs::path(opt.output) / meta.split, ec);  // shards of an earlier run
     writers.emplace_back(opt, meta);
   }
   Progress progress("write shards", static_cast<double>(num_files), "files", opt.progress);
@@ -349,7 +361,13 @@ void write_shards(const PrepOptions& opt, const PrepWorld& world, size_t num_fil
     progress.update(static_cast<double>(f + 1));
   }
   progress.update(static_cast<double>(num_files), true);
-  for (int s = 0; s < kNumSplits; ++s) sum.shards[static_cast<size_t>(s)] = writers[static_cast<size_t>(s)].flush();
+  std::vector<std::string> written;
+  for (int s = 0; s < kNumSplits; ++s) {
+    sum.shards[static_cast<size_t>(s)] = writers[static_cast<size_t>(s)].flush();
+    const auto& w = writers[static_cast<size_t>(s)].written();
+    written.insert(written.end(), w.begin(), w.end());
+  }
+  return written;
 }
 
 }  // namespace
@@ -365,8 +383,13 @@ PrepSummary run_prep(const PrepOptions& opt, const PrepWorld& world) {
                  files.size(), input_format_name(fmt), mb, opt.input.c_str(),
                  opt.task == SampleKind::kLm ? "LM" : "MLM", opt.output.c_str(), world.size);
   }
+  std::unique_ptr<OutputFolder> out;  // rank 0: the output folder, its files committed at the end
   if (world.rank == 0) {
-    fs::create_directories(fs::path(opt.output) / ".prep");
+    check_no_overlap({"--output", opt.output}, prep_inputs(opt));
+    out = std::make_unique<OutputFolder>(NamedPath{"--output", opt.output}, kTool, opt.overwrite,
+                                         std::vector<std::string>{kTokenizer, "train/*.h5", "validation/*.h5",
+                                                                  "test/*.h5"});
+    fs::create_directories(staging(opt) / "parts");
     make_tokenizer(opt, files, fmt);
   }
   world.barrier();
@@ -390,10 +413,11 @@ PrepSummary run_prep(const PrepOptions& opt, const PrepWorld& world) {
   encode_part(opt, world, files, fmt, sp);
   world.barrier();
   if (world.rank == 0) {
-    write_shards(opt, world, files.size(), meta, sum);
-    fs::remove_all(fs::path(opt.output) / ".prep");
+    std::vector<std::string> written = write_shards(opt, world, files.size(), meta, sum);
     CST_INPUT_CHECK(sum.documents[0] + sum.documents[1] + sum.documents[2] > 0,
                     "input '" << opt.input << "' holds no non-empty document");
+    written.push_back(kTokenizer);
+    out->commit(written);
   }
   world.barrier();
   return sum;

@@ -19,6 +19,7 @@
 #include "comm/factory.h"
 #include "comm/mpi.h"
 #include "common/error.h"
+#include "common/output_guard.h"
 #include "launcher/train_options.h"
 #include "trainer/preemption.h"
 #include "trainer/trainer.h"
@@ -47,6 +48,9 @@ int main(int argc, char** argv) {
                                        rank == 0 ? &std::cout : nullptr, kHelpEpilogue))
       return 0;
     cfg.validate(mpi.size());
+    // Output folders that cannot be made fail here, with exit 2 naming them, not mid-run.
+    check_folder_usable({"log.dir", cfg.log.dir});
+    check_folder_usable({"checkpoint.dir", cfg.checkpoint.resolved_dir(cfg.log.dir)});
     if (rank == 0) std::printf("# resolved configuration (%d rank(s))\n%s\n", mpi.size(), cfg.to_string().c_str());
     trainer::ProcessInfo proc = trainer::ProcessInfo::from_environment(rank, mpi.size(), mpi.host());
     trainer::select_device(cfg.dist, proc);

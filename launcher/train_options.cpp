@@ -1,9 +1,12 @@
 #include "launcher/train_options.h"
 
 #include <boost/program_options.hpp>
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include "common/error.h"
+#include "launcher/tool_main.h"
 
 namespace cst::launcher {
 namespace po = boost::program_options;
@@ -36,6 +39,7 @@ bool parse_train_options(const std::vector<std::string>& args, trainer::TrainCon
   for (const auto& [g, title] : kGroups) all.add(groups.at(g));
 
   po::variables_map vm;
+  for (size_t i = 1; i < args.size(); ++i) reject_option_placeholders(args[i], "argument " + std::to_string(i));
   try {
     std::vector<std::string> tail(args.begin() + (args.empty() ? 0 : 1), args.end());
     po::store(po::command_line_parser(tail).options(all).run(), vm);
@@ -45,10 +49,17 @@ bool parse_train_options(const std::vector<std::string>& args, trainer::TrainCon
     }
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
+      std::ifstream file(path, std::ios::binary);
+      CST_INPUT_CHECK(file.good(), "cannot read config file '" << path << "'");
+      std::stringstream text;
+      text << file.rdbuf();
+      std::istringstream lines(text.str());
+      int lineno = 0;
+      for (std::string line; std::getline(lines, line);)
+        reject_option_placeholders(line, "config file '" + path + "' line " + std::to_string(++lineno));
+      text.seekg(0);
       try {
-        po::store(po::parse_config_file<char>(path.c_str(), all, /*allow_unregistered=*/false), vm);
-      } catch (const po::reading_file&) {
-        CST_THROW_INPUT("cannot read config file '" << path << "'");
+        po::store(po::parse_config_file<char>(text, all, /*allow_unregistered=*/false), vm);
       } catch (const po::error& e) {
         CST_THROW_INPUT("config file '" << path << "': " << e.what());
       }

@@ -71,7 +71,7 @@ ModelConfig read_weights_config(const std::string& path) {
   try {
     cfg.validate();
   } catch (const InputError& e) {
-    CST_THROW_INPUT("weights file '" << path << "': " << e.what());
+    CST_THROW_INPUT("weights file '" << path << "' (config.* attributes): " << e.what());
   }
   // The tensors, before anything is allocated from the config (models and loaders size their
   // buffers by it): names and shapes as the config implies, and stored in full.

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/h5.h"
+#include "common/output_guard.h"
 
 namespace cst::model {
 
@@ -18,9 +19,9 @@ std::vector<int64_t> dims_of(const at::Tensor& t) { return t.sizes().vec(); }
 }  // namespace
 
 void save_weights(CstModelImpl& model, const std::string& path) {
-  const std::string tmp = path + ".tmp";
+  StagedFile staged(path);
   {
-    h5::File f(tmp, h5::File::Mode::kCreate);
+    h5::File f(staged.tmp_path(), h5::File::Mode::kCreate);
     f.set_attr("format", std::string(kWeightsFormat));
     f.set_attr("format_version", kWeightsVersion);
     const ModelConfig& cfg = model.config();
@@ -42,8 +43,7 @@ void save_weights(CstModelImpl& model, const std::string& path) {
     }
     f.flush();
   }
-  CST_INPUT_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0,
-                  "cannot rename '" << tmp << "' to '" << path << "'");
+  staged.commit();
 }
 
 void load_weights(CstModelImpl& model, const std::string& path) {

@@ -12,7 +12,8 @@
 namespace cst::model {
 
 // Writes every parameter (float32, or float64 for a double model; bf16/fp16 saved as float32)
-// to `path` atomically: written to `path`.tmp, flushed, then renamed over `path`.
+// to `path` atomically: written to a temporary file beside it (common/output_guard.h
+// StagedFile), flushed, then renamed over `path`.
 void save_weights(CstModelImpl& model, const std::string& path);
 
 // Copies the file's tensors into model's parameters (converted to each parameter's dtype), after
