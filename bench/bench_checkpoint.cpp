@@ -5,9 +5,9 @@
 //
 // One process (W = 1, LocalCommunicator). The model is a CST LM of the given size; its
 // checkpoint holds model.h5 (4 B per parameter) and one optimizer shard (8 B per parameter).
-// 1. save: Checkpointer::save, synchronous: host copy, HDF5 writes, fsync, sha256 of every file,
+// 1. save: CheckpointWriter::save, synchronous: host copy, HDF5 writes, fsync, sha256 of every file,
 //    manifest, rename. GB/s = checkpoint bytes / wall time (best of --repeats).
-// 2. load: verify_checkpoint (sizes, sha256) + load_weights + load_optimizer_state. GB/s likewise.
+// 2. load: verify_checkpoint (sizes, sha256) + load_weights + read_optimizer_state. GB/s likewise.
 // 3. step time: a training step (forward, backward, clip, AdamW on one [1, seq] sample) timed
 //    over --steps steps with a checkpoint every --save-every steps: none, sync, async. The
 //    mean step time includes each save's stall (sync: the whole save; async: the host copy and
@@ -48,10 +48,11 @@ int64_t folder_bytes(const std::string& dir) {
 }
 
 trainer::Manifest manifest_for(const model::ModelConfig& cfg, const trainer::Optimizer& opt, int64_t step) {
+  trainer::TrainConfig tc;
+  tc.model = cfg;
   trainer::Manifest m;
   m.step = step, m.optimizer_steps = opt.steps_taken(), m.flat_numel = opt.flat_numel();
-  m.code_version = trainer::code_version();
-  for (const auto& f : model::ModelConfig::fields()) m.model.emplace_back(f.name, f.get(cfg));
+  m.run = trainer::describe_run(tc);
   return m;
 }
 
@@ -112,9 +113,9 @@ int main(int argc, char** argv) try {
   double best_save = 1e30, best_load = 1e30;
   int64_t bytes = 0;
   for (int64_t r = 0; r < repeats; ++r) {
-    trainer::Checkpointer::Options co;
+    trainer::CheckpointWriter::Options co;
     co.dir = dir, co.keep = 1;
-    trainer::Checkpointer ck(co);
+    trainer::CheckpointWriter ck(co);
     auto t0 = Clock::now();
     ck.save(*m, opt, rng, at::Tensor(), manifest_for(cfg, opt, 100 + r));
     best_save = std::min(best_save, seconds_since(t0));
@@ -123,7 +124,7 @@ int main(int argc, char** argv) try {
     t0 = Clock::now();
     trainer::Manifest man = trainer::verify_checkpoint(step_dir);
     model::load_weights(*m, step_dir + "/model.h5");
-    trainer::load_optimizer_state(step_dir, man, opt);
+    trainer::read_optimizer_state(step_dir, man, opt);
     best_load = std::min(best_load, seconds_since(t0));
   }
   std::printf(
@@ -136,9 +137,9 @@ int main(int argc, char** argv) try {
   std::printf("| mode | mean step (s) | vs none | saves |\n| --- | ---: | ---: | ---: |\n");
   double none_s = 0;
   for (const char* mode : {"none", "sync", "async"}) {
-    trainer::Checkpointer::Options co;
+    trainer::CheckpointWriter::Options co;
     co.dir = dir, co.keep = 1, co.async = std::string(mode) == "async";
-    trainer::Checkpointer ck(co);
+    trainer::CheckpointWriter ck(co);
     int saves = 0;
     auto t0 = Clock::now();
     for (int64_t s = 1; s <= steps; ++s) {

@@ -1,10 +1,6 @@
 #include "dataio/format.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
-#include <fstream>
-#include <iterator>
 
 #include "common/error.h"
 #include "common/h5.h"
@@ -65,23 +61,6 @@ void write_mlm_shard(const std::string& path, const ShardMeta& meta, int64_t row
   f.write("input_ids", input_ids.data(), {rows, seq_len}, opt);
   f.write("input_mask", input_mask.data(), {rows, seq_len}, opt);
   f.write("segment_ids", segment_ids.data(), {rows, seq_len}, opt);
-}
-
-std::string sha256_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  CST_INPUT_CHECK(in.good(), "cannot read file '" << path << "' to hash it");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  CST_CHECK(EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) == 1,
-            "OpenSSL SHA-256 failed for '" << path << "'");
-  static const char* kHex = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < len; ++i) {
-    hex += kHex[md[i] >> 4];
-    hex += kHex[md[i] & 15];
-  }
-  return hex;
 }
 
 }  // namespace cst::dataio

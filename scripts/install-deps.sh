@@ -17,7 +17,7 @@ PY_PKGS=("torch==${TORCH_VERSION}" "h5py==3.14.0" "tensorboard==2.20.0" "matplot
 DEB_PKGS=(build-essential cmake ninja-build pkg-config git ca-certificates
           python3 python3-venv python3-dev
           libssl-dev
-          nlohmann-json3-dev libxxhash-dev
+          nlohmann-json3-dev libxxhash-dev clang-format
           libopenmpi-dev openmpi-bin
           libhdf5-dev hdf5-tools
           libboost-program-options-dev

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""cst-score (C++) against scripts/cst_reference.py (PyTorch, written separately from CST.md).
+"""cst-score (C++) against scripts/cst_reference.py (PyTorch, written separately from docs/CST.md).
 
 For each config of a grid (tasks, alpha, compositions, aggregations, positional schemes, the
 full-attention baseline) this writes random weights following docs/WEIGHTS.md with h5py (so a
