@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 
 #include "common/error.h"
+#include "common/files.h"
 #include "common/json.h"
 
 namespace cst {
@@ -13,6 +13,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr char kManifestFormat[] = "cst-output-manifest";
+constexpr int64_t kMaxManifestBytes = 64 << 20;
 
 // A manifest entry must name a path inside the folder: relative, normal, no "..".
 bool safe_relative(const std::string& rel) {
@@ -50,11 +51,9 @@ OutputFolder::OutputFolder(const NamedPath& dir, std::string tool, bool overwrit
   const fs::path manifest = fs::path(dir_) / manifest_name(tool_);
   had_manifest_ = fs::exists(manifest, ec);
   if (had_manifest_) {
-    std::ifstream in(manifest, std::ios::binary);
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     const std::string what = "manifest '" + manifest.string() + "'";
     try {
-      const Json m = parse_json(text, what, 4);
+      const Json m = parse_json(read_file(manifest.string(), kMaxManifestBytes), what, 4);
       CST_INPUT_CHECK(json_string(m, "format", what) == kManifestFormat && json_string(m, "tool", what) == tool_,
                       what << ": not a manifest of " << tool_);
       const Json& files = json_member(m, "files", what);
@@ -126,14 +125,12 @@ void OutputFolder::write_manifest(const std::set<std::string>& files, bool compl
   Json m = {{"format", kManifestFormat}, {"version", 1},          {"tool", tool_},
             {"complete", complete},     {"files", Json::array()}};
   for (const std::string& f : files) m["files"].push_back(f);
-  StagedFile out((fs::path(dir_) / manifest_name(tool_)).string());
-  {
-    std::ofstream f(out.tmp_path(), std::ios::binary | std::ios::trunc);
-    f << m.dump(1) << "\n";
-    f.flush();
-    CST_INPUT_CHECK(f.good(), option_ << " '" << dir_ << "': cannot write '" << out.tmp_path() << "'");
+  try {
+    write_file_atomic((fs::path(dir_) / manifest_name(tool_)).string(), m.dump(1) + "\n");
+    fsync_dir(dir_);
+  } catch (const Error& e) {
+    CST_THROW_INPUT(option_ << " '" << dir_ << "': " << e.what());
   }
-  out.commit();
 }
 
 void OutputFolder::remove_owned(const std::string& rel) const {

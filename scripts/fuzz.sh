@@ -49,10 +49,14 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 run_one() {  # run_one <target>: one libFuzzer session; its log in <build>/logs/<target>.log
   local t=$1
   mkdir -p "$build/corpus/$t" "$build/findings/$t" "$build/logs"
+  local start rc=0
+  start=$(date +%s)
   # -malloc_limit_mb: an allocation sized by the input is a finding; -timeout: so is a hang.
   nice -n 10 "$build/fuzz/$t" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=4096 -malloc_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$build/findings/$t/" \
-    "$build/corpus/$t" "$root/fuzz/corpus/$t" > "$build/logs/$t.log" 2>&1
+    "$build/corpus/$t" "$root/fuzz/corpus/$t" > "$build/logs/$t.log" 2>&1 || rc=$?
+  echo $(( $(date +%s) - start )) > "$build/logs/$t.seconds"
+  return $rc
 }
 
 status=0 running=0 failed=()
@@ -73,8 +77,10 @@ for t in "${targets[@]}"; do
   eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   corpus=$(find "$build/corpus/$t" -type f | wc -l)
   result=ok
-  for f in "${failed[@]}"; do [ "$f" = "$t" ] && result="FOUND: $(grep -m1 -E 'ERROR|runtime error|deadly|uncaught|timeout' "$log" || echo see log) ($log)"; done
-  echo "| $t | $seconds | ${runs:-?} | ${eps:-?} | $corpus | $result |"
+  for f in "${failed[@]+"${failed[@]}"}"; do
+    [ "$f" = "$t" ] && result="FOUND: $(grep -m1 -E '^SUMMARY|ERROR: libFuzzer|runtime error' "$log" || echo 'see the log') ($log)"
+  done
+  echo "| $t | $(cat "$build/logs/$t.seconds") | ${runs:-?} | ${eps:-?} | $corpus | $result |"
 done
 echo "[fuzz] total: $(( $(date +%s) - t0 )) s"
 exit $status
