@@ -199,6 +199,7 @@ Hdf5Source::Hdf5Source(std::vector<std::string> files, SourceOptions opt)
   nvidia_ = first.nvidia;
   nvidia_positions_ = first.positions;
   special_ = first.meta.special;
+  tokenizer_sha256_ = first.meta.tokenizer_sha256;
   sample_len_ = opt_.kind == SampleKind::kLm ? opt_.seq_len + 1 : first.seq;
   if (nvidia_) {
     CST_INPUT_CHECK(opt_.vocab_size > 0, "NVIDIA BERT shards ('" << files_[0] << "') carry no vocab "

@@ -40,7 +40,7 @@ for f in "${files[@]}"; do
     "$cf" -i --style=file "$f"
   elif ! diff -q "$f" <("$cf" --style=file "$f") >/dev/null; then
     echo "not formatted: $f"
-    diff "$f" <("$cf" --style=file "$f") | head -n 8 | sed 's/^/    /'
+    diff "$f" <("$cf" --style=file "$f") | sed -n '1,8s/^/    /p' || true  # sed reads all: no SIGPIPE
     bad=1
   fi
 done

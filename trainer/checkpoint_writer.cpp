@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -33,7 +34,7 @@ std::string marker_name(int rank) { return "done_rank" + std::to_string(rank); }
 
 struct CheckpointWriter::Snapshot {
   Manifest meta;
-  model::CstModelImpl* shadow = nullptr;  // rank 0: host copy of the parameters
+  model::CstModelImpl* shadow = nullptr;  // rank 0: the parameters (the live model if sync, a host copy if async)
   OptimShard shard;
 };
 
@@ -52,12 +53,14 @@ void CheckpointWriter::wait() {
   if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
-void CheckpointWriter::remove_stale_tmp() const {
+void CheckpointWriter::remove_leftovers() const {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(o_.dir, ec)) {
     const std::string n = e.path().filename().string();
-    if (n.rfind("step_", 0) == 0 && n.size() > 4 && n.compare(n.size() - 4, 4, ".tmp") == 0) {
-      std::printf("[checkpoint] removing unfinished '%s'\n", e.path().c_str());
+    for (const char* suffix : {".tmp", ".pruning"}) {
+      const size_t k = std::strlen(suffix);
+      if (n.rfind("step_", 0) != 0 || n.size() <= k || n.compare(n.size() - k, k, suffix) != 0) continue;
+      std::printf("[checkpoint] removing %s '%s'\n", suffix[1] == 't' ? "unfinished" : "half-pruned", e.path().c_str());
       fs::remove_all(e.path());
     }
   }
@@ -68,7 +71,10 @@ void CheckpointWriter::save(model::CstModelImpl& model, const Optimizer& opt, co
   wait();  // at most one save in flight
   auto snap = std::make_shared<Snapshot>();
   at::NoGradGuard no_grad;
-  if (o_.rank == 0) {
+  // A synchronous save writes from the live model and state (nothing changes them until it
+  // returns); an async one from host copies taken now.
+  if (o_.rank == 0 && !o_.async) snap->shadow = &model;
+  if (o_.rank == 0 && o_.async) {
     if (!shadow_) {  // a CPU model of the same config; its random init must not move the global RNG
       at::Generator gen = at::globalContext().defaultGenerator(at::kCPU);
       at::Tensor state = gen.get_state();
@@ -89,8 +95,12 @@ void CheckpointWriter::save(model::CstModelImpl& model, const Optimizer& opt, co
             "checkpoint: rank " << o_.rank << " must write [" << sh.range.begin << ", " << sh.range.end
                                 << ") of the optimizer state but holds [" << held.begin << ", " << held.end << ")");
   const int64_t off = sh.range.begin - held.begin;
-  sh.exp_avg = opt.exp_avg().narrow(0, off, sh.range.size()).to(at::kCPU).to(at::kFloat).clone();
-  sh.exp_avg_sq = opt.exp_avg_sq().narrow(0, off, sh.range.size()).to(at::kCPU).to(at::kFloat).clone();
+  auto host = [&](const at::Tensor& t) {  // float32 on the CPU; a copy when async
+    return t.narrow(0, off, sh.range.size()).to(at::kCPU, at::kFloat, /*non_blocking=*/false, /*copy=*/o_.async)
+        .contiguous();
+  };
+  sh.exp_avg = host(opt.exp_avg());
+  sh.exp_avg_sq = host(opt.exp_avg_sq());
   sh.rng_cpu = host_u8(rng_cpu);
   sh.rng_cuda = host_u8(rng_cuda);
   snap->meta = std::move(meta);
@@ -125,7 +135,8 @@ void CheckpointWriter::write(const Snapshot& s) const {
   std::ostringstream marker;
   for (const auto& name : mine) {
     const std::string path = tmp + "/" + name;
-    marker << name << " " << fs::file_size(path) << " " << sha256_file(path) << "\n";
+    marker << name << " " << fs::file_size(path) << " " << checksum_name(o_.checksum) << " "
+           << file_checksum(path, o_.checksum) << "\n";
   }
   write_file_atomic(tmp + "/" + marker_name(o_.rank), marker.str());
   fsync_dir(tmp);
@@ -153,14 +164,18 @@ void CheckpointWriter::commit(Manifest meta) const {
     }
     std::istringstream in(read_file(marker, 1 << 16));
     FileEntry e;
-    while (in >> e.name >> e.bytes >> e.sha256) meta.files.push_back(e);
+    std::string kind;
+    while (in >> e.name >> e.bytes >> kind >> e.digest) {
+      e.checksum = checksum_from_name(kind).value_or(ChecksumKind::kXxh3_128);
+      meta.files.push_back(e);
+    }
   }
   std::sort(meta.files.begin(), meta.files.end(),
             [](const FileEntry& a, const FileEntry& b) { return a.name < b.name; });
   write_file_atomic(tmp + "/manifest.json", meta.to_json());
   for (int r = 0; r < o_.world; ++r) fs::remove(tmp + "/" + marker_name(r));
   fsync_dir(tmp);
-  if (fs::exists(final_dir)) fs::remove_all(final_dir);  // re-saving a step (resumed from an older one)
+  if (fs::exists(final_dir)) discard(final_dir);  // re-saving a step (resumed from an older one)
   CST_CHECK(std::rename(tmp.c_str(), final_dir.c_str()) == 0, "cannot rename '" << tmp << "' to '" << final_dir << "'");
   fsync_dir(o_.dir);
   write_file_atomic(o_.dir + "/latest", name + "\n");
@@ -172,7 +187,26 @@ void CheckpointWriter::prune(int64_t committed) const {
   if (o_.keep <= 0) return;  // only now that a newer checkpoint is committed
   const auto steps = list_step_dirs(o_.dir, nullptr);
   for (size_t i = 0; i + static_cast<size_t>(o_.keep) < steps.size(); ++i)
-    if (steps[i].first != committed) fs::remove_all(steps[i].second);  // never the one just committed
+    if (steps[i].first != committed) discard(steps[i].second);  // never the one just committed
+}
+
+void CheckpointWriter::discard(const std::string& step_dir) const {
+  std::printf("[checkpoint] pruning %s\n", step_dir.c_str());
+  std::fflush(stdout);
+  const std::string doomed = step_dir + ".pruning";
+  fs::remove_all(doomed);
+  CST_CHECK(std::rename(step_dir.c_str(), doomed.c_str()) == 0,
+            "cannot rename '" << step_dir << "' to '" << doomed << "' to remove it");
+  fsync_dir(o_.dir);  // from here on step_<N> is gone, whatever happens next
+  fs::remove(doomed + "/manifest.json");
+  std::vector<fs::path> rest;
+  for (const auto& e : fs::directory_iterator(doomed)) rest.push_back(e.path());
+  std::sort(rest.begin(), rest.end());
+  for (size_t i = 0; i < rest.size(); ++i) {
+    fs::remove_all(rest[i]);
+    if (i == 0 && o_.prune_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(o_.prune_delay_ms));
+  }
+  fs::remove(doomed);
 }
 
 }  // namespace cst::trainer

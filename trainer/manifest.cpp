@@ -58,6 +58,52 @@ std::vector<const Field<TrainConfig>*> optim_fields() {
   return out;
 }
 
+// root[key]: an object of text values, each set through the field of that name (key "model":
+// ModelConfig fields; "optimizer": the TrainConfig fields named optim.*). Fields it lacks are
+// added to missing as "<key>.<field>"; other members are ignored.
+template <class C>
+void read_table(const Json& root, const std::string& key, const std::vector<const Field<C>*>& fields, C& into,
+                std::vector<std::string>& missing, const std::string& where) {
+  const Json& obj = json_member(root, key, where);
+  CST_INPUT_CHECK(obj.is_object(), where << ": field '" << key << "' is " << obj.type_name() << ", expected an object");
+  for (const Field<C>* f : fields) {
+    if (!obj.contains(f->name)) {
+      missing.push_back(key + "." + f->name);
+      continue;
+    }
+    const std::string text = json_string(obj, f->name, where + ", object '" + key + "'");
+    try {
+      f->set(into, text);
+    } catch (const InputError&) {
+      CST_THROW_INPUT(where << ": field '" << key << "." << f->name << "' = '" << text << "' is not a valid value");
+    }
+  }
+}
+
+// files[i]: {name, bytes, <checksum name>: hex}; version 1 knows sha256 only.
+FileEntry read_file_entry(const Json& j, int64_t version, const std::string& where, size_t i) {
+  const std::string at = where + ", files[" + std::to_string(i) + "]";
+  FileEntry e;
+  e.name = json_string(j, "name", at);
+  CST_INPUT_CHECK(!e.name.empty() && e.name != "." && e.name != ".." && e.name.find('/') == std::string::npos &&
+                      e.name.find('\0') == std::string::npos,
+                  at << ": field 'name' = '" << e.name << "' is not a plain file name");
+  e.bytes = json_int(j, "bytes", at, 0);
+  int found = 0;
+  for (ChecksumKind k : {ChecksumKind::kXxh3_128, ChecksumKind::kSha256}) {
+    if (!j.contains(checksum_name(k)) || (version == 1 && k != ChecksumKind::kSha256)) continue;
+    e.checksum = k, e.digest = json_string(j, checksum_name(k), at), ++found;
+  }
+  CST_INPUT_CHECK(found == 1, at << ": needs exactly one checksum field, "
+                                 << (version == 1 ? "'sha256'" : "'xxh3_128' or 'sha256'") << " (found " << found
+                                 << ")");
+  CST_INPUT_CHECK(e.digest.size() == checksum_hex_size(e.checksum) &&
+                      e.digest.find_first_not_of("0123456789abcdef") == std::string::npos,
+                  at << ": field '" << checksum_name(e.checksum) << "' = '" << e.digest << "' is not "
+                     << checksum_hex_size(e.checksum) << " lower-case hex digits");
+  return e;
+}
+
 // Reads the typed fields of a manifest whose format and version are known; every InputError
 // thrown here (json_* accessors, field tables, range checks) means a damaged manifest.
 void read_fields(const Json& root, const std::string& where, Manifest& m) {
@@ -73,50 +119,16 @@ void read_fields(const Json& root, const std::string& where, Manifest& m) {
   m.run.code_version = json_string(root, "code_version", where);
 
   // "model" and "optimizer": objects of text values, read through the field tables.
-  const Json& model = json_member(root, "model", where);
-  CST_INPUT_CHECK(model.is_object(), where << ": field 'model' is " << model.type_name() << ", expected an object");
-  for (const auto& f : model::ModelConfig::fields()) {
-    if (!model.contains(f.name)) {
-      m.run.missing.push_back("model." + f.name);
-      continue;
-    }
-    const std::string text = json_string(model, f.name, where + ", object 'model'");
-    try {
-      f.set(m.run.model, text);
-    } catch (const InputError&) {
-      CST_THROW_INPUT(where << ": field 'model." << f.name << "' = '" << text << "' is not a valid value");
-    }
-  }
-  const Json& optim = json_member(root, "optimizer", where);
-  CST_INPUT_CHECK(optim.is_object(), where << ": field 'optimizer' is " << optim.type_name() << ", expected an object");
+  std::vector<const Field<model::ModelConfig>*> model_fields;
+  for (const auto& f : model::ModelConfig::fields()) model_fields.push_back(&f);
+  read_table(root, "model", model_fields, m.run.model, m.run.missing, where);
   TrainConfig tc;
-  for (const Field<TrainConfig>* f : optim_fields()) {
-    if (!optim.contains(f->name)) {
-      m.run.missing.push_back("optimizer." + f->name);
-      continue;
-    }
-    const std::string text = json_string(optim, f->name, where + ", object 'optimizer'");
-    try {
-      f->set(tc, text);
-    } catch (const InputError&) {
-      CST_THROW_INPUT(where << ": field 'optimizer." << f->name << "' = '" << text << "' is not a valid value");
-    }
-  }
+  read_table(root, "optimizer", optim_fields(), tc, m.run.missing, where);
   m.run.optim = tc.optim;
 
   const Json& files = json_member(root, "files", where);
   CST_INPUT_CHECK(files.is_array(), where << ": field 'files' is " << files.type_name() << ", expected an array");
-  for (size_t i = 0; i < files.size(); ++i) {
-    const std::string at = where + ", files[" + std::to_string(i) + "]";
-    FileEntry e;
-    e.name = json_string(files[i], "name", at);
-    CST_INPUT_CHECK(!e.name.empty() && e.name != "." && e.name != ".." && e.name.find('/') == std::string::npos &&
-                        e.name.find('\0') == std::string::npos,
-                    at << ": field 'name' = '" << e.name << "' is not a plain file name");
-    e.bytes = json_int(files[i], "bytes", at, 0);
-    e.sha256 = json_string(files[i], "sha256", at);
-    m.files.push_back(std::move(e));
-  }
+  for (size_t i = 0; i < files.size(); ++i) m.files.push_back(read_file_entry(files[i], m.format_version, where, i));
 }
 
 }  // namespace
@@ -133,12 +145,13 @@ RunDescription describe_run(const TrainConfig& cfg) {
 }
 
 std::string Manifest::to_json() const {
-  Json j;
+  using Ordered = nlohmann::ordered_json;  // fields in this order, the format first
+  Ordered j;
   j["format"] = format;
   j["format_version"] = format_version;
   j["step"] = step;
   j["optimizer_steps"] = optimizer_steps;
-  j["loader"] = dataio::to_json(loader);
+  j["loader"] = Ordered::parse(dataio::to_json(loader).dump());
   j["world_size"] = world_size;
   j["zero_stage"] = zero_stage;
   j["flat_numel"] = flat_numel;
@@ -146,15 +159,16 @@ std::string Manifest::to_json() const {
   j["global_batch"] = run.global_batch;
   j["tokenizer_sha256"] = run.tokenizer_sha256;
   j["code_version"] = run.code_version;
-  Json& model = j["model"] = Json::object();
+  Ordered& model = j["model"] = Ordered::object();
   for (const auto& f : model::ModelConfig::fields()) model[f.name] = f.get(run.model);
-  Json& optim = j["optimizer"] = Json::object();
+  Ordered& optim = j["optimizer"] = Ordered::object();
   TrainConfig tc;
   tc.optim = run.optim;
   for (const Field<TrainConfig>* f : optim_fields()) optim[f->name] = f->get(tc);
-  Json& list = j["files"] = Json::array();
-  for (const FileEntry& e : files) list.push_back({{"name", e.name}, {"bytes", e.bytes}, {"sha256", e.sha256}});
-  return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+  Ordered& list = j["files"] = Ordered::array();
+  for (const FileEntry& e : files)
+    list.push_back({{"name", e.name}, {"bytes", e.bytes}, {checksum_name(e.checksum), e.digest}});
+  return j.dump(2, ' ', false, Ordered::error_handler_t::replace) + "\n";
 }
 
 Manifest parse_manifest(const std::string& text, const std::string& path) {

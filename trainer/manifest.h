@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/checksum.h"
 #include "common/error.h"
 #include "dataio/loader.h"
 #include "model/config.h"
@@ -21,7 +22,9 @@
 namespace cst::trainer {
 
 inline constexpr const char* kCheckpointFormat = "cst-train.checkpoint";
-inline constexpr int64_t kCheckpointVersion = 1;  // the version written; readers accept 1..this
+// The version written. Readers accept 1 and 2: version 1 has a "sha256" per file; version 2 one
+// checksum per file, "xxh3_128" (written by default) or "sha256".
+inline constexpr int64_t kCheckpointVersion = 2;
 inline constexpr int64_t kMaxManifestBytes = 16 << 20;  // a larger manifest.json is damaged
 inline constexpr int64_t kMaxWorldSize = 1 << 20;       // world_size above this is damaged
 
@@ -52,9 +55,10 @@ std::vector<std::pair<int64_t, std::string>> list_step_dirs(const std::string& r
 // ---- manifest ----
 
 struct FileEntry {
-  std::string name;    // a plain file name inside the step folder
+  std::string name;  // a plain file name inside the step folder
   int64_t bytes = 0;
-  std::string sha256;  // lower-case hex
+  ChecksumKind checksum = ChecksumKind::kXxh3_128;
+  std::string digest;  // lower-case hex (common/checksum.h)
 };
 
 // The run a checkpoint belongs to. check_compatible demands that model, optim.name, seed,

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <map>
 
@@ -30,6 +32,15 @@ Manifest verify_checkpoint(const std::string& step_dir) {
     throw CorruptCheckpoint(e.what());
   }
   Manifest m = parse_manifest(text, mpath);
+  const auto folder_step = parse_step_dir_name(fs::path(step_dir).filename().string());
+  if (folder_step && *folder_step != m.step)
+    throw CorruptCheckpoint("checkpoint manifest '" + mpath + "': field step = " + std::to_string(m.step) +
+                            " but the folder is named step_" + std::to_string(*folder_step));
+  // Every shard listed: bounds world_size by the manifest's size before anything is sized by it.
+  if (m.world_size + 1 > static_cast<int64_t>(m.files.size()))
+    throw CorruptCheckpoint("checkpoint manifest '" + mpath + "': field world_size = " + std::to_string(m.world_size) +
+                            " but field files lists " + std::to_string(m.files.size()) +
+                            " files (model.h5 and one shard per rank expected)");
   std::map<std::string, const FileEntry*> listed;
   for (const auto& e : m.files) listed[e.name] = &e;
   std::vector<std::string> expected{"model.h5"};
@@ -47,19 +58,53 @@ Manifest verify_checkpoint(const std::string& step_dir) {
       throw CorruptCheckpoint("checkpoint file '" + path + "': size " + std::to_string(bytes) +
                               " bytes, manifest field files[" + e.name + "].bytes = " + std::to_string(e.bytes) +
                               " (truncated or changed)");
-    const std::string sum = sha256_file(path);
-    if (sum != e.sha256)
-      throw CorruptCheckpoint("checkpoint file '" + path + "': sha256 " + sum +
-                              " does not match manifest field files[" + e.name + "].sha256 = " + e.sha256 +
+    const std::string kind = checksum_name(e.checksum);
+    std::string sum;
+    try {
+      sum = file_checksum(path, e.checksum);
+    } catch (const InputError& x) {  // unreadable
+      throw CorruptCheckpoint(x.what());
+    }
+    if (sum != e.digest)
+      throw CorruptCheckpoint("checkpoint file '" + path + "': " + kind + " " + sum +
+                              " does not match manifest field files[" + e.name + "]." + kind + " = " + e.digest +
                               " (checksum mismatch)");
   }
   return m;
 }
 
+void check_fresh_start(const TrainConfig& cfg) {
+  const std::string log_dir = cfg.log.dir, ckpt_dir = cfg.checkpoint.resolved_dir(log_dir);
+  auto starts = [](const std::string& s, const char* p) { return s.rfind(p, 0) == 0; };
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(log_dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n == "config.cfg" || n == "metrics.jsonl" || n == "model.h5" || starts(n, "events.out.tfevents.") ||
+        (starts(n, "model_step") && e.path().extension() == ".h5"))
+      found.push_back(e.path().string());
+  }
+  for (const auto& e : fs::directory_iterator(ckpt_dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n == "latest" || starts(n, "step_")) found.push_back(e.path().string());
+  }
+  if (found.empty()) return;
+  std::sort(found.begin(), found.end());
+  std::string list;
+  for (size_t i = 0; i < found.size() && i < 4; ++i) list += (i ? ", '" : "'") + found[i] + "'";
+  if (found.size() > 4) list += " and " + std::to_string(found.size() - 4) + " more";
+  CST_THROW_INPUT("a new run would overwrite an earlier run's files: "
+                  << list << ". To continue that run, pass --resume auto; to start a new one, pass a fresh --log.dir"
+                  << (cfg.checkpoint.dir.empty() ? "" : " and --checkpoint.dir") << " (or remove those files)");
+}
+
 std::optional<ResumePoint> find_resume_point(const TrainConfig& cfg,
                                              const std::function<void(const std::string&)>& warn) {
   const std::string& want = cfg.checkpoint.resume;
-  if (want.empty()) return std::nullopt;
+  if (want.empty()) {
+    check_fresh_start(cfg);
+    return std::nullopt;
+  }
   std::optional<ResumePoint> found;
   if (want == "auto") {
     const std::string root = cfg.checkpoint.resolved_dir(cfg.log.dir);
@@ -87,23 +132,26 @@ std::optional<ResumePoint> agree_on_resume_point(const TrainConfig& cfg, comm::C
                                                  const std::function<void(const std::string&)>& warn) {
   std::optional<ResumePoint> point;
   std::exception_ptr error;
-  std::string message;  // rank 0 -> others: "<folder>\n<manifest JSON>"
+  std::string message;  // rank 0 -> others: the folder, then the manifest JSON
+  size_t dir_bytes = 0;
   if (comm.rank() == 0) {
     try {
       point = find_resume_point(cfg, warn);
-      if (point) message = point->dir + "\n" + point->manifest.to_json();
+      if (point) message = point->dir + point->manifest.to_json(), dir_bytes = point->dir.size();
     } catch (...) {
       error = std::current_exception();
     }
   }
   const auto dev = comm.collective_device();
-  at::Tensor head = at::tensor({int64_t{error ? -1 : point ? 1 : 0}, static_cast<int64_t>(message.size())}, at::kLong);
+  at::Tensor head = at::tensor({int64_t{error ? -1 : point ? 1 : 0}, static_cast<int64_t>(dir_bytes),
+                                static_cast<int64_t>(message.size())},
+                               at::kLong);
   head = head.to(dev);
   comm.broadcast(head, 0);
   head = head.cpu();
   if (error) std::rethrow_exception(error);
-  const int64_t status = head[0].item<int64_t>(), bytes = head[1].item<int64_t>();
-  CST_INPUT_CHECK(status >= 0, "resume: rank 0 rejected the checkpoint (its error names file and field)");
+  const int64_t status = head[0].item<int64_t>(), bytes = head[2].item<int64_t>();
+  CST_INPUT_CHECK(status >= 0, "resume: rank 0 refused to start (its error names the file and the field)");
   if (status == 0) return std::nullopt;
   at::Tensor body = at::empty({bytes}, at::kByte);
   if (comm.rank() == 0) std::memcpy(body.data_ptr(), message.data(), message.size());
@@ -112,10 +160,9 @@ std::optional<ResumePoint> agree_on_resume_point(const TrainConfig& cfg, comm::C
   if (comm.rank() == 0) return point;
   body = body.cpu();
   const std::string text(static_cast<const char*>(body.data_ptr()), static_cast<size_t>(bytes));
-  const size_t nl = text.find('\n');
   ResumePoint p;
-  p.dir = text.substr(0, nl);
-  p.manifest = parse_manifest(text.substr(nl + 1), p.dir + "/manifest.json");
+  p.dir = text.substr(0, static_cast<size_t>(head[1].item<int64_t>()));
+  p.manifest = parse_manifest(text.substr(p.dir.size()), p.dir + "/manifest.json");
   return p;
 }
 

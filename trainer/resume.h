@@ -34,7 +34,13 @@ struct ResumePoint {
 // size and checksum (else CorruptCheckpoint naming the file and the field).
 Manifest verify_checkpoint(const std::string& step_dir);
 
-// cfg.checkpoint.resume resolved and verified: "" -> nullopt (fresh start); "auto" -> the newest
+// Throws InputError when a fresh start (no --resume) would mix with an earlier run: log.dir holds
+// cst-train's files (config.cfg, metrics.jsonl, TensorBoard events, model.h5, model_step<k>.h5)
+// or checkpoint.dir holds `latest` or step_<N> folders. The message names them and the ways out
+// (--resume auto; a fresh --log.dir). Reads files only.
+void check_fresh_start(const TrainConfig& cfg);
+
+// cfg.checkpoint.resume resolved and verified: "" -> check_fresh_start, nullopt; "auto" -> the newest
 // <dir>/step_<N> that verifies (damaged ones are skipped, each named through warn), nullopt when
 // none does; a path -> that folder (damage is an InputError: exit 2). Then check_compatible.
 // Reads files only.

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "dataio/blend.h"
 
 namespace cst::trainer {
 namespace {
@@ -28,12 +29,15 @@ std::vector<Field<C>> make_fields() {
                  }});
   }
   std::vector<Field<C>> rest = {
-      CST_FIELD_STRING(C, "data.train", data.train, "train split: a shard file or a folder of *.h5 shards"),
-      CST_FIELD_STRING(C, "data.valid", data.valid, "validation split (empty: no validation)"),
+      CST_FIELD_STRING(C, "data.train", data.train,
+                       "train split: a shard file or a folder of *.h5 shards, or a blend 'w1 path1 w2 path2 ...'"),
+      CST_FIELD_STRING(C, "data.valid", data.valid, "validation split or blend (empty: no validation)"),
       CST_FIELD_INT(C, "data.seq_len", data.seq_len, "LM: tokens per sample N; MLM: 0 = the shards' length"),
       CST_FIELD_STRING(C, "data.tokenizer_sha256", data.tokenizer_sha256, "expected tokenizer hash of the shards"),
       CST_FIELD_INT(C, "data.prefetch", data.prefetch, "batches the loader reads ahead"),
       CST_FIELD_FLOAT(C, "data.mask_prob", data.mask_prob, "MLM: fraction of tokens masked"),
+      CST_FIELD_BOOL(C, "data.reset_position", data.reset_position,
+                     "resume with every corpus at position 0 (model, optimizer, step kept); allows a changed blend"),
       CST_FIELD_INT(C, "train.steps", train.steps, "optimizer steps"),
       CST_FIELD_INT(C, "train.global_batch", train.global_batch, "samples per step over all ranks"),
       CST_FIELD_INT(C, "train.micro_batch", train.micro_batch, "samples per forward/backward per rank"),
@@ -74,7 +78,7 @@ std::vector<Field<C>> make_fields() {
       CST_FIELD_STRING(C, "log.dir", log.dir, "run folder: metrics.jsonl, TensorBoard events, weights"),
       CST_FIELD_INT(C, "log.interval", log.interval, "steps between log lines"),
       CST_FIELD_INT(C, "log.eval_interval", log.eval_interval, "steps between validations (0 = at the end)"),
-      CST_FIELD_INT(C, "log.eval_batches", log.eval_batches, "max validation batches (0 = all)"),
+      CST_FIELD_INT(C, "log.eval_batches", log.eval_batches, "max validation batches per corpus (0 = all)"),
       CST_FIELD_BOOL(C, "log.tensorboard", log.tensorboard, "write TensorBoard event files"),
       CST_FIELD_FLOAT(C, "log.peak_tflops", log.peak_tflops, "per-device peak TFLOP/s for MFU (0 = measure)"),
       CST_FIELD_INT(C, "debug.fail_rank", debug.fail_rank, "tests: rank that throws"),
@@ -85,6 +89,7 @@ std::vector<Field<C>> make_fields() {
       CST_FIELD_INT(C, "debug.signal_at_step", debug.signal_at_step, "tests: after this step"),
       CST_FIELD_INT(C, "debug.signal", debug.signal, "tests: signal number raised (10 = SIGUSR1)"),
       CST_FIELD_INT(C, "debug.save_delay_ms", debug.save_delay_ms, "tests: checkpoint writers sleep mid-save"),
+      CST_FIELD_INT(C, "debug.prune_delay_ms", debug.prune_delay_ms, "tests: rank 0 sleeps mid-prune"),
   };
   f.insert(f.end(), rest.begin(), rest.end());
   return f;
@@ -124,6 +129,8 @@ void TrainConfig::validate(int world_size) const {
   model.validate();
 #define CST_OPT_CHECK(cond, key, why) CST_INPUT_CHECK(cond, key << " = " << get(key) << ": " << why)
   CST_OPT_CHECK(!data.train.empty(), "data.train", "a train split is required");
+  dataio::parse_blend(data.train, "data.train");  // InputError naming the key, token and value
+  if (!data.valid.empty()) dataio::parse_blend(data.valid, "data.valid");
   CST_OPT_CHECK(data.seq_len >= (model.task == model::Task::kMlm ? 0 : 2), "data.seq_len", "must be >= 2 (LM)");
   CST_OPT_CHECK(data.seq_len <= model.max_seq_len, "data.seq_len", "exceeds model.max_seq_len = " << model.max_seq_len);
   CST_OPT_CHECK(model.task != model::Task::kCls, "model.task", "cst-train trains lm and mlm");
@@ -171,6 +178,8 @@ void TrainConfig::validate(int world_size) const {
   CST_OPT_CHECK(checkpoint.keep >= 0, "checkpoint.keep", "must be >= 0 (0 = keep all)");
   CST_OPT_CHECK(checkpoint.zero_stage == 0 || checkpoint.zero_stage == 1, "checkpoint.zero_stage", "must be 0 or 1");
   CST_OPT_CHECK(debug.save_delay_ms >= 0 && debug.save_delay_ms <= 3600000, "debug.save_delay_ms",
+                "must be in [0, 3600000]");
+  CST_OPT_CHECK(debug.prune_delay_ms >= 0 && debug.prune_delay_ms <= 3600000, "debug.prune_delay_ms",
                 "must be in [0, 3600000]");
   CST_OPT_CHECK(debug.signal >= 1 && debug.signal <= 64, "debug.signal", "must be a signal number");
   CST_OPT_CHECK(!log.dir.empty(), "log.dir", "must not be empty");

@@ -1,4 +1,5 @@
-// Validation: one pass over the validation split (or log.eval_batches batches).
+// Validation: one pass over each corpus of the validation split (or log.eval_batches batches of
+// each), loss and accuracy per corpus, and the blend's loss as their weighted mean.
 #include "model/loss.h"
 #include "trainer/autocast.h"
 #include "trainer/trainer_state.h"
@@ -12,11 +13,11 @@ void Trainer::State::evaluate(int64_t step, TrainResult& res) {
   torch::NoGradGuard no_grad;
   model->eval();
   dataio::Loader vl(valid_src, loader_options(false));
-  double sums[3] = {0, 0, 0};  // loss sum, predicted tokens, correct predictions
-  int64_t batches = 0;
+  const int corpora = valid_src->num_corpora();
+  std::vector<double> sums(3 * static_cast<size_t>(corpora), 0.0);  // per corpus: loss sum, tokens, correct
   while (auto b = vl.next()) {
-    if (cfg.log.eval_batches > 0 && batches >= cfg.log.eval_batches) break;
-    ++batches;
+    if (b->rows == 0) continue;
+    double* at = sums.data() + 3 * b->corpus.front();  // an evaluation batch holds one corpus
     for (int64_t r0 = 0; r0 < b->rows; r0 += cfg.train.micro_batch) {
       const int64_t n = std::min(cfg.train.micro_batch, b->rows - r0);
       Tensor ids = to_tensor(b->input_ids, b->rows, b->cols, torch::kLong).narrow(0, r0, n).to(device);
@@ -28,18 +29,33 @@ void Trainer::State::evaluate(int64_t step, TrainResult& res) {
       Bf16Autocast ac(bf16);
       Tensor logits = model->forward(inputs, mask);
       model::LossSum ls = model::token_loss(logits, labels);
-      sums[0] += ls.sum.item<double>();
-      sums[1] += static_cast<double>(ls.count);
-      sums[2] += logits.argmax(-1).eq(labels).logical_and(labels.ne(-100)).sum().item<double>();
+      at[0] += ls.sum.item<double>();
+      at[1] += static_cast<double>(ls.count);
+      at[2] += logits.argmax(-1).eq(labels).logical_and(labels.ne(-100)).sum().item<double>();
     }
   }
   const std::vector<double> t = collective("all_reduce(validation sums) at step " + std::to_string(step),
-                                           [&] { return comm.all_reduce_doubles({sums[0], sums[1], sums[2]}); });
+                                           [&] { return comm.all_reduce_doubles(sums); });
   model->train();
-  const double count = t[1];
-  res.final_eval_loss = count > 0 ? t[0] / count : 0.0;
-  if (sink)
-    sink->eval({step, res.final_eval_loss, mlm ? t[2] / std::max(1.0, count) : -1.0, static_cast<int64_t>(count)});
+  // The blend's loss: the corpora's losses weighted by data.valid's normalised weights (over the
+  // corpora that predicted any token); one corpus: its loss.
+  EvalRecord r;
+  r.step = step;
+  const std::vector<std::string> names = dataio::corpus_names(valid_src->spec());
+  double weights = 0, loss = 0, accuracy = 0;
+  for (int j = 0; j < corpora; ++j) {
+    const double* x = t.data() + 3 * j;
+    const double w = valid_src->spec().corpora[static_cast<size_t>(j)].weight;
+    CorpusEval c{names[static_cast<size_t>(j)], w, x[1] > 0 ? x[0] / x[1] : 0.0,
+                 mlm ? x[2] / std::max(1.0, x[1]) : -1.0, static_cast<int64_t>(x[1])};
+    r.tokens += c.tokens;
+    if (c.tokens > 0) weights += w, loss += w * c.loss, accuracy += w * c.accuracy;
+    if (corpora > 1) r.corpora.push_back(std::move(c));
+  }
+  r.loss = weights > 0 ? loss / weights : 0.0;
+  r.accuracy = mlm ? (weights > 0 ? accuracy / weights : 0.0) : -1.0;
+  res.final_eval_loss = r.loss;
+  if (sink) sink->eval(r);
 }
 
 }  // namespace cst::trainer

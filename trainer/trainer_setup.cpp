@@ -59,8 +59,8 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   mc.full_sdpa = cfg.model.arch == model::Arch::kFull &&
                  (cfg.dist.sdpa == "on" || (cfg.dist.sdpa == "auto" && s.device.is_cuda()));
 
-  s.train_src = s.open_split(cfg.data.train);
-  if (!cfg.data.valid.empty()) s.valid_src = s.open_split(cfg.data.valid);
+  s.train_src = s.open_split("data.train", cfg.data.train);
+  if (!cfg.data.valid.empty()) s.valid_src = s.open_split("data.valid", cfg.data.valid);
   s.seq_len = s.mlm ? s.train_src->sample_len() : cfg.data.seq_len;
   CST_INPUT_CHECK(s.seq_len <= cfg.model.max_seq_len, "data: samples of " << s.seq_len << " tokens in '" << cfg.data.train
                                                                         << "' exceed model.max_seq_len = "
@@ -83,29 +83,35 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   co.dir = cfg.checkpoint.resolved_dir(cfg.log.dir);
   co.rank = proc.rank, co.world = proc.world_size;
   co.keep = cfg.checkpoint.keep, co.async = cfg.checkpoint.async;
-  co.timeout_s = cfg.dist.comm_timeout_s, co.delay_ms = cfg.debug.save_delay_ms;
+  co.timeout_s = cfg.dist.comm_timeout_s;
+  co.delay_ms = cfg.debug.save_delay_ms, co.prune_delay_ms = cfg.debug.prune_delay_ms;
   s.ckpt = std::make_unique<CheckpointWriter>(co);
   s.resume();
   if (s.rank0()) {  // only once resuming has succeeded: a rejected checkpoint leaves the folder as it was
     std::filesystem::create_directories(co.dir);
-    s.ckpt->remove_stale_tmp();
+    s.ckpt->remove_leftovers();
   }
   s.collective("barrier (checkpoint folder ready)", [&] { comm.barrier(); });
 
-  s.loader = std::make_unique<dataio::Loader>(s.train_src, s.loader_options(true), s.loader_state);
+  try {
+    s.loader = std::make_unique<dataio::Loader>(s.train_src, s.loader_options(true), s.loader_state);
+  } catch (const InputError& e) {  // a resumed data position that does not fit this split
+    if (s.resumed_from.empty()) throw;
+    throw InputError("checkpoint manifest '" + s.resumed_from + "/manifest.json', field loader: " + e.what());
+  }
   s.train_flops_per_token = 3.0 * forward_flops_per_token(cfg.model, s.seq_len);
   if (s.rank0()) s.describe_setup(mc);
 }
 
 Trainer::~Trainer() = default;
 
-std::shared_ptr<dataio::SampleSource> Trainer::State::open_split(const std::string& path) const {
+std::shared_ptr<dataio::BlendSource> Trainer::State::open_split(const std::string& key, const std::string& text) const {
   dataio::SourceOptions so;
   so.kind = mlm ? dataio::SampleKind::kMlm : dataio::SampleKind::kLm;
   so.seq_len = cfg.data.seq_len;
   so.vocab_size = cfg.model.vocab_size;
   so.tokenizer_sha256 = cfg.data.tokenizer_sha256;
-  return std::make_shared<dataio::Hdf5Source>(dataio::list_shards(path), so);
+  return dataio::open_blend(dataio::parse_blend(text, key), so);
 }
 
 dataio::LoaderOptions Trainer::State::loader_options(bool train) const {
@@ -116,6 +122,7 @@ dataio::LoaderOptions Trainer::State::loader_options(bool train) const {
   lo.train = train;
   lo.prefetch = static_cast<int>(cfg.data.prefetch);
   lo.masking.prob = cfg.data.mask_prob;
+  lo.eval_batches = cfg.log.eval_batches;  // per corpus
   return lo;
 }
 
@@ -124,7 +131,6 @@ at::Generator Trainer::State::cuda_generator() const {
 }
 
 void Trainer::State::resume() {
-  if (cfg.checkpoint.resume.empty()) return;
   const auto point = collective("resume: choosing the checkpoint", [&] {
     return agree_on_resume_point(cfg, comm, [](const std::string& w) {
       std::fprintf(stderr, "[rank 0] warning: %s\n", w.c_str());
@@ -135,12 +141,20 @@ void Trainer::State::resume() {
   const Manifest& m = point->manifest;
   restore(*point, *model, *opt, proc.rank, proc.world_size, cfg.train.seed, cuda_generator());
   start_step = last_checkpoint_step = m.step;
-  loader_state = m.loader;
+  // Every rank compares the same manifest with the same data: all refuse alike.
+  const std::string changed = dataio::blend_difference(m.loader, dataio::initial_state(*train_src));
+  CST_INPUT_CHECK(changed.empty() || cfg.data.reset_position,
+                  "resume: checkpoint '" << point->dir << "' cannot continue data.train = '" << cfg.data.train
+                                         << "': " << changed << "; --data.reset_position true starts every corpus "
+                                         << "from position 0 (model, optimizer and step restored)");
+  loader_state = cfg.data.reset_position ? dataio::LoaderState{} : m.loader;
+  resumed_from = point->dir;
   if (rank0())
-    std::printf("resumed from %s: step %ld, epoch %ld, consumed samples %ld, saved by %ld rank(s)%s\n",
+    std::printf("resumed from %s: step %ld, epoch %ld, consumed samples %ld, saved by %ld rank(s)%s%s\n",
                 point->dir.c_str(), static_cast<long>(m.step), static_cast<long>(m.loader.epoch),
                 static_cast<long>(m.loader.consumed_samples), static_cast<long>(m.world_size),
-                m.world_size == proc.world_size ? "" : " (RNG reseeded)");
+                m.world_size == proc.world_size ? "" : " (RNG reseeded)",
+                cfg.data.reset_position ? "; data position reset to 0 (data.reset_position)" : "");
 }
 
 void Trainer::State::describe_setup(const model::ModelConfig& mc) {
@@ -161,6 +175,12 @@ void Trainer::State::describe_setup(const model::ModelConfig& mc) {
              (bf16 ? " (bf16 autocast)" : "") + (mc.full_sdpa ? "; full attention through SDPA" : "") +
              "; train samples " + std::to_string(train_src->num_samples()) + " of " + std::to_string(seq_len) +
              " tokens");
+  if (train_src->num_corpora() > 1) {
+    std::string samples;
+    for (int j = 0; j < train_src->num_corpora(); ++j)
+      samples += (j ? ", " : "") + std::to_string(train_src->corpus(j).num_samples());
+    sink->text("train blend: " + train_src->spec().str() + " (samples " + samples + ")");
+  }
 }
 
 }  // namespace cst::trainer

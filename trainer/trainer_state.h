@@ -12,6 +12,7 @@
 
 #include "comm/communicator.h"
 #include "comm/reducer.h"
+#include "dataio/blend.h"
 #include "dataio/loader.h"
 #include "dataio/source.h"
 #include "model/model.h"
@@ -46,13 +47,14 @@ struct Trainer::State {
   NamedTensors params;
   std::unique_ptr<comm::GradReducer> reducer;
   std::unique_ptr<Optimizer> opt;
-  std::shared_ptr<dataio::SampleSource> train_src, valid_src;
+  std::shared_ptr<dataio::BlendSource> train_src, valid_src;  // one corpus or a blend (valid: may be null)
   std::unique_ptr<dataio::Loader> loader;
   std::unique_ptr<MetricsSink> sink;  // rank 0
   double peak_flops = 0, train_flops_per_token = 0;
   std::unique_ptr<CheckpointWriter> ckpt;
 
   // ---- progress ----
+  std::string resumed_from;           // the checkpoint folder resumed from ("" = fresh start)
   int64_t start_step = 0;             // steps done before this run (resume)
   int64_t last_checkpoint_step = -1;  // the step of the newest checkpoint this run wrote or resumed from
   dataio::LoaderState loader_state;   // data position after the last step done
@@ -77,8 +79,9 @@ struct Trainer::State {
   at::Generator cuda_generator() const;  // undefined on CPU
 
   // setup (trainer_setup.cpp)
-  std::shared_ptr<dataio::SampleSource> open_split(const std::string& path) const;
-  void resume();  // collective
+  // data.train / data.valid (`key`): one corpus or a blend, checked against the model config.
+  std::shared_ptr<dataio::BlendSource> open_split(const std::string& key, const std::string& text) const;
+  void resume();  // collective: restores checkpoint.resume, or checks that a fresh start overwrites nothing
   void describe_setup(const model::ModelConfig& mc);  // rank 0: config.cfg, metrics sink, MFU peak
   dataio::LoaderOptions loader_options(bool train) const;
 

@@ -178,6 +178,23 @@ TEST_F(PrepTool, FailedOrKilledRunsLeaveNothingThatLooksComplete) {
   expect_words(read_text(p("killed/cst-prep.json")), {"\"complete\": true"});
 }
 
+TEST_F(PrepTool, SeveralInputsEachChecked) {
+  write(dir_ / "other" / "train" / "9.txt", book(9));
+  const auto before = tree(p("other"));
+  // The output lies inside the second input.
+  auto [rc, err] = run("--input a=" + p("pg") + " --input b=" + p("other") + " --output " + p("other/out"));
+  EXPECT_EQ(rc, 2) << err;
+  expect_words(err, {"lies inside --input '" + p("other") + "'"});
+  EXPECT_EQ(tree(p("other")), before);
+  std::tie(rc, err) = run("--input a=" + p("pg") + " --input b=" + p("other") + " --output " + p("out"));
+  ASSERT_EQ(rc, 0) << err;
+  expect_words(read_text(p("out/cst-prep.json")), {"a/train/shard-00000.h5", "b/train/shard-00000.h5"});
+  write(dir_ / "out" / "b" / "train" / "mine.h5", "not a shard of cst-prep's");
+  std::tie(rc, err) = run("--input a=" + p("pg") + " --input b=" + p("other") + " --output " + p("out") + " --overwrite");
+  EXPECT_EQ(rc, 2) << err;
+  expect_words(err, {"b/train/mine.h5", "not written by cst-prep"});
+}
+
 TEST_F(PrepTool, BadOutputPathsExitTwoNamingThePath) {
   write(dir_ / "afile", "x");
   std::string ro = "/proc/self/cst-prep-out";  // root may write anywhere, but creates nothing in /proc

@@ -1,13 +1,11 @@
 // trainer/optimizer against torch::optim::AdamW and a LAMB step computed by hand; the ZeRO
-// partition; the checkpoint manifest round trip and its parse errors.
+// partition.
 #include "trainer/optimizer.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cmath>
-
-#include "trainer/checkpoint.h"
 
 namespace cst::trainer {
 namespace {
@@ -60,39 +58,6 @@ TEST(Optimizer, PartitionCutsTheFlatSpaceIntoContiguousRanges) {
   }
   EXPECT_EQ(partition(2, 3, 4).size(), 0);
   EXPECT_EQ(partition(7, 0, 1).size(), 7);
-}
-
-TEST(Manifest, RoundTripsThroughJson) {
-  Manifest m;
-  m.step = 12, m.optimizer_steps = 12, m.loader = {1, 40}, m.world_size = 4, m.zero_stage = 1, m.flat_numel = 99;
-  m.run.seed = 7, m.run.global_batch = 8, m.run.tokenizer_sha256 = "ab\"c", m.run.code_version = "v1-dirty";
-  m.run.model.d_model = 16, m.run.model.arch = model::Arch::kFull;
-  m.run.optim.lr = 0.01, m.run.optim.name = OptimizerKind::kLamb;
-  m.files = {{"model.h5", 1234, "ff00"}, {"optim_rank0_of4.h5", 10, "00ff"}};
-  const Manifest back = parse_manifest(m.to_json(), "x/manifest.json");
-  EXPECT_EQ(back.to_json(), m.to_json());
-  EXPECT_EQ(back.loader, m.loader);
-  EXPECT_EQ(back.run.tokenizer_sha256, "ab\"c");
-  EXPECT_EQ(back.run.model, m.run.model);
-  EXPECT_EQ(back.run.optim.name, OptimizerKind::kLamb);
-  EXPECT_TRUE(back.run.missing.empty());
-  EXPECT_EQ(back.files[1].bytes, 10);
-}
-
-TEST(Manifest, ParseErrorsNameFileAndField) {
-  auto expect_error = [](const std::string& text, const std::string& word) {
-    try {
-      parse_manifest(text, "some/manifest.json");
-      ADD_FAILURE() << "no error for " << text;
-    } catch (const InputError& e) {
-      EXPECT_NE(std::string(e.what()).find("some/manifest.json"), std::string::npos) << e.what();
-      EXPECT_NE(std::string(e.what()).find(word), std::string::npos) << e.what();
-    }
-  };
-  expect_error("{\"format\": ", "not valid JSON");
-  expect_error("{\"format\": \"cst-train.checkpoint\", \"format_version\": 2}", "format_version = 2");
-  expect_error("{\"format\": \"cst-train.checkpoint\", \"format_version\": 1}", "missing field 'step'");
-  expect_error("{\"format\": \"other\"}", "format = 'other'");
 }
 
 }  // namespace
