@@ -95,6 +95,11 @@ struct DebugOptions {
   int64_t prune_delay_ms = 0;  // tests: rank 0 sleeps this long mid-prune, after removing a first file
 };
 
+// Upper bounds of TrainConfig::validate() (with ModelConfig's): steps x global_batch samples
+// stays far inside int64.
+inline constexpr int64_t kMaxSteps = 10000000000;  // 1e10 optimizer steps
+inline constexpr int64_t kMaxBatch = 16777216;     // 2^24 samples per step or per micro-batch
+
 struct TrainConfig {
   model::ModelConfig model;
   DataOptions data;
