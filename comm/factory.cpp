@@ -8,8 +8,7 @@
 
 namespace cst::comm {
 
-std::unique_ptr<Communicator> make_communicator(MpiEnvironment* mpi, const std::string& backend,
-                                                double timeout_s) {
+std::unique_ptr<Communicator> make_communicator(MpiEnvironment* mpi, const std::string& backend, double timeout_s) {
   std::string b = backend;
   if (b == "auto") {
 #ifdef CST_WITH_NCCL

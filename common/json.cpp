@@ -21,8 +21,8 @@ Json parse_json(const std::string& text, const std::string& where, int max_depth
 }
 
 const Json& json_member(const Json& obj, const std::string& key, const std::string& where) {
-  CST_INPUT_CHECK(obj.is_object(), where << ": expected a JSON object holding field '" << key << "', got "
-                                         << obj.type_name());
+  CST_INPUT_CHECK(obj.is_object(),
+                  where << ": expected a JSON object holding field '" << key << "', got " << obj.type_name());
   auto it = obj.find(key);
   CST_INPUT_CHECK(it != obj.end(), where << ": missing field '" << key << "'");
   return *it;
@@ -30,14 +30,14 @@ const Json& json_member(const Json& obj, const std::string& key, const std::stri
 
 int64_t json_int(const Json& obj, const std::string& key, const std::string& where, int64_t lo, int64_t hi) {
   const Json& v = json_member(obj, key, where);
-  CST_INPUT_CHECK(v.is_number_integer(), where << ": field '" << key << "' = " << v.dump(-1, ' ', true,
-                                                                                            Json::error_handler_t::replace)
+  CST_INPUT_CHECK(v.is_number_integer(), where << ": field '" << key
+                                               << "' = " << v.dump(-1, ' ', true, Json::error_handler_t::replace)
                                                << " is not an integer");
   CST_INPUT_CHECK(!v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX),
                   where << ": field '" << key << "' = " << v.get<uint64_t>() << " is out of range");
   const int64_t x = v.get<int64_t>();
-  CST_INPUT_CHECK(x >= lo && x <= hi, where << ": field '" << key << "' = " << x << " is outside [" << lo << ", "
-                                            << hi << "]");
+  CST_INPUT_CHECK(x >= lo && x <= hi,
+                  where << ": field '" << key << "' = " << x << " is outside [" << lo << ", " << hi << "]");
   return x;
 }
 

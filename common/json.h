@@ -5,9 +5,8 @@
 // every syntax error names `where` and the line and column. Writers use nlohmann::json::dump().
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace cst {

@@ -1,9 +1,6 @@
 #include "dataio/format.h"
 
-#include <openssl/evp.h>
-
-#include <fstream>
-#include <iterator>
+#include <algorithm>
 
 #include "common/error.h"
 #include "common/h5.h"
@@ -30,8 +27,10 @@ void write_meta(h5::File& f, const ShardMeta& m) {
 void write_lm_shard(const std::string& path, const ShardMeta& meta,
                     const std::vector<int32_t>& tokens, const std::vector<int64_t>& doc_offsets) {
   CST_CHECK(!doc_offsets.empty() && doc_offsets.front() == 0 &&
-                doc_offsets.back() == static_cast<int64_t>(tokens.size()),
-            "write_lm_shard '" << path << "': doc_offsets must run from 0 to " << tokens.size());
+                doc_offsets.back() == static_cast<int64_t>(tokens.size()) &&
+                std::is_sorted(doc_offsets.begin(), doc_offsets.end()),
+            "write_lm_shard '" << path << "': doc_offsets must run from 0 to " << tokens.size()
+                               << " without decreasing");
   h5::File f(path, h5::File::Mode::kCreate);
   ShardMeta m = meta;
   m.format = kLmFormat;
@@ -62,23 +61,6 @@ void write_mlm_shard(const std::string& path, const ShardMeta& meta, int64_t row
   f.write("input_ids", input_ids.data(), {rows, seq_len}, opt);
   f.write("input_mask", input_mask.data(), {rows, seq_len}, opt);
   f.write("segment_ids", segment_ids.data(), {rows, seq_len}, opt);
-}
-
-std::string sha256_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  CST_INPUT_CHECK(in.good(), "cannot read file '" << path << "' to hash it");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  CST_CHECK(EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) == 1,
-            "OpenSSL SHA-256 failed for '" << path << "'");
-  static const char* kHex = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < len; ++i) {
-    hex += kHex[md[i] >> 4];
-    hex += kHex[md[i] & 15];
-  }
-  return hex;
 }
 
 }  // namespace cst::dataio

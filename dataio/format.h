@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "common/checksum.h"
+
 namespace cst::dataio {
 
 inline constexpr char kLmFormat[] = "cst-lm-tokens";
@@ -53,7 +55,7 @@ void write_mlm_shard(const std::string& path, const ShardMeta& meta, int64_t row
                      const std::vector<int32_t>& input_ids, const std::vector<int8_t>& input_mask,
                      const std::vector<int8_t>& segment_ids);
 
-// Lower-case hex SHA-256 of a file's bytes (OpenSSL). Throws InputError if unreadable.
-std::string sha256_file(const std::string& path);
+// tokenizer_sha256 = sha256_file(<SentencePiece .model file>) (common/checksum.h).
+using cst::sha256_file;
 
 }  // namespace cst::dataio

@@ -1,27 +1,65 @@
 #include "dataio/prep.h"
 
 #include <sentencepiece_processor.h>
-#include <sentencepiece_trainer.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 
 #include "common/error.h"
 #include "common/h5.h"
+#include "common/output_folder.h"
 #include "dataio/format.h"
+#include "dataio/prep_tokenizer.h"
 
 namespace cst::dataio {
 namespace fs = std::filesystem;
 
+std::vector<PrepInput> parse_prep_inputs(const std::vector<std::string>& inputs,
+                                         const std::vector<std::string>& formats) {
+  CST_INPUT_CHECK(formats.size() <= 1 || formats.size() == inputs.size(),
+                  "cst-prep: " << formats.size() << " --format values for " << inputs.size()
+                               << " --input values (give one for all, or one per input)");
+  std::vector<PrepInput> out;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    PrepInput in;
+    in.path = inputs[i];
+    const size_t eq = in.path.find('=');
+    const std::string prefix = in.path.substr(0, eq == std::string::npos ? 0 : eq);
+    if (!prefix.empty() &&
+        prefix.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") ==
+            std::string::npos) {
+      in.name = prefix;
+      in.path = in.path.substr(eq + 1);
+    } else {
+      fs::path p = fs::path(in.path).lexically_normal();
+      if (p.filename().empty()) p = p.parent_path();
+      in.name = p.stem().string();
+    }
+    CST_INPUT_CHECK(!in.name.empty() && in.name != "." && in.name != "..",
+                    "cst-prep: --input '" << inputs[i] << "' gives no name for its output folder: write name=path");
+    if (!formats.empty()) in.format = parse_input_format(formats[formats.size() == 1 ? 0 : i]);
+    for (const PrepInput& o : out)
+      CST_INPUT_CHECK(o.name != in.name, "cst-prep: --input '" << inputs[i] << "' and --input '" << o.path
+                                                               << "' both write to folder '" << in.name
+                                                               << "': name them (name=path)");
+    out.push_back(std::move(in));
+  }
+  return out;
+}
+
 void PrepOptions::validate() const {
-  CST_INPUT_CHECK(!input.empty(), "cst-prep: no input given");
+  CST_INPUT_CHECK(!inputs.empty(), "cst-prep: no input given");
+  for (const PrepInput& in : inputs) {
+    CST_INPUT_CHECK(!in.path.empty(), "cst-prep: an empty input path");
+    CST_INPUT_CHECK(inputs.size() == 1 || (!in.name.empty() && in.name.find('/') == std::string::npos &&
+                                           in.name != "." && in.name != ".."),
+                    "cst-prep: input '" << in.path << "': output folder name '" << in.name << "' is not a plain name");
+  }
   CST_INPUT_CHECK(!output.empty(), "cst-prep: no output folder given");
   CST_INPUT_CHECK(vocab_size >= 16, "vocab size " << vocab_size << " must be >= 16");
-  CST_INPUT_CHECK(model_type == "unigram" || model_type == "bpe" || model_type == "char" ||
-                      model_type == "word",
+  CST_INPUT_CHECK(model_type == "unigram" || model_type == "bpe" || model_type == "char" || model_type == "word",
                   "tokenizer model type '" << model_type << "' (unigram, bpe, char, word)");
   CST_INPUT_CHECK(character_coverage > 0 && character_coverage <= 1,
                   "character coverage " << character_coverage << " outside (0, 1]");
@@ -29,8 +67,7 @@ void PrepOptions::validate() const {
   CST_INPUT_CHECK(task == SampleKind::kLm || seq_len >= 8, "MLM sequence length " << seq_len << " must be >= 8");
   CST_INPUT_CHECK(shard_tokens > 0 && shard_rows > 0, "shard sizes must be > 0");
   CST_INPUT_CHECK(valid_fraction >= 0 && test_fraction >= 0 && valid_fraction + test_fraction < 1,
-                  "valid fraction " << valid_fraction << " + test fraction " << test_fraction
-                                    << " must be in [0, 1)");
+                  "valid fraction " << valid_fraction << " + test fraction " << test_fraction << " must be in [0, 1)");
 }
 
 namespace {
@@ -50,8 +87,8 @@ class Progress {
     const double secs = std::chrono::duration<double>(now - start_).count();
     const double rate = secs > 0 ? done / secs : 0, eta = rate > 0 ? (total_ - done) / rate : 0;
     std::fprintf(stderr, "[cst-prep] %s: %5.1f%% (%.1f of %.1f %s) %.1f %s/s, %s %.0fs\n", what_.c_str(),
-                 total_ > 0 ? 100.0 * done / total_ : 100.0, done, total_, unit_, rate, unit_,
-                 final ? "took" : "ETA", final ? secs : eta);
+                 total_ > 0 ? 100.0 * done / total_ : 100.0, done, total_, unit_, rate, unit_, final ? "took" : "ETA",
+                 final ? secs : eta);
   }
 
  private:
@@ -62,84 +99,25 @@ class Progress {
   Clock::time_point start_, last_;
 };
 
-std::string tokenizer_path(const PrepOptions& opt) { return (fs::path(opt.output) / "tokenizer.model").string(); }
-std::string part_path(const PrepOptions& opt, int rank) {
-  return (fs::path(opt.output) / ".prep" / ("part-" + std::to_string(rank) + ".h5")).string();
+// Everything is written into the output folder's staging folder and moved into place at the
+// end (common/output_folder.h); these are the staging paths.
+constexpr char kTool[] = "cst-prep";
+constexpr char kTokenizer[] = "tokenizer.model";
+fs::path staging(const PrepOptions& opt) { return OutputFolder::staging_path(opt.output, kTool); }
+std::string tokenizer_path(const PrepOptions& opt) { return (staging(opt) / kTokenizer).string(); }
+std::string part_path(const PrepOptions& opt, const PrepCorpus& c, int rank) {
+  return (staging(opt) / "parts" / c.input.name / ("part-" + std::to_string(rank) + ".h5")).string();
+}
+// The folder of a corpus's splits relative to the output ("" for a single input).
+std::string corpus_rel(const PrepOptions& opt, const PrepCorpus& c) {
+  return opt.inputs.size() == 1 ? "" : c.input.name + "/";
 }
 
-// Feeds SentencePiece's trainer from memory.
-class LineIterator : public sentencepiece::SentenceIterator {
- public:
-  explicit LineIterator(const std::vector<std::string>& lines) : lines_(lines) {}
-  bool done() const override { return i_ >= lines_.size(); }
-  void Next() override { ++i_; }
-  const std::string& value() const override { return lines_[i_]; }
-  sentencepiece::util::Status status() const override { return {}; }
-
- private:
-  const std::vector<std::string>& lines_;
-  size_t i_ = 0;
-};
-
-// Rank 0: trains a SentencePiece model on train-split text, or copies the given one.
-void make_tokenizer(const PrepOptions& opt, const std::vector<InputFile>& files, InputFormat fmt) {
-  const std::string out = tokenizer_path(opt);
-  if (!opt.tokenizer.empty()) {
-    std::error_code ec;
-    CST_INPUT_CHECK(fs::is_regular_file(opt.tokenizer, ec), "tokenizer model '" << opt.tokenizer << "' not found");
-    if (!fs::exists(out) || !fs::equivalent(opt.tokenizer, out))
-      fs::copy_file(opt.tokenizer, out, fs::copy_options::overwrite_existing);
-    return;
-  }
-  // Sentences are fed from memory and the model comes back serialised, so that the model
-  // (and its sha256) does not record file paths: equal text and options, equal bytes.
-  std::vector<std::string> lines;
-  int64_t bytes = 0;
-  for (size_t i = 0; i < files.size() && bytes < opt.spm_max_bytes; ++i) {
-    int64_t doc = 0;
-    read_documents(files[i], fmt, opt.jsonl_field, [&](std::string&& d) {
-      if (assign_split(files[i], doc++, opt.valid_fraction, opt.test_fraction) != Split::kTrain) return;
-      for (std::string& line : split_sentences(d)) {
-        if (bytes >= opt.spm_max_bytes) return;
-        bytes += static_cast<int64_t>(line.size()) + 1;
-        lines.push_back(std::move(line));
-      }
-    });
-  }
-  CST_INPUT_CHECK(bytes > 0, "input '" << opt.input << "' has no text in its train split to train a tokenizer on");
-  if (opt.progress)
-    std::fprintf(stderr, "[cst-prep] training a %s tokenizer (vocab %lld) on %.1f MB of text\n",
-                 opt.model_type.c_str(), static_cast<long long>(opt.vocab_size), static_cast<double>(bytes) / 1e6);
-  LineIterator it(lines);
-  sentencepiece::SetRandomGeneratorSeed(static_cast<unsigned>(opt.seed));
-  const std::unordered_map<std::string, std::string> args{
-      {"vocab_size", std::to_string(opt.vocab_size)},
-      {"model_type", opt.model_type},
-      {"character_coverage", std::to_string(opt.character_coverage)},
-      {"input_sentence_size", "2000000"},
-      {"shuffle_input_sentence", "true"},
-      {"hard_vocab_limit", "false"},
-      {"num_threads", "1"},
-      {"pad_id", "0"}, {"unk_id", "1"}, {"bos_id", "2"}, {"eos_id", "3"},
-      {"control_symbols", "[MASK]"},
-      {"minloglevel", "2"}};
-  std::string model;
-  const auto st = sentencepiece::SentencePieceTrainer::Train(args, &it, &model);
-  CST_INPUT_CHECK(st.ok(), "training the tokenizer on '" << opt.input << "' failed: " << st.ToString());
-  std::ofstream f(out, std::ios::binary | std::ios::trunc);
-  f.write(model.data(), static_cast<std::streamsize>(model.size()));
-  CST_INPUT_CHECK(f.good(), "cannot write tokenizer '" << out << "'");
-}
-
-SpecialTokens special_tokens(const sentencepiece::SentencePieceProcessor& sp) {
-  SpecialTokens s;
-  s.pad = sp.pad_id();
-  s.unk = sp.unk_id();
-  s.cls = sp.bos_id();
-  s.sep = sp.eos_id();
-  const int mask = sp.PieceToId("[MASK]");
-  s.mask = mask != sp.unk_id() ? mask : -1;
-  return s;
+// The paths cst-prep reads, which its output may not overlap.
+std::vector<NamedPath> prep_inputs(const PrepOptions& opt) {
+  std::vector<NamedPath> in{{"--tokenizer", opt.tokenizer}};
+  for (const PrepInput& i : opt.inputs) in.push_back({"--input", i.path});
+  return in;
 }
 
 // Encodes documents into part items: LM one item per document (its tokens then </s>);
@@ -208,9 +186,11 @@ class Encoder {
 
 // Phase 1: this rank's files -> part file with datasets tokens (int32), item_len, item_file
 // (int64) and item_split (int8); attribute docs_<split> counts documents.
-void encode_part(const PrepOptions& opt, const PrepWorld& world, const std::vector<InputFile>& files,
-                 InputFormat fmt, const sentencepiece::SentencePieceProcessor& sp) {
-  h5::File part(part_path(opt, world.rank), h5::File::Mode::kCreate);
+void encode_part(const PrepOptions& opt, const PrepWorld& world, const PrepCorpus& corpus,
+                 const sentencepiece::SentencePieceProcessor& sp) {
+  const std::vector<InputFile>& files = corpus.files;
+  const InputFormat fmt = corpus.input.format;
+  h5::File part(part_path(opt, corpus, world.rank), h5::File::Mode::kCreate);
   part.create_extendible("tokens", h5::DType::kInt32, {}, {1 << 16});
   part.create_extendible("item_len", h5::DType::kInt64, {}, {4096});
   part.create_extendible("item_file", h5::DType::kInt64, {}, {4096});
@@ -230,7 +210,7 @@ void encode_part(const PrepOptions& opt, const PrepWorld& world, const std::vect
   double total = 0, done = 0;
   for (size_t i = static_cast<size_t>(world.rank); i < files.size(); i += static_cast<size_t>(world.size))
     total += static_cast<double>(files[i].bytes) / 1e6;
-  Progress progress("encode (rank 0's files)", total, "MB", opt.progress && world.rank == 0);
+  Progress progress("encode " + corpus.input.name + " (rank 0's files)", total, "MB", opt.progress && world.rank == 0);
   for (size_t i = static_cast<size_t>(world.rank); i < files.size(); i += static_cast<size_t>(world.size)) {
     int64_t doc = 0;
     read_documents(files[i], fmt, opt.jsonl_field, [&](std::string&& d) {
@@ -253,9 +233,12 @@ void encode_part(const PrepOptions& opt, const PrepWorld& world, const std::vect
 // Phase 2 (rank 0): items in file order -> the shards of one split.
 class ShardWriter {
  public:
-  ShardWriter(const PrepOptions& opt, ShardMeta meta) : opt_(opt), meta_(std::move(meta)) {
-    dir_ = fs::path(opt.output) / meta_.split;
+  // Writes into <staging>/<rel><split>/.
+  ShardWriter(const PrepOptions& opt, ShardMeta meta, const std::string& rel) : opt_(opt), meta_(std::move(meta)) {
+    rel_ = rel + meta_.split + "/";
+    dir_ = staging(opt) / rel_;
   }
+  const std::vector<std::string>& written() const { return written_; }  // relative to the output
   void add(const int32_t* t, int64_t n) {
     tokens_.insert(tokens_.end(), t, t + n);
     ++items_;
@@ -271,6 +254,7 @@ class ShardWriter {
     char name[32];
     std::snprintf(name, sizeof(name), "shard-%05lld.h5", static_cast<long long>(shards_));
     const std::string path = (dir_ / name).string();
+    written_.push_back(rel_ + name);
     if (opt_.task == SampleKind::kLm) {
       write_lm_shard(path, meta_, tokens_, offsets_);
     } else {
@@ -292,6 +276,8 @@ class ShardWriter {
   std::vector<int32_t> tokens_;
   std::vector<int64_t> offsets_{0};
   int64_t items_ = 0, shards_ = 0;
+  std::string rel_;
+  std::vector<std::string> written_;
 };
 
 // One rank's part file, read back in order.
@@ -303,16 +289,20 @@ struct PartReader {
   size_t item = 0;
   int64_t offset = 0;  // token offset of `item`
   explicit PartReader(const std::string& path)
-      : file(path, h5::File::Mode::kRead), tokens(file.open("tokens")),
-        len(file.open("item_len").read<int64_t>()), file_id(file.open("item_file").read<int64_t>()),
+      : file(path, h5::File::Mode::kRead),
+        tokens(file.open("tokens")),
+        len(file.open("item_len").read<int64_t>()),
+        file_id(file.open("item_file").read<int64_t>()),
         split(file.open("item_split").read<int8_t>()) {}
 };
 
-void write_shards(const PrepOptions& opt, const PrepWorld& world, size_t num_files, ShardMeta meta,
-                  PrepSummary& sum) {
+// Returns the shards written, relative to the output folder.
+std::vector<std::string> write_shards(const PrepOptions& opt, const PrepWorld& world, const PrepCorpus& corpus,
+                                      ShardMeta meta, CorpusSummary& sum) {
+  const size_t num_files = corpus.files.size();
   std::vector<std::unique_ptr<PartReader>> parts;
   for (int r = 0; r < world.size; ++r) {
-    parts.push_back(std::make_unique<PartReader>(part_path(opt, r)));
+    parts.push_back(std::make_unique<PartReader>(part_path(opt, corpus, r)));
     for (int s = 0; s < kNumSplits; ++s)
       sum.documents[static_cast<size_t>(s)] +=
           parts.back()->file.attr_int(std::string("docs_") + split_name(static_cast<Split>(s)));
@@ -320,11 +310,9 @@ void write_shards(const PrepOptions& opt, const PrepWorld& world, size_t num_fil
   std::vector<ShardWriter> writers;
   for (int s = 0; s < kNumSplits; ++s) {
     meta.split = split_name(static_cast<Split>(s));
-    std::error_code ec;
-    fs::remove_all(fs::path(opt.output) / meta.split, ec);  // shards of an earlier run
-    writers.emplace_back(opt, meta);
+    writers.emplace_back(opt, meta, corpus_rel(opt, corpus));
   }
-  Progress progress("write shards", static_cast<double>(num_files), "files", opt.progress);
+  Progress progress("write " + corpus.input.name + " shards", static_cast<double>(num_files), "files", opt.progress);
   std::vector<int32_t> buf;
   for (size_t f = 0; f < num_files; ++f) {
     PartReader& p = *parts[f % static_cast<size_t>(world.size)];
@@ -349,25 +337,43 @@ void write_shards(const PrepOptions& opt, const PrepWorld& world, size_t num_fil
     progress.update(static_cast<double>(f + 1));
   }
   progress.update(static_cast<double>(num_files), true);
-  for (int s = 0; s < kNumSplits; ++s) sum.shards[static_cast<size_t>(s)] = writers[static_cast<size_t>(s)].flush();
+  std::vector<std::string> written;
+  for (int s = 0; s < kNumSplits; ++s) {
+    sum.shards[static_cast<size_t>(s)] = writers[static_cast<size_t>(s)].flush();
+    const auto& w = writers[static_cast<size_t>(s)].written();
+    written.insert(written.end(), w.begin(), w.end());
+  }
+  return written;
 }
 
 }  // namespace
 
 PrepSummary run_prep(const PrepOptions& opt, const PrepWorld& world) {
   opt.validate();
-  InputFormat fmt = opt.format;
-  const std::vector<InputFile> files = list_inputs(opt.input, fmt);
-  if (opt.progress && world.rank == 0) {
-    double mb = 0;
-    for (const InputFile& f : files) mb += static_cast<double>(f.bytes) / 1e6;
-    std::fprintf(stderr, "[cst-prep] %zu %s files (%.1f MB) from %s -> %s shards in %s, %d rank(s)\n",
-                 files.size(), input_format_name(fmt), mb, opt.input.c_str(),
-                 opt.task == SampleKind::kLm ? "LM" : "MLM", opt.output.c_str(), world.size);
+  std::vector<PrepCorpus> corpora;
+  for (const PrepInput& in : opt.inputs) {
+    PrepCorpus c;
+    c.input = in;
+    c.files = list_inputs(in.path, c.input.format);
+    c.dir = opt.inputs.size() == 1 ? opt.output : (fs::path(opt.output) / in.name).string();
+    for (const InputFile& f : c.files) c.bytes += f.bytes;
+    if (opt.progress && world.rank == 0)
+      std::fprintf(stderr, "[cst-prep] %zu %s files (%.1f MB) from %s -> %s shards in %s, %d rank(s)\n", c.files.size(),
+                   input_format_name(c.input.format), static_cast<double>(c.bytes) / 1e6, in.path.c_str(),
+                   opt.task == SampleKind::kLm ? "LM" : "MLM", c.dir.c_str(), world.size);
+    corpora.push_back(std::move(c));
   }
+  std::unique_ptr<OutputFolder> out;  // rank 0: the output folder, its files committed at the end
+  std::vector<std::string> written;    // rank 0: relative to the output
   if (world.rank == 0) {
-    fs::create_directories(fs::path(opt.output) / ".prep");
-    make_tokenizer(opt, files, fmt);
+    check_no_overlap({"--output", opt.output}, prep_inputs(opt));
+    std::vector<std::string> reserved{kTokenizer};
+    for (const PrepCorpus& c : corpora)
+      for (int s = 0; s < kNumSplits; ++s)
+        reserved.push_back(corpus_rel(opt, c) + split_name(static_cast<Split>(s)) + "/*.h5");
+    out = std::make_unique<OutputFolder>(NamedPath{"--output", opt.output}, kTool, opt.overwrite, reserved);
+    for (const PrepCorpus& c : corpora) fs::create_directories(fs::path(part_path(opt, c, 0)).parent_path());
+    make_tokenizer(opt, corpora, tokenizer_path(opt));
   }
   world.barrier();
   PrepSummary sum;
@@ -383,17 +389,28 @@ PrepSummary run_prep(const PrepOptions& opt, const PrepWorld& world) {
   sum.vocab_size = meta.vocab_size;
   sum.tokenizer_sha256 = meta.tokenizer_sha256;
   const SpecialTokens& sp_ids = meta.special;
-  CST_INPUT_CHECK(opt.task == SampleKind::kLm || (sp_ids.pad >= 0 && sp_ids.cls >= 0 && sp_ids.sep >= 0 && sp_ids.mask >= 0),
-                  "tokenizer '" << tokenizer_path(opt) << "' lacks MLM's special tokens: pad " << sp_ids.pad
-                                << ", bos/[CLS] " << sp_ids.cls << ", eos/[SEP] " << sp_ids.sep
-                                << ", [MASK] " << sp_ids.mask << " (-1 = missing)");
-  encode_part(opt, world, files, fmt, sp);
-  world.barrier();
+  CST_INPUT_CHECK(
+      opt.task == SampleKind::kLm || (sp_ids.pad >= 0 && sp_ids.cls >= 0 && sp_ids.sep >= 0 && sp_ids.mask >= 0),
+      "tokenizer '" << tokenizer_path(opt) << "' lacks MLM's special tokens: pad " << sp_ids.pad << ", bos/[CLS] "
+                    << sp_ids.cls << ", eos/[SEP] " << sp_ids.sep << ", [MASK] " << sp_ids.mask << " (-1 = missing)");
+  for (const PrepCorpus& c : corpora) {
+    encode_part(opt, world, c, sp);
+    world.barrier();
+    if (world.rank == 0) {
+      CorpusSummary cs;
+      cs.name = c.input.name;
+      cs.dir = c.dir;
+      const std::vector<std::string> w = write_shards(opt, world, c, meta, cs);
+      written.insert(written.end(), w.begin(), w.end());
+      CST_INPUT_CHECK(cs.documents[0] + cs.documents[1] + cs.documents[2] > 0,
+                      "input '" << c.input.path << "' holds no non-empty document");
+      sum.corpora.push_back(std::move(cs));
+    }
+    world.barrier();
+  }
   if (world.rank == 0) {
-    write_shards(opt, world, files.size(), meta, sum);
-    fs::remove_all(fs::path(opt.output) / ".prep");
-    CST_INPUT_CHECK(sum.documents[0] + sum.documents[1] + sum.documents[2] > 0,
-                    "input '" << opt.input << "' holds no non-empty document");
+    written.push_back(kTokenizer);
+    out->commit(written);
   }
   world.barrier();
   return sum;

@@ -25,12 +25,15 @@ namespace cst::dataio {
 
 enum class SampleKind { kLm, kMlm };
 
+// The longest MLM row a shard may hold (model::kMaxSeqLen): rows size the loader's buffers.
+inline constexpr int64_t kMaxSampleLen = 16777216;
+
 // Where read() puts one sample: pointers to sample_len() elements each (one batch row).
 struct SampleRow {
-  int32_t* input_ids = nullptr;        // LM and MLM
-  uint8_t* attention_mask = nullptr;   // MLM: 1 = real token
-  uint8_t* segment_ids = nullptr;      // MLM
-  int32_t* labels = nullptr;           // MLM: static labels (NVIDIA), else all -100
+  int32_t* input_ids = nullptr;           // LM and MLM
+  uint8_t* attention_mask = nullptr;      // MLM: 1 = real token
+  uint8_t* segment_ids = nullptr;         // MLM
+  int32_t* labels = nullptr;              // MLM: static labels (NVIDIA), else all -100
   int8_t* next_sentence_label = nullptr;  // MLM: NVIDIA's label, else -1
 };
 
@@ -42,7 +45,11 @@ class SampleSource {
   virtual int64_t sample_len() const = 0;   // LM: N+1; MLM: S
   virtual int64_t vocab_size() const = 0;   // every id read is < vocab_size (checked on read)
   virtual SpecialTokens special() const = 0;
-  virtual bool static_masks() const = 0;    // true: labels come from the shards (NVIDIA)
+  virtual bool static_masks() const = 0;  // true: labels come from the shards (NVIDIA)
+  // The tokenizer the ids come from, as the shards record it ("" = not recorded), and what to
+  // name in messages about this source (its first shard file).
+  virtual std::string tokenizer_sha256() const { return ""; }
+  virtual std::string origin() const = 0;
   // Reads sample `index` (0 <= index < num_samples). Throws InputError naming file, dataset,
   // index and value on bad data. Not thread-safe.
   virtual void read(int64_t index, const SampleRow& out) = 0;
@@ -51,10 +58,10 @@ class SampleSource {
 // What the caller (the model config) expects of the shards; mismatches are InputErrors.
 struct SourceOptions {
   SampleKind kind = SampleKind::kLm;  // shards of the other kind are rejected
-  int64_t seq_len = 0;           // LM: N (> 0, windows of N+1); MLM: S (0 = take the shards')
-  int64_t vocab_size = 0;        // the model's vocabulary; shards must match (0 = no check)
-  std::string tokenizer_sha256;  // the model's tokenizer; shards must match ("" = no check)
-  int max_open_files = 64;       // HDF5 files kept open at once (least recently used closed)
+  int64_t seq_len = 0;                // LM: N (> 0, windows of N+1); MLM: S (0 = take the shards')
+  int64_t vocab_size = 0;             // the model's vocabulary; shards must match (0 = no check)
+  std::string tokenizer_sha256;       // the model's tokenizer; shards must match ("" = no check)
+  int max_open_files = 64;            // HDF5 files kept open at once (least recently used closed)
 };
 
 // The shard files of a split: `path` itself if it is a file, else the *.h5 files directly in
@@ -62,8 +69,10 @@ struct SourceOptions {
 std::vector<std::string> list_shards(const std::string& path);
 
 // Our LM/MLM shards or NVIDIA BERT shards, validated on construction (formats, versions,
-// dtypes, ranks, shapes, attributes, agreement between shards and with `opt`). Opens each
-// file once to validate it; afterwards reads by hyperslab, one sample at a time.
+// dtypes, ranks, shapes, attributes, agreement between shards and with `opt`; every doc_offsets
+// entry, read in chunks; every dataset stored in full, h5::Dataset::check_stored, since shapes
+// size the loader's work). Opens each file once to validate it; afterwards reads by hyperslab,
+// one sample at a time (token ids are checked against vocab_size as they are read).
 class Hdf5Source : public SampleSource {
  public:
   Hdf5Source(std::vector<std::string> files, SourceOptions opt);
@@ -77,6 +86,8 @@ class Hdf5Source : public SampleSource {
   int64_t vocab_size() const override { return vocab_size_; }
   SpecialTokens special() const override { return special_; }
   bool static_masks() const override { return nvidia_; }
+  std::string tokenizer_sha256() const override { return tokenizer_sha256_; }
+  std::string origin() const override { return files_[0]; }
   void read(int64_t index, const SampleRow& out) override;
   const std::vector<std::string>& files() const { return files_; }
 
@@ -87,8 +98,7 @@ class Hdf5Source : public SampleSource {
   Open& open(size_t shard);
   void read_lm(Open& o, int64_t local, const SampleRow& out);
   void read_mlm(Open& o, int64_t local, const SampleRow& out);
-  void check_ids(const Open& o, const char* dataset, int64_t first, const int32_t* ids,
-                 int64_t n) const;
+  void check_ids(const Open& o, const char* dataset, int64_t first, const int32_t* ids, int64_t n) const;
 
   std::vector<std::string> files_;
   SourceOptions opt_;
@@ -96,6 +106,7 @@ class Hdf5Source : public SampleSource {
   int64_t sample_len_ = 0, vocab_size_ = 0, nvidia_positions_ = 0;
   bool nvidia_ = false;
   SpecialTokens special_;
+  std::string tokenizer_sha256_;
   std::list<std::unique_ptr<Open>> open_;  // most recently used first
 };
 
@@ -109,6 +120,7 @@ class MemoryLmSource : public SampleSource {
   int64_t vocab_size() const override { return vocab_size_; }
   SpecialTokens special() const override { return {}; }
   bool static_masks() const override { return false; }
+  std::string origin() const override { return "in-memory tokens"; }
   void read(int64_t index, const SampleRow& out) override;
 
  private:

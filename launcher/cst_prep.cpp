@@ -2,6 +2,12 @@
 //
 //   cst-prep --input data/pg19 --output data/pg19-lm --task lm --vocab-size 32000
 //   mpirun -np 8 cst-prep --input wiki/ --format wikiextractor --output data/wiki-mlm --task mlm
+//   cst-prep --input wiki=enwiki/text --input books=bookcorpus/ --output data/bert --task mlm
+//     (several corpora, one tokenizer: data/bert/{wiki,books}/{train,validation}/)
+//
+// The output folder may not overlap the input or the tokenizer; a non-empty one is refused
+// unless --overwrite, which replaces only what an earlier cst-prep run wrote there
+// (<output>/cst-prep.json lists it). A failed run leaves the folder as it was.
 //
 // Exit codes: 0 success, 2 bad input or options, 1 any other failure. Under mpirun a failing
 // rank prints its error and aborts the job (MPI_Abort) so that no rank hangs.
@@ -10,6 +16,8 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "comm/mpi.h"
 #include "common/error.h"
@@ -23,15 +31,19 @@ namespace {
 
 // Parses the command line into `opt`; returns false after printing --help.
 bool parse(int argc, char** argv, PrepOptions& opt, bool print) {
-  std::string format = "auto", task = "lm";
+  std::string task = "lm";
+  std::vector<std::string> inputs, formats;
   bool quiet = false;
   po::options_description desc("cst-prep: tokenize raw text into HDF5 shards.\nOptions");
   desc.add_options()
       ("help,h", "print this help")
-      ("input,i", po::value(&opt.input)->required(), "corpus file or folder")
-      ("format", po::value(&format)->default_value(format), "auto | pg19 | wikiextractor | jsonl | txt")
+      ("input,i", po::value(&inputs)->required(), "[name=]corpus file or folder; repeat for several corpora with "
+                                                  "one tokenizer (output <output>/<name>/)")
+      ("format", po::value(&formats), "auto (default) | pg19 | wikiextractor | jsonl | txt; once for all "
+                                      "inputs or once per input")
       ("jsonl-field", po::value(&opt.jsonl_field)->default_value(opt.jsonl_field), "jsonl: field with the text")
-      ("output,o", po::value(&opt.output)->required(), "output folder")
+      ("output,o", po::value(&opt.output)->required(), "output folder (new, empty, or one cst-prep wrote)")
+      ("overwrite", po::bool_switch(&opt.overwrite), "replace the files an earlier cst-prep run wrote in --output")
       ("task", po::value(&task)->default_value(task), "lm (token streams) | mlm (packed sequences)")
       ("tokenizer", po::value(&opt.tokenizer), "use this SentencePiece .model instead of training one")
       ("vocab-size", po::value(&opt.vocab_size)->default_value(opt.vocab_size), "trained tokenizer: vocabulary size")
@@ -46,6 +58,7 @@ bool parse(int argc, char** argv, PrepOptions& opt, bool print) {
       ("seed", po::value(&opt.seed)->default_value(opt.seed), "tokenizer training seed")
       ("quiet,q", po::bool_switch(&quiet), "no progress output");
   po::variables_map vm;
+  cst::reject_option_placeholders(argc, argv);
   try {
     po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
     if (vm.count("help")) {
@@ -56,7 +69,7 @@ bool parse(int argc, char** argv, PrepOptions& opt, bool print) {
   } catch (const po::error& e) {
     CST_THROW_INPUT("cst-prep: " << e.what() << " (see --help)");
   }
-  opt.format = cst::dataio::parse_input_format(format);
+  opt.inputs = cst::dataio::parse_prep_inputs(inputs, formats);
   CST_INPUT_CHECK(task == "lm" || task == "mlm", "cst-prep: --task '" << task << "' (lm or mlm)");
   opt.task = task == "lm" ? cst::dataio::SampleKind::kLm : cst::dataio::SampleKind::kMlm;
   opt.progress = !quiet;
@@ -68,17 +81,18 @@ bool parse(int argc, char** argv, PrepOptions& opt, bool print) {
 void print_summary(const PrepOptions& opt, const cst::dataio::PrepSummary& s) {
   std::printf("tokenizer: %s/tokenizer.model (vocab %lld, sha256 %s)\n", opt.output.c_str(),
               static_cast<long long>(s.vocab_size), s.tokenizer_sha256.c_str());
-  for (int i = 0; i < cst::dataio::kNumSplits; ++i) {
-    const auto k = static_cast<size_t>(i);
-    if (s.shards[k] == 0) continue;
-    std::printf("%-10s: %lld documents, %lld tokens%s, %lld shards in %s/%s/\n",
-                cst::dataio::split_name(static_cast<cst::dataio::Split>(i)),
-                static_cast<long long>(s.documents[k]), static_cast<long long>(s.tokens[k]),
-                opt.task == cst::dataio::SampleKind::kMlm
-                    ? (", " + std::to_string(s.samples[k]) + " rows").c_str() : "",
-                static_cast<long long>(s.shards[k]), opt.output.c_str(),
-                cst::dataio::split_name(static_cast<cst::dataio::Split>(i)));
-  }
+  for (const cst::dataio::CorpusSummary& c : s.corpora)
+    for (int i = 0; i < cst::dataio::kNumSplits; ++i) {
+      const auto k = static_cast<size_t>(i);
+      if (c.shards[k] == 0) continue;
+      std::printf("%-10s: %lld documents, %lld tokens%s, %lld shards in %s/%s/\n",
+                  cst::dataio::split_name(static_cast<cst::dataio::Split>(i)),
+                  static_cast<long long>(c.documents[k]), static_cast<long long>(c.tokens[k]),
+                  opt.task == cst::dataio::SampleKind::kMlm
+                      ? (", " + std::to_string(c.samples[k]) + " rows").c_str() : "",
+                  static_cast<long long>(c.shards[k]), c.dir.c_str(),
+                  cst::dataio::split_name(static_cast<cst::dataio::Split>(i)));
+    }
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent PyTorch implementation of the CST model of ../shared/CST.md.
+"""An independent PyTorch implementation of the CST model of docs/CST.md.
 
 It reads a cst-train weights file (docs/WEIGHTS.md) with h5py and computes the logits of a file
 of token ids, one slice and one head at a time, in float64. It exists so that a PyTorch user can

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Verifies the GPU path in one command, on a machine with an NVIDIA GPU, CUDA, a C++ compiler,
-# CMake and a CUDA PyTorch 2.x, but none of our other dependencies and no network
-# (docs/GPU.md). It needs .gpu-debs/ from scripts/gpu-prepare.sh, made on Debian 12 and carried
-# along. Steps:
-#   1. unpack .gpu-debs/debs/*.deb into a sysroot (dpkg-deb -x, or ar + tar; nothing installed)
+# Verifies the GPU path in one command on a machine with an NVIDIA GPU (docs/GPU.md). Steps:
+#   1. find the dependencies: the system's own packages (a machine set up with
+#      scripts/install-deps.sh), or the Debian packages scripts/gpu-prepare.sh fetched into
+#      .gpu-debs/ for a machine without them and without network, unpacked into a sysroot
+#      (dpkg-deb -x, or ar + tar; nothing installed)
 #   2. configure against the machine's own LibTorch (torch.utils.cmake_prefix_path) and NCCL
 #      (the nvidia-nccl wheel beside torch, else the CUDA toolkit), with CST_REQUIRE_CUDA=ON
 #   3. build cst-train, cst-prep, bench_attention and the CUDA tests
@@ -20,9 +20,15 @@
 #   5. write $OUT/report.md: device, versions, PASS/FAIL per check and the figures
 #      ($OUT/gpu-check.log holds every command's output)
 #
-#   bash scripts/gpu-check.sh [--cpu-dry-run] [--only nccl,cuda,bench,bf16]
+#   bash scripts/gpu-check.sh [--packages auto|system|carried] [--corpus DIR] [--cpu-dry-run]
+#                             [--only nccl,cuda,bench,bf16]
 #                             [--bench-n 4096,8192,16384] [--bench-tokens 16384] [--bench-max-full-n 16384]
 #
+# --packages: `system` uses what is installed (scripts/install-deps.sh); `carried` unpacks
+# .gpu-debs/debs; `auto` (default) takes carried when .gpu-debs/debs exists, else system.
+# --corpus: a PG-19-layout folder of text (train/ and validation/ of *.txt) for the training
+# checks; default .gpu-debs/kjv when carried, else data/kjv-raw (made with Debian's bible-kjv by
+# scripts/prepare-kjv.sh --raw-only when missing).
 # --cpu-dry-run runs the same steps on CPU at small sizes (no NCCL, no bf16), to test this
 # script where there is no GPU; its report says so, and the GPU-only checks count as not run.
 # --only runs the checks named (the build always; resume and full go with bf16); the --bench-*
@@ -30,25 +36,28 @@
 # explicit-score full attention on the GPU (the defaults are the check's; larger N measure long
 # context); a dry run keeps its own small sizes.
 # Environment: OUT (report folder; default runs/gpu-check), CST_GPU_PYTHON (the python with
-# torch; default python3), CST_SYSROOT (default /tmp/cst-sysroot), CST_GPU_BUILD (default
-# build-gpu), JOBS (default nproc), CST_GPU_DEADLINE (seconds the whole script may take,
-# default 540, 1800 for a dry run: every step's time limit is cut to what is left, and a step
-# with no time left fails as "no time left", so the report is written before a caller's time
-# limit), CST_COMMIT (the commit named in the report, where the tree travels without .git).
+# torch; default the venv of scripts/install-deps.sh when it exists, else python3), CST_SYSROOT
+# (default /tmp/cst-sysroot), CST_GPU_BUILD (default build-gpu), JOBS (default nproc),
+# CST_GPU_DEADLINE (seconds the whole script may take, default 540, 1800 for a dry run: every
+# step's time limit is cut to what is left, and a step with no time left fails as "no time
+# left", so the report is written before a caller's time limit), CST_COMMIT (the commit named
+# in the report, where the tree travels without .git).
 # The report is rewritten after every step, so a run cut off from outside still leaves one.
 # Exit status: 0 when every check passed, 1 when one failed, 2 on bad usage or missing inputs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 DRY=0 ONLY=nccl,cuda,bench,bf16 BENCH_N=4096,8192,16384 BENCH_TOKENS=16384 BENCH_MAX_FULL_N=16384
+PACKAGES=auto CORPUS=""
 usage() { echo "error: $1 (see --help)" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --cpu-dry-run) DRY=1 ;;
-    --only|--bench-n|--bench-tokens|--bench-max-full-n)
+    --only|--bench-n|--bench-tokens|--bench-max-full-n|--packages|--corpus)
       [ $# -ge 2 ] || usage "$1 needs a value"
       case "$1" in
-        --only) ONLY=$2 ;; --bench-n) BENCH_N=$2 ;; --bench-tokens) BENCH_TOKENS=$2 ;; *) BENCH_MAX_FULL_N=$2 ;;
+        --only) ONLY=$2 ;; --bench-n) BENCH_N=$2 ;; --bench-tokens) BENCH_TOKENS=$2 ;;
+        --packages) PACKAGES=$2 ;; --corpus) CORPUS=$2 ;; *) BENCH_MAX_FULL_N=$2 ;;
       esac
       shift ;;
     -h|--help) awk 'NR > 1 && /^set -uo/ { exit } NR > 1' "$0"; exit 0 ;;
@@ -59,12 +68,18 @@ done
 for c in ${ONLY//,/ }; do
   case "$c" in nccl|cuda|bench|bf16) ;; *) usage "--only: unknown check '$c' (nccl, cuda, bench, bf16)" ;; esac
 done
+case "$PACKAGES" in
+  auto) if [ -d .gpu-debs/debs ]; then PACKAGES=carried; else PACKAGES=system; fi ;;
+  system|carried) ;;
+  *) usage "--packages: '$PACKAGES' (auto, system or carried)" ;;
+esac
 [[ "$BENCH_N" =~ ^[0-9]+(,[0-9]+)*$ ]] || usage "--bench-n: '$BENCH_N' is not a comma list of whole numbers"
 [[ "$BENCH_TOKENS" =~ ^[0-9]+$ ]] || usage "--bench-tokens: '$BENCH_TOKENS' is not a whole number"
 [[ "$BENCH_MAX_FULL_N" =~ ^[0-9]+$ ]] || usage "--bench-max-full-n: '$BENCH_MAX_FULL_N' is not a whole number"
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 OUT=${OUT:-$ROOT/runs/gpu-check}
-PY=${CST_GPU_PYTHON:-python3}
+VENV_PY=${CST_VENV:-$HOME/.cache/cst-train/venv}/bin/python
+if [ -n "${CST_GPU_PYTHON:-}" ]; then PY=$CST_GPU_PYTHON; elif [ -x "$VENV_PY" ]; then PY=$VENV_PY; else PY=python3; fi
 SYS=${CST_SYSROOT:-/tmp/cst-sysroot}
 BUILD=${CST_GPU_BUILD:-$ROOT/build-gpu}
 JOBS=${JOBS:-$(nproc)}
@@ -79,7 +94,20 @@ DEADLINE=${CST_GPU_DEADLINE:-$([ "$DRY" = 1 ] && echo 1800 || echo 540)}
   { echo "error: CST_GPU_DEADLINE='$DEADLINE' must be a whole number of seconds >= 60" >&2; exit 2; }
 COMMIT=${CST_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 elapsed() { echo $(( $(date +%s) - T_START )); }
-[ -d .gpu-debs/debs ] || { echo "error: .gpu-debs/debs not found: run scripts/gpu-prepare.sh on Debian 12 and carry .gpu-debs" >&2; exit 2; }
+if [ "$PACKAGES" = carried ]; then
+  [ -d .gpu-debs/debs ] || { echo "error: .gpu-debs/debs not found: run scripts/gpu-prepare.sh on Debian 12 and carry .gpu-debs" >&2; exit 2; }
+  CORPUS=${CORPUS:-.gpu-debs/kjv}
+else
+  for t in mpicc h5cc protoc; do
+    command -v $t >/dev/null || { echo "error: '$t' not found: install the dependencies (bash scripts/install-deps.sh) or use --packages carried" >&2; exit 2; }
+  done
+  if [ -z "$CORPUS" ]; then
+    CORPUS=data/kjv-raw
+    [ -f "$CORPUS/.done" ] || bash scripts/prepare-kjv.sh none data/kjv --raw-only ||
+      { echo "error: no corpus: pass --corpus DIR (PG-19 layout) or install bible-kjv" >&2; exit 2; }
+  fi
+fi
+[ -d "$CORPUS/train" ] || { echo "error: --corpus '$CORPUS' has no train/ folder (PG-19 layout: train/*.txt, validation/*.txt)" >&2; exit 2; }
 
 say() { echo "[gpu-check +$(elapsed)s] $*" | tee -a "$LOG"; }
 results=()  # "name|PASS or FAIL or NOT RUN|detail"
@@ -96,6 +124,7 @@ write_report() {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $COMMIT"
     echo "- device: $GPU_NAME"
     echo "- torch $TORCH_VERSION (CUDA $TORCH_CUDA); $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' || echo 'nvcc not found'); $(g++ --version | head -1); $(cmake --version | head -1)"
+    echo "- dependencies: $PACKAGES packages; corpus $CORPUS"
     echo "- OS: $(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-unknown}"); $(nproc) CPUs; total $(elapsed) s so far"
     echo
     echo "| check | result | detail |"
@@ -151,47 +180,56 @@ rm -f "$WORK"/*.out  # a warm machine keeps the build folder: no figures from an
 { echo "---- tools:"; for t in nvcc g++ cmake ninja dpkg-deb ar; do echo "$t: $(command -v $t || echo missing)"; done
   ls -d /usr/local/cuda* 2>&1; nproc; free -g 2>/dev/null | head -2; } >> "$LOG"
 
-# ---- 1. unpack the Debian packages ---------------------------------------------------------
-stamp=$(cat .gpu-debs/MANIFEST 2>/dev/null | md5sum | cut -c1-32)
-if [ -f "$SYS/.cst-stamp" ] && [ "$(cat "$SYS/.cst-stamp")" = "$stamp" ]; then
-  say "sysroot $SYS: already unpacked"
-else
-  rm -rf "$SYS" && mkdir -p "$SYS"
-  for deb in .gpu-debs/debs/*.deb; do
-    if command -v dpkg-deb >/dev/null; then
-      dpkg-deb -x "$deb" "$SYS"
-    else  # a .deb is an ar archive holding data.tar.{xz,zst,gz}
-      tmp=$(mktemp -d) && (cd "$tmp" && ar x "$ROOT/$deb") && tar -xf "$tmp"/data.tar.* -C "$SYS" && rm -rf "$tmp"
-    fi || { echo "error: cannot unpack $deb" >&2; exit 2; }
-  done
-  # Debian makes these names with update-alternatives at install time.
-  for t in mpicc mpicxx mpirun mpiexec; do ln -sf "$t.openmpi" "$SYS/usr/bin/$t"; done
-  echo "$stamp" > "$SYS/.cst-stamp"
-  say "sysroot $SYS: unpacked $(ls .gpu-debs/debs/*.deb | wc -l) packages"
-fi
-ARCH_LIB=$SYS/usr/lib/x86_64-linux-gnu
-# The unpacked libraries are older builds of some that the system may have too (OpenSSL, curl,
-# ...): only our own programs get them, through SYSENV, never the system's tools (cmake, g++,
-# python). The build finds them through full paths, -rpath-link and two wrappers.
-SYS_LD="$ARCH_LIB:$SYS/lib/x86_64-linux-gnu:$ARCH_LIB/openmpi/lib:$ARCH_LIB/hdf5/serial"
-SYSENV=(env "LD_LIBRARY_PATH=$SYS_LD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
-mkdir -p "$SYS/wrap"
-for t in mpicc:mpicc.openmpi protoc:protoc; do
-  printf '#!/bin/sh\nLD_LIBRARY_PATH="%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s" "$@"\n' \
-    "$SYS_LD" "$SYS/usr/bin/${t#*:}" > "$SYS/wrap/${t%%:*}"
-  chmod +x "$SYS/wrap/${t%%:*}"
-done
-export PATH="$SYS/usr/bin:$PATH"
-export CPATH="$SYS/usr/include/x86_64-linux-gnu${CPATH:+:$CPATH}"  # openssl/configuration.h
-# OpenMPI and its PMIx were built for /usr: point them at the sysroot. One node, so shared
-# memory only (no UCX / libfabric probing), and no ssh / rsh needed (mpirun insists on finding
-# one even when it launches nothing remotely).
-export OPAL_PREFIX="$SYS/usr" PMIX_INSTALL_PREFIX="$ARCH_LIB/pmix2" OMPI_MCA_plm_rsh_agent=false
-# PMIx otherwise also loads plugins from the system's /usr/lib/.../pmix2 when the machine has
-# a PMIx of its own (seen on the GPU machine: "undefined symbol", then no compression).
-export PMIX_MCA_mca_base_component_path="$ARCH_LIB/pmix2/lib/pmix"
-export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader OMPI_MCA_mtl=^ofi,psm,psm2 OMPI_MCA_osc=^ucx
+# ---- 1. the dependencies: the system's, or the carried Debian packages in a sysroot --------
+SYSENV=(env)
+CMAKE_DEPS=(-DCMAKE_PREFIX_PATH="$TORCH_PREFIX")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+if [ "$PACKAGES" = carried ]; then
+  stamp=$(cat .gpu-debs/MANIFEST 2>/dev/null | md5sum | cut -c1-32)
+  if [ -f "$SYS/.cst-stamp" ] && [ "$(cat "$SYS/.cst-stamp")" = "$stamp" ]; then
+    say "sysroot $SYS: already unpacked"
+  else
+    rm -rf "$SYS" && mkdir -p "$SYS"
+    for deb in .gpu-debs/debs/*.deb; do
+      if command -v dpkg-deb >/dev/null; then
+        dpkg-deb -x "$deb" "$SYS"
+      else  # a .deb is an ar archive holding data.tar.{xz,zst,gz}
+        tmp=$(mktemp -d) && (cd "$tmp" && ar x "$ROOT/$deb") && tar -xf "$tmp"/data.tar.* -C "$SYS" && rm -rf "$tmp"
+      fi || { echo "error: cannot unpack $deb" >&2; exit 2; }
+    done
+    # Debian makes these names with update-alternatives at install time.
+    for t in mpicc mpicxx mpirun mpiexec; do ln -sf "$t.openmpi" "$SYS/usr/bin/$t"; done
+    echo "$stamp" > "$SYS/.cst-stamp"
+    say "sysroot $SYS: unpacked $(ls .gpu-debs/debs/*.deb | wc -l) packages"
+  fi
+  ARCH_LIB=$SYS/usr/lib/x86_64-linux-gnu
+  # The unpacked libraries are older builds of some that the system may have too (OpenSSL, curl,
+  # ...): only our own programs get them, through SYSENV, never the system's tools (cmake, g++,
+  # python). The build finds them through full paths, -rpath-link and two wrappers.
+  SYS_LD="$ARCH_LIB:$SYS/lib/x86_64-linux-gnu:$ARCH_LIB/openmpi/lib:$ARCH_LIB/hdf5/serial"
+  SYSENV=(env "LD_LIBRARY_PATH=$SYS_LD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+  mkdir -p "$SYS/wrap"
+  for t in mpicc:mpicc.openmpi protoc:protoc; do
+    printf '#!/bin/sh\nLD_LIBRARY_PATH="%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s" "$@"\n' \
+      "$SYS_LD" "$SYS/usr/bin/${t#*:}" > "$SYS/wrap/${t%%:*}"
+    chmod +x "$SYS/wrap/${t%%:*}"
+  done
+  export PATH="$SYS/usr/bin:$PATH"
+  export CPATH="$SYS/usr/include/x86_64-linux-gnu${CPATH:+:$CPATH}"  # openssl/configuration.h
+  # OpenMPI and its PMIx were built for /usr: point them at the sysroot. One node, so shared
+  # memory only (no UCX / libfabric probing), and no ssh / rsh needed (mpirun insists on finding
+  # one even when it launches nothing remotely).
+  export OPAL_PREFIX="$SYS/usr" PMIX_INSTALL_PREFIX="$ARCH_LIB/pmix2" OMPI_MCA_plm_rsh_agent=false
+  # PMIx otherwise also loads plugins from the system's /usr/lib/.../pmix2 when the machine has
+  # a PMIx of its own (seen on the GPU machine: "undefined symbol", then no compression).
+  export PMIX_MCA_mca_base_component_path="$ARCH_LIB/pmix2/lib/pmix"
+  export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader OMPI_MCA_mtl=^ofi,psm,psm2 OMPI_MCA_osc=^ucx
+  CMAKE_DEPS=(-DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$SYS/usr" -DMPI_C_COMPILER="$SYS/wrap/mpicc"
+              -DProtobuf_PROTOC_EXECUTABLE="$SYS/wrap/protoc" -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$SYS_LD"
+              -DCMAKE_SHARED_LINKER_FLAGS="-Wl,-rpath-link,$SYS_LD")
+else
+  say "dependencies: the system's (mpicc $(command -v mpicc), h5cc $(command -v h5cc))"
+fi
 # One rank under mpirun, as users launch it; should mpirun itself not work on this machine
 # (a sandboxed kernel, say), the MPI programs run as singletons (MPI_Init without mpirun), and
 # the report says so.
@@ -207,10 +245,8 @@ command -v ninja >/dev/null || generator=(-G "Unix Makefiles")
 cuda_flag=-DCST_REQUIRE_CUDA=ON
 [ "$DRY" = 1 ] && cuda_flag=-DCST_REQUIRE_CUDA=OFF
 TARGETS=(cst-train cst-prep bench_attention comm_nccl_test model_cuda_test)
-run_logged configure 600 cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$SYS/usr" -DMPI_C_COMPILER="$SYS/wrap/mpicc" \
-  -DProtobuf_PROTOC_EXECUTABLE="$SYS/wrap/protoc" -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$SYS_LD" \
-  -DCMAKE_SHARED_LINKER_FLAGS="-Wl,-rpath-link,$SYS_LD" -DCST_BUILD_BENCH=ON -DCST_BUILD_TESTS=ON "$cuda_flag"
+run_logged configure 600 cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${CMAKE_DEPS[@]}" \
+  -DCST_BUILD_BENCH=ON -DCST_BUILD_TESTS=ON "$cuda_flag"
 rc=$? step=configure
 if [ $rc -eq 0 ]; then
   run_logged build 1200 cmake --build "$BUILD" -j"$JOBS" $(printf -- '--target %s ' "${TARGETS[@]}")
@@ -284,8 +320,8 @@ train() {
 if ! want bf16; then
   :
 elif built launcher/cst-prep && built launcher/cst-train; then
-  if [ -f "$WORK/kjv/.done" ] || { run_logged prep 120 "${SYSENV[@]}" "$BUILD/launcher/cst-prep" --input .gpu-debs/kjv --format pg19 \
-         --output "$WORK/kjv" --task lm --vocab-size 8000 --model-type unigram --seed 1234 && touch "$WORK/kjv/.done"; }; then
+  if [ -f "$WORK/kjv/.done" ] || { run_logged prep 120 "${SYSENV[@]}" "$BUILD/launcher/cst-prep" --input "$CORPUS" --format pg19 \
+         --output "$WORK/kjv" --overwrite --task lm --vocab-size 8000 --model-type unigram --seed 1234 && touch "$WORK/kjv/.done"; }; then
     if [ "$DRY" = 1 ]; then
       shape=(--model.d_model 64 --model.n_heads 2 --model.n_layers 1 --model.d_ff 128 --model.slice_len 16
              --model.max_seq_len 256 --data.seq_len 256 --train.global_batch 4 --train.micro_batch 2
@@ -353,9 +389,9 @@ print("%.2e" % r, int(r <= 1e-3))' "$a_last" "$c_last" 2>>"$LOG" || echo inf 0)"
       record full FAIL "($(why_failed $rc_d); finite $d_fin/$d_n) $detail"
     fi
   else
-    record bf16 FAIL "(cst-prep failed on .gpu-debs/kjv)"
-    record resume FAIL "(cst-prep failed on .gpu-debs/kjv)"
-    record full FAIL "(cst-prep failed on .gpu-debs/kjv)"
+    record bf16 FAIL "(cst-prep failed on $CORPUS)"
+    record resume FAIL "(cst-prep failed on $CORPUS)"
+    record full FAIL "(cst-prep failed on $CORPUS)"
   fi
 else
   record bf16 FAIL "(not built)"

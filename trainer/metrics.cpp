@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/json.h"
 #include "trainer/tensorboard.h"
 
 namespace cst::trainer {
@@ -55,18 +56,40 @@ void MetricsSink::train(const TrainRecord& r) {
 }
 
 void MetricsSink::eval(const EvalRecord& r) {
-  std::printf("eval  %6ld | loss %.4f | ppl %9.2f%s | %ld tokens\n", (long)r.step, r.loss, ppl(r.loss),
-              r.accuracy >= 0 ? (" | acc " + std::to_string(r.accuracy)).c_str() : "", (long)r.tokens);
+  std::string per_corpus;
+  for (const CorpusEval& c : r.corpora) {
+    char buf[160];
+    std::snprintf(buf, sizeof(buf), " | %s loss %.4f ppl %.2f", c.name.c_str(), c.loss, ppl(c.loss));
+    per_corpus += buf;
+  }
+  std::printf("eval  %6ld | loss %.4f | ppl %9.2f%s | %ld tokens%s\n", (long)r.step, r.loss, ppl(r.loss),
+              r.accuracy >= 0 ? (" | acc " + std::to_string(r.accuracy)).c_str() : "", (long)r.tokens,
+              per_corpus.c_str());
   std::fflush(stdout);
   std::ostringstream os;
   os.precision(9);
   os << "{\"kind\": \"eval\", \"step\": " << r.step << ", \"loss\": " << r.loss << ", \"ppl\": " << ppl(r.loss)
-     << ", \"accuracy\": " << r.accuracy << ", \"tokens\": " << r.tokens << "}\n";
+     << ", \"accuracy\": " << r.accuracy << ", \"tokens\": " << r.tokens;
+  if (!r.corpora.empty()) {
+    os << ", \"corpora\": {";
+    for (size_t j = 0; j < r.corpora.size(); ++j) {
+      const CorpusEval& c = r.corpora[j];
+      os << (j ? ", " : "") << Json(c.name).dump() << ": {\"loss\": " << c.loss << ", \"ppl\": " << ppl(c.loss)
+         << ", \"accuracy\": " << c.accuracy << ", \"tokens\": " << c.tokens << ", \"weight\": " << c.weight << "}";
+    }
+    os << "}";
+  }
+  os << "}\n";
   jsonl_ << os.str() << std::flush;
   if (tb_) {
     tb_->add_scalar("valid/loss", r.loss, r.step);
     tb_->add_scalar("valid/perplexity", ppl(r.loss), r.step);
     if (r.accuracy >= 0) tb_->add_scalar("valid/mlm_accuracy", r.accuracy, r.step);
+    for (const CorpusEval& c : r.corpora) {
+      tb_->add_scalar("valid/" + c.name + "/loss", c.loss, r.step);
+      tb_->add_scalar("valid/" + c.name + "/perplexity", ppl(c.loss), r.step);
+      if (c.accuracy >= 0) tb_->add_scalar("valid/" + c.name + "/mlm_accuracy", c.accuracy, r.step);
+    }
     tb_->flush();
   }
 }

@@ -25,11 +25,23 @@ struct TrainRecord {
   double eta_s = 0;
 };
 
-struct EvalRecord {
-  int64_t step = 0;
-  double loss = 0;
+// Validation of one corpus of a blend.
+struct CorpusEval {
+  std::string name;      // dataio::corpus_names: "wiki" for data/wiki/validation
+  double weight = 0;     // normalised weight in data.valid
+  double loss = 0;       // mean loss per predicted token of this corpus
   double accuracy = -1;  // MLM: masked-token accuracy; -1 = not measured
   int64_t tokens = 0;    // predicted tokens evaluated
+};
+
+struct EvalRecord {
+  int64_t step = 0;
+  double loss = 0;       // one corpus: mean loss per predicted token; a blend: sum of weight x loss
+                         // over its corpora (weights renormalised over those with tokens)
+  double accuracy = -1;  // MLM: masked-token accuracy (a blend: weighted as loss); -1 = not measured
+  int64_t tokens = 0;    // predicted tokens evaluated (all corpora)
+  // A blend of >= 2 corpora: each one; else empty.
+  std::vector<CorpusEval> corpora;
 };
 
 class MetricsSink {

@@ -16,13 +16,17 @@ namespace cst::trainer {
 enum class OptimizerKind { kAdamW, kLamb };
 enum class Schedule { kLinear, kCosine, kConstant };
 
+// data.train and data.valid are a shard file or folder of *.h5, or a blend of several:
+// "w1 path1 w2 path2 ..." (docs/DATA.md, Blends; dataio/blend.h).
 struct DataOptions {
-  std::string train;             // shard file or folder of *.h5 (the train split)
-  std::string valid;             // validation split ("" = no validation)
+  std::string train;             // the train split, or a blend of train splits
+  std::string valid;             // validation split(s) ("" = no validation)
   int64_t seq_len = 256;         // LM: N tokens per sample (windows of N+1); MLM: 0 = the shards' S
   std::string tokenizer_sha256;  // expected tokenizer of the shards ("" = not checked)
   int64_t prefetch = 4;          // batches the loader reads ahead
   double mask_prob = 0.15;       // MLM dynamic masking: fraction of tokens predicted
+  bool reset_position = false;   // resume: every corpus from position 0 (the model, optimizer and
+                                 // step are restored); needed to resume with a changed blend
 };
 
 struct TrainOptions {
@@ -74,9 +78,10 @@ struct LogOptions {
   std::string dir = "runs/default";  // metrics.jsonl, TensorBoard events, weights
   int64_t interval = 10;             // steps between log lines
   int64_t eval_interval = 100;       // steps between validations (0 = only at the end)
-  int64_t eval_batches = 0;          // max validation batches (0 = the whole split)
+  int64_t eval_batches = 0;          // max validation batches per corpus of data.valid (0 = the whole split)
   bool tensorboard = true;           // write TensorBoard event files
   double peak_tflops = 0.0;          // per-device peak for MFU (0 = measure a 2048^3 GEMM)
+  int64_t profile_step = 0;          // this step runs profiled: <log.dir>/profile_step<k>.md (0 = off)
 };
 
 struct DebugOptions {
@@ -88,7 +93,13 @@ struct DebugOptions {
   int64_t signal_at_step = -1;
   int64_t signal = 10;         // SIGUSR1 on Linux
   int64_t save_delay_ms = 0;   // tests: checkpoint writers sleep this long mid-save (widens kill windows)
+  int64_t prune_delay_ms = 0;  // tests: rank 0 sleeps this long mid-prune, after removing a first file
 };
+
+// Upper bounds of TrainConfig::validate() (with ModelConfig's): steps x global_batch samples
+// stays far inside int64.
+inline constexpr int64_t kMaxSteps = 10000000000;  // 1e10 optimizer steps
+inline constexpr int64_t kMaxBatch = 16777216;     // 2^24 samples per step or per micro-batch
 
 struct TrainConfig {
   model::ModelConfig model;

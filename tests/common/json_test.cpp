@@ -1,11 +1,12 @@
 // parse_json and the typed accessors: damaged or hostile documents are InputErrors that name the
 // document and the field, never crashes.
+#include "common/json.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "common/error.h"
-#include "common/json.h"
 
 namespace cst {
 namespace {
@@ -22,7 +23,9 @@ std::string error_of(const std::function<void()>& fn) {
 TEST(Json, ParsesAndReadsTypedFields) {
   const Json j = parse_json(R"({"step": 12, "name": "a\u00e9b", "nested": {"x": [1, 2]}})", "doc.json");
   EXPECT_EQ(json_int(j, "step", "doc.json"), 12);
-  EXPECT_EQ(json_string(j, "name", "doc.json"), "a\xc3\xa9" "b");
+  EXPECT_EQ(json_string(j, "name", "doc.json"),
+            "a\xc3\xa9"
+            "b");
   EXPECT_EQ(json_member(j, "nested", "doc.json")["x"].size(), 2u);
 }
 
@@ -43,7 +46,8 @@ TEST(Json, SyntaxErrorsNameTheDocument) {
 }
 
 TEST(Json, TypedAccessNamesFieldAndValue) {
-  const Json j = parse_json(R"({"big": 123456789012345678901, "neg": -5, "s": 3, "u": 18446744073709551615})", "m.json");
+  const Json j =
+      parse_json(R"({"big": 123456789012345678901, "neg": -5, "s": 3, "u": 18446744073709551615})", "m.json");
   EXPECT_NE(error_of([&] { json_int(j, "missing", "m.json"); }).find("m.json: missing field 'missing'"),
             std::string::npos);
   EXPECT_NE(error_of([&] { json_int(j, "big", "m.json"); }).find("field 'big'"), std::string::npos);

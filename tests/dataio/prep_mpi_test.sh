@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `mpirun -np 2 cst-prep` must write the same tokenizer and the same shards (file names and
-# token datasets) as a 1-rank run, for an LM (pg19 layout) and an MLM (jsonl) corpus; a bad
-# input must make a 1-rank run exit 2 and the 2-rank job exit non-zero, printing "error: ...".
+# token datasets) as a 1-rank run, for an LM (pg19 layout) and an MLM (jsonl) corpus, and for the
+# two together (two --input, one tokenizer); a bad input must make a 1-rank run exit 2 and the
+# 2-rank job exit non-zero, printing "error: ...".
 # usage: prep_mpi_test.sh <cst-prep> <work dir> <mpiexec> <h5diff>
 set -euo pipefail
 prep=$1 work=$2 mpiexec=$3 h5diff=$4
@@ -39,7 +40,7 @@ compare() {  # compare <dir a> <dir b> <datasets...>
     for d in "$@"; do "$h5diff" "$a/$f" "$b/$f" "$d"; done
     n=$((n + 1))
   done
-  [ "$(find "$a/train" -name '*.h5' | wc -l)" -ge 2 ] || { echo "expected >= 2 train shards"; exit 1; }
+  [ "$(find "$a" -path '*/train/*.h5' | wc -l)" -ge 2 ] || { echo "expected >= 2 train shards"; exit 1; }
   echo "ok: $n shards identical ($*)"
 }
 
@@ -52,6 +53,13 @@ args_mlm=(--input "$work/jsonl" --task mlm --seq-len 32 --vocab-size 300 --shard
 "$prep" "${args_mlm[@]}" --output "$work/mlm-np1"
 mpirun_np2 "$prep" "${args_mlm[@]}" --output "$work/mlm-np2"
 compare "$work/mlm-np1" "$work/mlm-np2" /input_ids /input_mask /segment_ids
+
+# Two corpora, one tokenizer: <output>/{books,web}/...
+args_two=(--input "books=$work/pg19" --input "web=$work/jsonl" --task lm --vocab-size 300 --shard-tokens 3000 -q)
+"$prep" "${args_two[@]}" --output "$work/two-np1"
+mpirun_np2 "$prep" "${args_two[@]}" --output "$work/two-np2"
+[ -d "$work/two-np1/books/train" ] && [ -d "$work/two-np1/web/train" ] || { echo "expected books/ and web/"; exit 1; }
+compare "$work/two-np1" "$work/two-np2" /tokens /doc_offsets
 
 set +e
 "$prep" --input "$work/missing" --output "$work/bad" -q 2> "$work/bad1.err"

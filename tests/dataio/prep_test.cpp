@@ -1,12 +1,14 @@
 // cst-prep's pieces: text readers, the JSON field reader, and prep -> read round trips.
+#include "dataio/prep.h"
+
 #include <sentencepiece_processor.h>
 
 #include <filesystem>
 #include <fstream>
 
 #include "common/h5.h"
+#include "dataio/blend.h"
 #include "dataio/loader.h"
-#include "dataio/prep.h"
 #include "dataio/text.h"
 #include "test_util.h"
 
@@ -22,9 +24,9 @@ void write_text(const std::string& path, const std::string& text) {
 
 // Deterministic pseudo-English: `words` words, sentences and lines of varying length.
 std::string gen_text(uint64_t seed, int words) {
-  static const char* kWords[] = {"the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as",
-                                 "was", "with", "be", "by", "on", "not", "he", "this", "are", "or",
-                                 "his", "from", "at", "which", "but", "have", "an", "they", "you"};
+  static const char* kWords[] = {"the", "of",  "and",  "to", "in",    "a",   "is",   "that", "for",  "it",
+                                 "as",  "was", "with", "be", "by",    "on",  "not",  "he",   "this", "are",
+                                 "or",  "his", "from", "at", "which", "but", "have", "an",   "they", "you"};
   std::string out;
   for (int i = 0; i < words; ++i) {
     const uint64_t h = counter_hash(seed, static_cast<uint64_t>(i));
@@ -42,8 +44,37 @@ TEST(Text, JsonStringField) {
   EXPECT_EQ(json_string_field(R"({"meta": {"text": "no", "x": [1, "]", {}]}, "text": "yes"})", "text", w), "yes");
   expect_input_error([&] { json_string_field(R"({"id": 3})", "text", w); }, {"f line 1", "no string field 'text'"});
   expect_input_error([&] { json_string_field(R"({"text": 5})", "text", w); }, {"f line 1", "not a string"});
-  expect_input_error([&] { json_string_field(R"({"text": "abc)", "text", w); }, {"f line 1", "unterminated"});
-  expect_input_error([&] { json_string_field("[1, 2]", "text", w); }, {"f line 1", "expected '{'"});
+  expect_input_error([&] { json_string_field(R"({"text": "abc)", "text", w); }, {"f line 1", "missing closing quote"});
+  expect_input_error([&] { json_string_field("[1, 2]", "text", w); }, {"f line 1", "expected a JSON object"});
+  expect_input_error([&] { json_string_field(R"({"text": "a"} x)", "text", w); }, {"f line 1", "not valid JSON"});
+}
+
+// Damaged lines end in an InputError naming the file and line, never in a crash: a million
+// nested brackets (a recursive reader overflows its stack), bad \u escapes, lone surrogates,
+// ill-formed UTF-8.
+TEST(Text, JsonDamagedLinesAreInputErrors) {
+  const std::string w = "file 'c.jsonl' line 7";
+  const std::string deep = R"({"meta": )" + std::string(1000000, '[') + std::string(1000000, ']') + R"(, "text": "x"})";
+  expect_input_error([&] { json_string_field(deep, "text", w); }, {"c.jsonl' line 7", "nested deeper than 64"});
+  const std::string ok_depth = R"({"meta": )" + std::string(60, '[') + std::string(60, ']') + R"(, "text": "x"})";
+  EXPECT_EQ(json_string_field(ok_depth, "text", w), "x");
+  expect_input_error([&] { json_string_field(R"({"text": "\u12G4"})", "text", w); }, {"line 7", "4 hex digits"});
+  expect_input_error([&] { json_string_field(R"({"text": "\u12")", "text", w); }, {"line 7", "not valid JSON"});
+  expect_input_error([&] { json_string_field(R"({"text": "\ud800x"})", "text", w); }, {"line 7", "surrogate"});
+  expect_input_error([&] { json_string_field(R"({"text": "\udc00"})", "text", w); }, {"line 7", "surrogate"});
+  expect_input_error([&] { json_string_field("{\"text\": \"\xff\xfe\"}", "text", w); }, {"line 7", "UTF-8"});
+  expect_input_error([&] { json_string_field(R"({"text": "a\qb"})", "text", w); }, {"line 7", "not valid JSON"});
+}
+
+TEST(Text, JsonlFileErrorsNameFileAndLine) {
+  TempDir dir;
+  write_text(dir.file("c/a.jsonl"), "{\"text\": \"one\"}\n\n{\"text\": " + std::string(100000, '[') + "\n");
+  InputFormat f = InputFormat::kJsonl;
+  const auto files = list_inputs(dir.file("c"), f);
+  std::vector<std::string> docs;
+  expect_input_error([&] { read_documents(files[0], f, "text", [&](std::string&& d) { docs.push_back(d); }); },
+                     {"a.jsonl' line 3", "nested deeper than 64"});
+  EXPECT_EQ(docs, std::vector<std::string>{"one"});
 }
 
 TEST(Text, SplitSentences) {
@@ -53,8 +84,9 @@ TEST(Text, SplitSentences) {
 
 TEST(Text, WikiExtractorAndJsonlDocuments) {
   TempDir dir;
-  write_text(dir.file("wiki/AA/wiki_00"),
-             "<doc id=\"1\" url=\"u\" title=\"A\">\nA\n\nText one.\n</doc>\n<doc id=\"2\" title=\"B\">\nB\nTwo.\n</doc>\n");
+  write_text(
+      dir.file("wiki/AA/wiki_00"),
+      "<doc id=\"1\" url=\"u\" title=\"A\">\nA\n\nText one.\n</doc>\n<doc id=\"2\" title=\"B\">\nB\nTwo.\n</doc>\n");
   write_text(dir.file("wiki/AB/wiki_00"), "<doc id=\"3\" title=\"C\">\nC\n");
   InputFormat f = InputFormat::kAuto;
   const auto files = list_inputs(dir.file("wiki"), f);
@@ -84,15 +116,17 @@ TEST(Text, InputListingErrors) {
   std::filesystem::create_directories(dir.file("empty"));
   f = InputFormat::kAuto;
   expect_input_error([&] { list_inputs(dir.file("empty"), f); }, {"empty", "no txt input file"});
-  expect_input_error([&] { read_documents({dir.file("gone.txt"), "gone.txt", -1, 0}, InputFormat::kTxt, "text",
-                                          [](std::string&&) {}); },
-                     {"gone.txt", "cannot read"});
+  expect_input_error(
+      [&] {
+        read_documents({dir.file("gone.txt"), "gone.txt", -1, 0}, InputFormat::kTxt, "text", [](std::string&&) {});
+      },
+      {"gone.txt", "cannot read"});
   expect_input_error([&] { parse_input_format("csv"); }, {"'csv'"});
 }
 
 PrepOptions prep_opts(const TempDir& dir, const std::string& input, SampleKind task) {
   PrepOptions o;
-  o.input = dir.file(input);
+  o.inputs = {{dir.file(input), InputFormat::kAuto, ""}};
   o.output = dir.file("out");
   o.task = task;
   o.vocab_size = 200;
@@ -124,9 +158,11 @@ TEST(Prep, LmRoundTripsTheText) {
   }
   write_text(dir.file("pg19/validation/200.txt"), gen_text(9, 400));
   const PrepSummary sum = run_prep(prep_opts(dir, "pg19", SampleKind::kLm), {});
-  EXPECT_EQ(sum.documents[0], 4);
-  EXPECT_EQ(sum.documents[1], 1);
-  EXPECT_GE(sum.shards[0], 2);
+  ASSERT_EQ(sum.corpora.size(), 1u);
+  EXPECT_EQ(sum.corpora[0].dir, dir.file("out"));
+  EXPECT_EQ(sum.corpora[0].documents[0], 4);
+  EXPECT_EQ(sum.corpora[0].documents[1], 1);
+  EXPECT_GE(sum.corpora[0].shards[0], 2);
   sentencepiece::SentencePieceProcessor sp;
   ASSERT_TRUE(sp.Load(dir.file("out/tokenizer.model")).ok());
   EXPECT_EQ(sum.tokenizer_sha256, sha256_file(dir.file("out/tokenizer.model")));
@@ -172,8 +208,9 @@ TEST(Prep, MlmRowsPackSentences) {
   PrepOptions o = prep_opts(dir, "j", SampleKind::kMlm);
   o.valid_fraction = 0.2;
   const PrepSummary sum = run_prep(o, {});
-  EXPECT_EQ(sum.documents[0] + sum.documents[1], 30);
-  EXPECT_GT(sum.documents[1], 0);
+  const CorpusSummary& c = sum.corpora.at(0);
+  EXPECT_EQ(c.documents[0] + c.documents[1], 30);
+  EXPECT_GT(c.documents[1], 0);
   sentencepiece::SentencePieceProcessor sp;
   ASSERT_TRUE(sp.Load(dir.file("out/tokenizer.model")).ok());
   const int mask_id = sp.PieceToId("[MASK]");
@@ -181,7 +218,7 @@ TEST(Prep, MlmRowsPackSentences) {
   so.kind = SampleKind::kMlm;
   so.seq_len = 24;
   Hdf5Source src(list_shards(dir.file("out/train")), so);
-  EXPECT_EQ(src.num_samples(), sum.samples[0]);
+  EXPECT_EQ(src.num_samples(), c.samples[0]);
   EXPECT_EQ(src.special().mask, mask_id);
   for (int64_t r = 0; r < src.num_samples(); ++r) {
     std::vector<int32_t> ids(24), labels(24);
@@ -208,6 +245,86 @@ TEST(Prep, BadInputs) {
   expect_input_error([&] { run_prep(o, {}); }, {"none.model"});
   o.vocab_size = 3;
   expect_input_error([&] { run_prep(o, {}); }, {"vocab size 3"});
+}
+
+TEST(Prep, InputsOfTheCommandLine) {
+  const auto in = parse_prep_inputs({"data/wiki/", "books=/raw/bookcorpus/txt", "x/pg19.jsonl"}, {});
+  ASSERT_EQ(in.size(), 3u);
+  EXPECT_EQ(in[0].name, "wiki");
+  EXPECT_EQ(in[0].path, "data/wiki/");
+  EXPECT_EQ(in[1].name, "books");
+  EXPECT_EQ(in[1].path, "/raw/bookcorpus/txt");
+  EXPECT_EQ(in[2].name, "pg19");
+  EXPECT_EQ(in[2].format, InputFormat::kAuto);
+  const auto two = parse_prep_inputs({"a", "b"}, {"wikiextractor", "txt"});
+  EXPECT_EQ(two[0].format, InputFormat::kWikiExtractor);
+  EXPECT_EQ(two[1].format, InputFormat::kTxt);
+  EXPECT_EQ(parse_prep_inputs({"a", "b"}, {"txt"})[1].format, InputFormat::kTxt);
+  expect_input_error([] { parse_prep_inputs({"a", "b", "c"}, {"txt", "txt"}); }, {"2 --format values for 3 --input"});
+  expect_input_error(
+      [] {
+        parse_prep_inputs({"a/train", "b/train"}, {});
+      },
+      {"--input 'b/train' and --input 'a/train' both write to folder 'train'", "name=path"});
+  expect_input_error([] { parse_prep_inputs({"a", "b"}, {"csv"}); }, {"'csv'"});
+}
+
+// Two corpora, one tokenizer trained on both: each corpus's shards in <output>/<name>/, one
+// tokenizer_sha256, and the blend of the two opens.
+TEST(Prep, SeveralInputsShareOneTokenizer) {
+  TempDir dir;
+  for (int b = 0; b < 3; ++b)
+    write_text(dir.file("books/b" + std::to_string(b) + ".txt"), gen_text(static_cast<uint64_t>(b), 500));
+  // Wikipedia-like text in letters the books never use, so that a tokenizer trained on the books
+  // alone would encode it as <unk>.
+  std::string wiki;
+  for (int d = 0; d < 12; ++d) {
+    std::string t = gen_text(50 + static_cast<uint64_t>(d), 80);
+    for (char& ch : t) ch = ch >= 'a' && ch <= 'z' ? static_cast<char>('A' + (ch - 'a')) : ch;
+    wiki += "<doc id=\"" + std::to_string(d) + "\" title=\"T\">\n" + t + "</doc>\n";
+  }
+  write_text(dir.file("wikiext/AA/wiki_00"), wiki);
+  PrepOptions o = prep_opts(dir, "books", SampleKind::kLm);
+  o.inputs = parse_prep_inputs({dir.file("books"), "wiki=" + dir.file("wikiext")}, {});
+  o.valid_fraction = 0.25;
+  const PrepSummary sum = run_prep(o, {});
+  ASSERT_EQ(sum.corpora.size(), 2u);
+  EXPECT_EQ(sum.corpora[1].dir, dir.file("out/wiki"));
+  EXPECT_EQ(sum.corpora[0].documents[0] + sum.corpora[0].documents[1], 3);
+  EXPECT_EQ(sum.corpora[1].documents[0] + sum.corpora[1].documents[1], 12);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("out/train")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("out/wiki/.prep")));
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.Load(dir.file("out/tokenizer.model")).ok());
+  for (const char* name : {"books", "wiki"}) {
+    int64_t unk = 0, n = 0;
+    for (const auto& doc : lm_documents(dir.file(std::string("out/") + name + "/train")))
+      for (int32_t id : doc) unk += id == sp.unk_id(), ++n;
+    EXPECT_GT(n, 0);
+    EXPECT_EQ(unk, 0) << name << ": the tokenizer did not see this corpus";
+  }
+  SourceOptions so;
+  so.seq_len = 15;
+  so.tokenizer_sha256 = sum.tokenizer_sha256;
+  auto blend =
+      open_blend(parse_blend("0.5 " + dir.file("out/books/train") + " 0.5 " + dir.file("out/wiki/train"), "k"), so);
+  EXPECT_EQ(blend->num_corpora(), 2);
+
+  // The two-run recipe: a later corpus prepared with --tokenizer (here as MLM) blends too.
+  write_text(dir.file("more/m.txt"), gen_text(99, 400));
+  PrepOptions m = prep_opts(dir, "more", SampleKind::kMlm);
+  m.output = dir.file("out-more");
+  m.tokenizer = dir.file("out/tokenizer.model");
+  m.valid_fraction = 0;
+  EXPECT_EQ(run_prep(m, {}).tokenizer_sha256, sum.tokenizer_sha256);
+  EXPECT_EQ(Hdf5Source(list_shards(dir.file("out-more/train")),
+                       [] {
+                         SourceOptions x;
+                         x.kind = SampleKind::kMlm;
+                         return x;
+                       }())
+                .tokenizer_sha256(),
+            sum.tokenizer_sha256);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""cst-score (C++) against scripts/cst_reference.py (PyTorch, written separately from CST.md).
+"""cst-score (C++) against scripts/cst_reference.py (PyTorch, written separately from docs/CST.md).
 
 For each config of a grid (tasks, alpha, compositions, aggregations, positional schemes, the
 full-attention baseline) this writes random weights following docs/WEIGHTS.md with h5py (so a
@@ -97,7 +97,7 @@ def main():
             mask[1, 13:] = 0
             with h5py.File(ids_path, "w") as f:
                 f["input_ids"], f["attention_mask"] = ids, mask
-            r = subprocess.run([a.score, "--weights", w, "--input", ids_path, "--output", out],
+            r = subprocess.run([a.score, "--weights", w, "--input", ids_path, "--output", out, "--overwrite"],
                                capture_output=True, text=True)
             if r.returncode != 0:
                 print(f"case {i} {over}: cst-score failed: {r.stderr.strip()}")

@@ -1,6 +1,7 @@
 // Sharded checkpoints end to end (docs/CHECKPOINT.md): exact resume, resume on other world
 // sizes (optimizer re-partitioned), ZeRO-1 == ZeRO-0, async saves, preemption signals, the
-// load-time checks, and the random kill -9 trials of scripts/kill-test.sh.
+// load-time checks (damaged and hostile manifests, version 1), the refusal of a fresh start in
+// a used folder, and the kill -9 trials of scripts/kill-test.sh (mid-save and mid-prune).
 #include "trainer/checkpoint.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +11,8 @@
 #include <fstream>
 #include <regex>
 
+#include "common/checksum.h"
+#include "common/json.h"
 #include "tests/dataio/test_util.h"
 #include "tests/trainer/job_util.h"
 
@@ -199,7 +202,7 @@ TEST_F(DamagedCheckpoint, VocabMismatch) {
 
 TEST_F(DamagedCheckpoint, UnknownFormatVersion) {
   std::string text = testing::read_file(step_ + "/manifest.json");
-  text.replace(text.find("\"format_version\": 1"), 19, "\"format_version\": 7");
+  text.replace(text.find("\"format_version\": 2"), 19, "\"format_version\": 7");
   std::ofstream(step_ + "/manifest.json") << text;
   expect_rejected({"manifest.json", "format_version = 7"});
 }
@@ -207,7 +210,7 @@ TEST_F(DamagedCheckpoint, UnknownFormatVersion) {
 TEST_F(DamagedCheckpoint, BitFlip) {
   const std::string shard = step_ + "/optim_rank1_of2.h5";
   flip_byte(shard, static_cast<int64_t>(fs::file_size(shard)) / 2);
-  expect_rejected({"optim_rank1_of2.h5", "sha256", "checksum mismatch"});
+  expect_rejected({"optim_rank1_of2.h5", "xxh3_128", "checksum mismatch"});
 }
 
 TEST_F(DamagedCheckpoint, TruncatedFile) {
@@ -232,8 +235,80 @@ TEST_F(DamagedCheckpoint, AutoSkipsDamagedNewestWithAWarning) {
   EXPECT_TRUE(testing::bitwise_equal(reference(), testing::load_params(copy_ + "/model.h5")));
 }
 
-// scripts/kill-test.sh: kill -9 a random rank at random moments (mid-save included) in 10
-// seeded trials, then --resume auto; the final parameters must equal the uninterrupted run.
+TEST_F(DamagedCheckpoint, HostileManifestsAreRejectedNamingTheFileNotCrashing) {
+  const std::string manifest = step_ + "/manifest.json", good = testing::read_file(manifest);
+  std::ofstream(manifest, std::ios::trunc) << std::string(1000000, '[');  // a recursive reader overflows its stack
+  expect_rejected({"manifest.json", "not valid JSON", "nested deeper than"});
+  std::string text = good;
+  text.insert(text.find("\"code_version\": \"") + 17, "\\uZZZZ");
+  std::ofstream(manifest, std::ios::trunc) << text;
+  expect_rejected({"manifest.json", "not valid JSON"});
+  text = good;
+  text.replace(text.find("\"world_size\": 2"), 15, "\"world_size\": 100000000000");
+  std::ofstream(manifest, std::ios::trunc) << text;
+  expect_rejected({"manifest.json", "world_size", "100000000000"});
+  text = good;  // a data position beyond the split (the loader checks it against the data)
+  text.replace(text.find("\"consumed_samples\": 32"), 22, "\"consumed_samples\": 1000000000000");
+  std::ofstream(manifest, std::ios::trunc) << text;
+  expect_rejected({"manifest.json", "field loader", "consumed_samples 1000000000000"});
+}
+
+// --resume auto: damaged newer checkpoints (nested brackets, a step number beyond int64) are
+// skipped with a warning and the older good one continues, to the uninterrupted result.
+TEST_F(DamagedCheckpoint, AutoSkipsHostileManifestsAndHugeStepNumbers) {
+  const std::string ckpt = copy_ + "/checkpoints";
+  fs::copy(ref_step(8), ckpt + "/step_8", fs::copy_options::recursive);
+  std::ofstream(ckpt + "/step_8/manifest.json", std::ios::trunc) << std::string(1000000, '[');
+  fs::copy(ref_step(8), ckpt + "/step_12345678901234567890", fs::copy_options::recursive);
+  JobResult r = testing::run_job(1, args() + " --resume auto --log.dir " + copy_, copy_ + "/job");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("skipping checkpoint '" + ckpt + "/step_8'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("nested deeper than"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("step_12345678901234567890': its step number does not fit"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("resumed from " + step_), std::string::npos) << r.out;
+  EXPECT_LT(testing::max_diff(reference(), testing::load_params(copy_ + "/model.h5")), 1e-5);
+}
+
+// A version-1 checkpoint (sha256 per file) resumes exactly, and its checksums are checked.
+TEST_F(DamagedCheckpoint, VersionOneCheckpointsStillResume) {
+  Json m = Json::parse(testing::read_file(step_ + "/manifest.json"));
+  m["format_version"] = 1;
+  for (Json& f : m["files"]) {
+    f.erase("xxh3_128");
+    f["sha256"] = sha256_file(step_ + "/" + f["name"].get<std::string>());
+  }
+  std::ofstream(step_ + "/manifest.json", std::ios::trunc) << m.dump(2);
+  Params resumed = train(2, args() + " --resume " + step_, "v1_resumed");
+  EXPECT_TRUE(testing::bitwise_equal(reference(), resumed)) << testing::max_diff(reference(), resumed);
+  flip_byte(step_ + "/model.h5", 4000);
+  expect_rejected({"model.h5", "sha256", "checksum mismatch"});
+}
+
+// Without --resume, a folder holding another run's files is refused (exit 2, nothing touched);
+// --resume auto continues that run, and in an empty folder starts fresh.
+TEST_F(DamagedCheckpoint, FreshStartInAUsedFolderIsRefused) {
+  for (const std::string& used : {copy_, logdir("ref")}) {
+    std::map<std::string, std::string> before;
+    for (const auto& e : fs::recursive_directory_iterator(used))
+      if (e.is_regular_file()) before[e.path()] = testing::read_file(e.path());
+    JobResult r = testing::run_job(2, args() + " --log.dir " + used, copy_ + "_fresh");
+    EXPECT_EQ(r.code, 2) << r.err;
+    for (const char* w : {"earlier run", "step_4", "--resume auto", "--log.dir"})
+      EXPECT_NE(r.err.find(w), std::string::npos) << "'" << w << "' not in: " << r.err;
+    std::map<std::string, std::string> after;
+    for (const auto& e : fs::recursive_directory_iterator(used))
+      if (e.is_regular_file()) after[e.path()] = testing::read_file(e.path());
+    EXPECT_TRUE(before == after) << "files of " << used << " were changed";
+  }
+  const std::string empty = logdir("auto_empty");
+  JobResult r = testing::run_job(1, args("0", 2) + " --resume auto --log.dir " + empty, empty);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("starting from scratch"), std::string::npos) << r.err;
+}
+
+// scripts/kill-test.sh: kill -9 a random rank at random moments (mid-save included), and rank 0
+// in the middle of pruning, in 10 seeded trials, then --resume auto; no half-deleted folder may
+// look committed, and the final parameters must equal the uninterrupted run.
 TEST_F(CheckpointJob, RandomKillNineTrialsResumeToTheSameParameters) {
   const int steps = 12;
   const std::string a = args("0", steps) + " --checkpoint.interval 2";
@@ -245,8 +320,12 @@ TEST_F(CheckpointJob, RandomKillNineTrialsResumeToTheSameParameters) {
                           CST_MPIEXEC + " --out " + out + " --trials 10 --seed 5 --np 2 -- " + a + " > " + out +
                           ".log 2>&1";
   const int rc = std::system(cmd.c_str());
-  ASSERT_EQ(rc, 0) << testing::read_file(out + ".log");
-  std::printf("%s", testing::read_file(out + ".log").c_str());
+  const std::string log = testing::read_file(out + ".log");
+  ASSERT_EQ(rc, 0) << log;
+  std::printf("%s", log.c_str());
+  std::smatch mid_prune;
+  ASSERT_TRUE(std::regex_search(log, mid_prune, std::regex("(\\d+) mid-prune"))) << log;
+  EXPECT_GE(std::stoi(mid_prune[1]), 1) << "no kill landed in the middle of pruning";
   for (int t = 1; t <= 10; ++t) {
     const std::string w = out + "/trial_" + std::to_string(t) + "/model.h5";
     ASSERT_TRUE(fs::exists(w)) << w;

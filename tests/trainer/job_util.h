@@ -52,6 +52,14 @@ inline Params load_params(const std::string& weights) {
   return out;
 }
 
+// Runs `cst-train args --log.dir logdir` on np ranks (output in <logdir>.out / .err) to the end:
+// the final parameters (<logdir>/model.h5), or {} after a failure, which it reports.
+inline Params train_job(int np, const std::string& args, const std::string& logdir) {
+  JobResult r = run_job(np, args + " --log.dir " + logdir, logdir);
+  EXPECT_EQ(r.code, 0) << r.err << r.out;
+  return r.code == 0 ? load_params(logdir + "/model.h5") : Params{};
+}
+
 inline double max_diff(const Params& a, const Params& b) {
   EXPECT_EQ(a.size(), b.size());
   double d = 0;

@@ -1,6 +1,6 @@
 // trainer/optimizer against torch::optim::AdamW and a LAMB step computed by hand; the fused
 // AdamW kernel against the per-parameter loop, alone and under ZeRO-1 (two ranks in threads);
-// the ZeRO partition; the checkpoint manifest round trip and its parse errors.
+// the ZeRO partition.
 #include "trainer/optimizer.h"
 
 #include <gtest/gtest.h>
@@ -12,7 +12,6 @@
 #include <thread>
 
 #include "comm/communicator.h"
-#include "trainer/checkpoint.h"
 
 namespace cst::trainer {
 namespace {
@@ -176,36 +175,6 @@ TEST(Optimizer, PartitionCutsTheFlatSpaceIntoContiguousRanges) {
   }
   EXPECT_EQ(partition(2, 3, 4).size(), 0);
   EXPECT_EQ(partition(7, 0, 1).size(), 7);
-}
-
-TEST(Manifest, RoundTripsThroughJson) {
-  Manifest m;
-  m.step = 12, m.optimizer_steps = 12, m.loader = {1, 40}, m.world_size = 4, m.zero_stage = 1, m.flat_numel = 99;
-  m.seed = 7, m.global_batch = 8, m.tokenizer_sha256 = "ab\"c", m.code_version = "v1-dirty";
-  m.model = {{"d_model", "16"}, {"arch", "cst"}};
-  m.optimizer = {{"optim.lr", "0.01"}};
-  m.files = {{"model.h5", 1234, "ff00"}, {"optim_rank0_of4.h5", 10, "00ff"}};
-  const Manifest back = Manifest::parse(m.to_json(), "x/manifest.json");
-  EXPECT_EQ(back.to_json(), m.to_json());
-  EXPECT_EQ(back.loader, m.loader);
-  EXPECT_EQ(back.tokenizer_sha256, "ab\"c");
-  EXPECT_EQ(back.files[1].bytes, 10);
-}
-
-TEST(Manifest, ParseErrorsNameFileAndField) {
-  auto expect_error = [](const std::string& text, const std::string& word) {
-    try {
-      Manifest::parse(text, "some/manifest.json");
-      ADD_FAILURE() << "no error for " << text;
-    } catch (const InputError& e) {
-      EXPECT_NE(std::string(e.what()).find("some/manifest.json"), std::string::npos) << e.what();
-      EXPECT_NE(std::string(e.what()).find(word), std::string::npos) << e.what();
-    }
-  };
-  expect_error("{\"format\": ", "not valid JSON");
-  expect_error("{\"format\": \"cst-train.checkpoint\", \"format_version\": 2}", "format_version = 2");
-  expect_error("{\"format\": \"cst-train.checkpoint\", \"format_version\": 1}", "missing field 'step'");
-  expect_error("{\"format\": \"other\"}", "format = 'other'");
 }
 
 }  // namespace

@@ -1,0 +1,103 @@
+// Trainer::State: what a Trainer holds, shared by its implementation files (trainer.cpp: the
+// loop; trainer_setup.cpp: construction and resuming; trainer_eval.cpp: validation). Not a
+// public header: only the trainer includes it.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "comm/reducer.h"
+#include "dataio/blend.h"
+#include "dataio/loader.h"
+#include "dataio/source.h"
+#include "model/model.h"
+#include "trainer/checkpoint.h"
+#include "trainer/metrics.h"
+#include "trainer/op_profile.h"
+#include "trainer/optimizer.h"
+#include "trainer/trainer.h"
+#include "trainer/watchdog.h"
+
+namespace cst::trainer {
+
+// A [rows, cols] tensor copied from a loader vector.
+template <class T>
+torch::Tensor to_tensor(const std::vector<T>& v, int64_t rows, int64_t cols, at::ScalarType as) {
+  auto dtype = std::is_same_v<T, int32_t> ? torch::kInt : torch::kByte;
+  return torch::from_blob(const_cast<T*>(v.data()), {rows, cols}, dtype).to(as);
+}
+
+struct Trainer::State {
+  State(const TrainConfig& c, comm::Communicator& cm, const ProcessInfo& p, Watchdog* w)
+      : cfg(c), comm(cm), proc(p), wd(w) {}
+
+  // ---- set up once (trainer_setup.cpp) ----
+  TrainConfig cfg;
+  comm::Communicator& comm;
+  ProcessInfo proc;
+  Watchdog* wd;
+  torch::Device device{torch::kCPU};
+  bool bf16 = false, mlm = false;
+  int64_t seq_len = 0;  // tokens per sample fed to the model
+  model::CstModel model{nullptr};
+  NamedTensors params;
+  std::unique_ptr<comm::GradReducer> reducer;
+  std::unique_ptr<Optimizer> opt;
+  std::shared_ptr<dataio::BlendSource> train_src, valid_src;  // one corpus or a blend (valid: may be null)
+  std::unique_ptr<dataio::Loader> loader;
+  std::unique_ptr<MetricsSink> sink;  // rank 0
+  double peak_flops = 0, train_flops_per_token = 0;
+  std::unique_ptr<CheckpointWriter> ckpt;
+
+  // ---- progress ----
+  std::string resumed_from;           // the checkpoint folder resumed from ("" = fresh start)
+  int64_t start_step = 0;             // steps done before this run (resume)
+  int64_t last_checkpoint_step = -1;  // the step of the newest checkpoint this run wrote or resumed from
+  dataio::LoaderState loader_state;   // data position after the last step done
+  struct Interval {                   // sums over the steps since the last log record
+    double loss_sum = 0, data_wait = 0, comm_wait = 0, step_time = 0;
+    int64_t tokens = 0, steps = 0;
+  } interval;
+  double lr = 0, grad_norm = 0;  // of the last step
+
+  bool rank0() const { return proc.rank == 0; }
+  // Runs fn, a collective every rank makes, with the watchdog armed; a timeout names `what`.
+  template <class F>
+  auto collective(const std::string& what, F&& fn) {
+    try {
+      if (!wd) return fn();
+      Watchdog::Scope scope(*wd, what);
+      return fn();
+    } catch (const comm::CommTimeout& e) {
+      throw comm::CommTimeout(std::string(e.what()) + " [during " + what + "]");
+    }
+  }
+  at::Generator cuda_generator() const;  // undefined on CPU
+
+  // setup (trainer_setup.cpp)
+  // data.train / data.valid (`key`): one corpus or a blend, checked against the model config.
+  std::shared_ptr<dataio::BlendSource> open_split(const std::string& key, const std::string& text) const;
+  void resume();  // collective: restores checkpoint.resume, or checks that a fresh start overwrites nothing
+  void describe_setup(const model::ModelConfig& mc);  // rank 0: config.cfg, metrics sink, MFU peak
+  dataio::LoaderOptions loader_options(bool train) const;
+
+  // the loop (trainer.cpp); collective unless said otherwise
+  // data, forward + backward, gradient all-reduce, clip, optimizer; phases: marked after each
+  void train_step(int64_t step, PhaseTimer& phases);
+  // train_step under the operator profiler, with phases timed; rank 0 writes
+  // <log.dir>/profile_step<step>.md and prints the phases.
+  void profiled_train_step(int64_t step);
+  void log(int64_t step, TrainResult& res);
+  void evaluate(int64_t step, TrainResult& res);  // trainer_eval.cpp
+  void export_weights(const std::string& path);   // rank 0 only
+  void save_checkpoint(int64_t step, bool sync);
+  int preemption_signal(int64_t step);  // > 0: every rank stops after this step
+  void stop_preempted(int64_t step, int signal, TrainResult& res);
+};
+
+}  // namespace cst::trainer
