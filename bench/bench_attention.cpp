@@ -1,20 +1,27 @@
 // CST vs full attention: training-step throughput (forward + backward + loss) and peak memory
 // at equal model size and equal tokens per step, plus MFU against a GEMM peak measured in the
-// same run. Prints a Markdown table.
+// same run. The loss is the model's own (CstModelImpl::loss: the LM head's cross entropy in
+// chunks, no [B, N, V] logits). Prints a Markdown table.
 //
 // --device cpu: time is the process's CPU time (all threads), not wall time. On a shared
 //   machine other processes steal wall time but not CPU time, so tokens per CPU-second and the
 //   float32 GEMM FLOPs per CPU-second stay comparable. Memory: the c10 CPU allocator's peak.
 // --device cuda: wall time between device synchronisations, bfloat16 autocast (--bf16), the
-//   CUDA caching allocator's peak of allocated bytes, and the GEMM peak as the best of a
-//   2048^3 and an 8192^3 bfloat16 matmul. A point that runs out of GPU memory prints "OOM".
+//   CUDA caching allocator's peak of allocated bytes (beyond what other variants hold), and the
+//   GEMM peak as the best of a 2048^3 and an 8192^3 bfloat16 matmul. A point that runs out of GPU
+//   memory prints "OOM".
+// The variants of one N are timed round robin (one step each per round), so that a shared
+// machine's load hits them alike.
 //
 //   bench_attention [--device cpu|cuda] [--n 512,1024,...] [--max-full-n N] [--tokens T]
-//                   [--iters I] [--bf16 auto|on|off] [--sdpa auto|on|off] [--set KEY=VALUE ...]
+//                   [--iters I] [--bf16 auto|on|off] [--sdpa auto|on|off]
+//                   [--csa-kernel explicit,fused] [--profile K] [--set KEY=VALUE ...]
 //
-// --sdpa adds full attention through at::scaled_dot_product_attention (ModelConfig::full_sdpa:
-// the fused flash / memory-efficient kernels on CUDA) beside the explicit N x N scores.
-// --max-full-n caps only the explicit-scores variant.
+// --csa-kernel: one CST row per CSA kernel (model.csa_kernel), in the same run; ratios compare
+// the last one with every other variant. --sdpa adds full attention through
+// at::scaled_dot_product_attention (ModelConfig::full_sdpa: the fused flash / memory-efficient
+// kernels on CUDA) beside the explicit N x N scores. --max-full-n caps only the explicit-scores
+// variant. MFU counts the attention scores computed and visible only (trainer/perf.h).
 #include <torch/torch.h>
 
 #include <boost/program_options.hpp>
@@ -28,6 +35,7 @@
 #include "model/memory.h"
 #include "model/model.h"
 #include "trainer/autocast.h"
+#include "trainer/op_profile.h"
 #include "trainer/perf.h"
 #ifdef CST_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -41,6 +49,7 @@ namespace {
 struct Result {
   double tok_s = 0, peak_mib = 0, mfu = 0;
   bool ran = false, oom = false;
+  std::string profile;  // --profile: where one more step's time went
 };
 
 // Where one point runs: the device, its clock and its memory high-water mark.
@@ -56,12 +65,14 @@ class Device {
     sync();
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   }
-  // Starts a fresh peak-memory window; peak_bytes() reads it.
+  // Starts a fresh peak-memory window; peak_bytes() reads it: the peak of what was allocated
+  // since, beyond what was allocated at the start (other variants' models).
   void reset_peak() {
 #ifdef CST_WITH_CUDA
     if (cuda_) {
       c10::cuda::CUDACachingAllocator::emptyCache();
       c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+      cuda_base_ = static_cast<double>(allocated().current);
       return;
     }
 #endif
@@ -70,13 +81,12 @@ class Device {
   }
   double peak_bytes() const {
 #ifdef CST_WITH_CUDA
-    if (cuda_) {
-      auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
-      return static_cast<double>(stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak);
-    }
+    if (cuda_) return static_cast<double>(allocated().peak) - cuda_base_;
 #endif
     return static_cast<double>(cpu_mem_->peak_bytes());
   }
+  // Ends the CPU memory window (the tracker holds the profiler's thread-local slot).
+  void stop_cpu_tracking() { cpu_mem_.reset(); }
   void end_point() {
     cpu_mem_.reset();
 #ifdef CST_WITH_CUDA
@@ -91,37 +101,86 @@ class Device {
   }
 
  private:
+#ifdef CST_WITH_CUDA
+  static c10::CachingAllocator::Stat allocated() {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
+    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
+  }
+  double cuda_base_ = 0;
+#endif
   bool cuda_, bf16_;
   std::unique_ptr<model::MemoryTracker> cpu_mem_;
 };
 
-Result run(Device& dev, const model::ModelConfig& cfg, int64_t n_tok, int64_t tokens, int iters, double peak_flops) {
+// One variant at one N, built and warmed up inside its own memory window.
+struct Point {
+  model::CstModel m{nullptr};
+  torch::Tensor ids, labels;
+  double seconds = 0;
   Result r;
-  try {
-    dev.reset_peak();  // the peak counts parameters, gradients, activations and temporaries
-    torch::manual_seed(0);
-    model::CstModel m(cfg);
-    m->to(dev.device());
-    const int64_t batch = std::max<int64_t>(1, tokens / n_tok);
-    torch::Tensor ids = torch::randint(cfg.vocab_size, {batch, n_tok}, torch::kLong).to(dev.device());
-    auto step = [&] {
-      m->zero_grad();
-      dev.autocast([&] { model::lm_loss(m->forward(ids), ids).mean().backward(); });
-    };
-    step();  // warm-up, and the memory measurement
-    dev.sync();
-    r.peak_mib = dev.peak_bytes() / 1048576.0;
-    const double t0 = dev.now();
-    for (int i = 0; i < iters; ++i) step();
-    const double dt = (dev.now() - t0) / iters;
-    r.tok_s = static_cast<double>(batch * n_tok) / dt;
-    r.mfu = r.tok_s * 3.0 * trainer::forward_flops_per_token(cfg, n_tok) / peak_flops;
-    r.ran = true;
-  } catch (const c10::OutOfMemoryError&) {
-    r.oom = true;
+};
+
+// Every variant at sequence length n_tok: built and warmed up one after the other (the warm-up
+// step measures the peak memory), then timed round robin, one step of each variant per round,
+// so that load from other processes hits them alike. skip[i]: variant i is not run.
+std::vector<Result> run(Device& dev, const std::vector<model::ModelConfig>& cfgs, const std::vector<bool>& skip,
+                        int64_t n_tok, int64_t tokens, int iters, double peak_flops, int profile_top) {
+  const int64_t batch = std::max<int64_t>(1, tokens / n_tok);
+  std::vector<Point> pts(cfgs.size());
+  auto step = [&](Point& p) {
+    p.m->zero_grad();
+    dev.autocast([&] { p.m->loss(p.ids, {}, p.labels).mean().backward(); });
+  };
+  auto guarded = [&](Point& p, auto&& fn) {
+    try {
+      fn();
+    } catch (const c10::OutOfMemoryError&) {
+      p = Point{};
+      p.r.oom = true;
+      dev.end_point();
+    }
+  };
+  for (size_t i = 0; i < cfgs.size(); ++i) {
+    if (skip[i]) continue;
+    Point& p = pts[i];
+    guarded(p, [&] {
+      dev.reset_peak();  // the peak counts parameters, gradients, activations and temporaries
+      torch::manual_seed(0);
+      p.m = model::CstModel(cfgs[i]);
+      p.m->to(dev.device());
+      p.ids = torch::randint(cfgs[i].vocab_size, {batch, n_tok}, torch::kLong).to(dev.device());
+      // Next-token labels; the last position predicts nothing.
+      p.labels = torch::cat({p.ids.narrow(1, 1, n_tok - 1), torch::full({batch, 1}, -100, p.ids.options())}, 1);
+      step(p);
+      dev.sync();
+      p.r.peak_mib = dev.peak_bytes() / 1048576.0;
+      p.r.ran = true;
+      dev.stop_cpu_tracking();
+    });
+  }
+  for (int it = 0; it < iters; ++it)
+    for (Point& p : pts)
+      if (p.r.ran) guarded(p, [&] {
+          const double t0 = dev.now();
+          step(p);
+          p.seconds += dev.now() - t0;
+        });
+  std::vector<Result> out;
+  for (size_t i = 0; i < pts.size(); ++i) {
+    Point& p = pts[i];
+    if (p.r.ran) {
+      p.r.tok_s = static_cast<double>(batch * n_tok) * iters / p.seconds;
+      p.r.mfu = p.r.tok_s * 3.0 * trainer::forward_flops_per_token(cfgs[i], n_tok) / peak_flops;
+      if (profile_top > 0)
+        guarded(p, [&] {
+          trainer::OpProfile prof = trainer::profile_ops([&] { step(p), dev.sync(); }, dev.device().is_cuda());
+          p.r.profile = prof.table(static_cast<size_t>(profile_top));
+        });
+    }
+    out.push_back(p.r);
   }
   dev.end_point();
-  return r;
+  return out;
 }
 
 std::vector<int64_t> parse_list(const std::string& s) {
@@ -150,8 +209,9 @@ std::string cell(const Result& r, double v, const char* fmt) {
 
 int main(int argc, char** argv) try {
   int64_t max_full_n = 8192, tokens = 16384;
-  int iters = 3;
+  int iters = 3, profile_top = 0;
   std::string device = "cpu", n_list = "512,1024,2048,4096,8192,16384", bf16 = "auto", sdpa = "auto";
+  std::string csa_kernels = "explicit,fused";
   std::vector<std::string> sets;
   po::options_description desc("bench_attention");
   desc.add_options()("help", "help")("device", po::value(&device)->default_value(device), "cpu | cuda")(
@@ -161,6 +221,10 @@ int main(int argc, char** argv) try {
       "iters", po::value(&iters)->default_value(iters), "timed steps per point")(
       "bf16", po::value(&bf16)->default_value(bf16), "auto (on for cuda) | on | off: bfloat16 autocast")(
       "sdpa", po::value(&sdpa)->default_value(sdpa), "auto (on for cuda) | on | off: also full attention through SDPA")(
+      "profile", po::value(&profile_top)->default_value(profile_top),
+      "after the table: the K operators (CPU self time) and CUDA kernels taking most time in one more step of each point")(
+      "csa-kernel", po::value(&csa_kernels)->default_value(csa_kernels),
+      "CSA kernels, comma-separated (auto | explicit | fused): one CST variant each")(
       "set", po::value(&sets)->composing(), "model field override KEY=VALUE");
   if (!cst::parse_command_line(argc, argv, desc)) return 0;
   CST_INPUT_CHECK(device == "cpu" || device == "cuda", "--device: '" << device << "' is not cpu or cuda");
@@ -195,39 +259,64 @@ int main(int argc, char** argv) try {
   std::printf("model D=%ld H=%ld layers=%ld F=%ld V=%ld, CST L=%ld alpha=%.1f; %ld tokens per step\n\n",
               (long)base.d_model, (long)base.n_heads, (long)base.n_layers, (long)base.d_ff, (long)base.vocab_size,
               (long)base.slice_len, base.alpha, (long)tokens);
-  // Columns per variant: CST, full attention with explicit scores, and (--sdpa) full attention
-  // through at::scaled_dot_product_attention. Ratios compare each full variant with CST.
-  std::vector<std::pair<std::string, model::ModelConfig>> variants = {{"CST", base}, {"full", base}};
-  variants[1].second.arch = model::Arch::kFull;
+  // Columns per variant: CST per CSA kernel, full attention with explicit scores, and (--sdpa)
+  // full attention through at::scaled_dot_product_attention. Ratios compare the last CST
+  // variant (`ref`) with every other one.
+  std::vector<std::pair<std::string, model::ModelConfig>> variants;
+  {
+    std::stringstream ss(csa_kernels);
+    for (std::string k; std::getline(ss, k, ',');) {
+      model::ModelConfig c = base;
+      c.set("csa_kernel", k);
+      variants.push_back({"CST " + k, c});
+    }
+    CST_INPUT_CHECK(!variants.empty(), "--csa-kernel: empty list");
+  }
+  const size_t ref = variants.size() - 1;
+  model::ModelConfig full = base;
+  full.arch = model::Arch::kFull;
+  variants.push_back({"full", full});
   if (sdpa == "on" || (sdpa == "auto" && cuda)) {
-    variants.push_back({"full SDPA", variants[1].second});
-    variants[2].second.full_sdpa = true;
+    full.full_sdpa = true;
+    variants.push_back({"full SDPA", full});
   }
   std::string head = "| N |", rule = "|---|";
   auto col = [&](const std::string& c) { head += " " + c + " |", rule += "---|"; };
+  const std::string& rname = variants[ref].first;
+  auto others = [&](auto&& fn) {
+    for (size_t i = 0; i < variants.size(); ++i)
+      if (i != ref) fn(i);
+  };
   for (auto& v : variants) col(v.first + " " + unit);
-  for (size_t i = 1; i < variants.size(); ++i) col("CST / " + variants[i].first + " speed");
+  others([&](size_t i) { col(rname + " / " + variants[i].first + " speed"); });
   for (auto& v : variants) col(v.first + " peak MiB");
-  for (size_t i = 1; i < variants.size(); ++i) col(variants[i].first + " / CST memory");
+  others([&](size_t i) { col(variants[i].first + " / " + rname + " memory"); });
   for (auto& v : variants) col(v.first + " MFU");
   std::printf("%s\n%s\n", head.c_str(), rule.c_str());
+  std::string profiles;
   for (int64_t n : ns) {
-    std::vector<Result> r;
+    std::vector<model::ModelConfig> cfgs;
+    std::vector<bool> capped;
     for (auto& v : variants) {
-      const bool capped = v.second.arch == model::Arch::kFull && !v.second.full_sdpa && n > max_full_n;
-      r.push_back(capped ? Result{} : run(dev, v.second, n, tokens, iters, peak.flops_per_s));
+      cfgs.push_back(v.second);
+      capped.push_back(v.second.arch == model::Arch::kFull && !v.second.full_sdpa && n > max_full_n);
     }
+    const std::vector<Result> r = run(dev, cfgs, capped, n, tokens, iters, peak.flops_per_s, profile_top);
+    for (size_t i = 0; i < r.size(); ++i)
+      if (!r[i].profile.empty())
+        profiles += "\n" + variants[i].first + ", N = " + std::to_string(n) + ":\n\n" + r[i].profile;
     std::string row = "| " + std::to_string(n) + " |";
     auto add = [&](const std::string& c) { row += " " + c + " |"; };
     auto ratio = [&](const Result& x, const Result& y, double v) { return x.ran && y.ran ? cell(x, v, "%.2f") : ""; };
     for (auto& x : r) add(cell(x, x.tok_s, "%.0f"));
-    for (size_t i = 1; i < r.size(); ++i) add(ratio(r[0], r[i], r[0].tok_s / r[i].tok_s));
+    others([&](size_t i) { add(ratio(r[ref], r[i], r[ref].tok_s / r[i].tok_s)); });
     for (auto& x : r) add(cell(x, x.peak_mib, "%.0f"));
-    for (size_t i = 1; i < r.size(); ++i) add(ratio(r[0], r[i], r[i].peak_mib / r[0].peak_mib));
+    others([&](size_t i) { add(ratio(r[ref], r[i], r[i].peak_mib / r[ref].peak_mib)); });
     for (auto& x : r) add(cell(x, 100 * x.mfu, "%.1f%%"));
     std::printf("%s\n", row.c_str());
     std::fflush(stdout);
   }
+  std::printf("%s", profiles.c_str());
   return 0;
 } catch (...) {
   return cst::report_exception(std::current_exception());

@@ -60,16 +60,16 @@ int main(int argc, char** argv) try {
   torch::Tensor ids = torch::randint(cfg.vocab_size, {batch, seq}, torch::kLong);
   for (int64_t step = 1; step <= steps; ++step) {
     auto t0 = std::chrono::steady_clock::now();
-    torch::Tensor logits = m->forward(ids);
-    model::LossSum loss;
+    // The model's own loss: the LM / MLM head's cross entropy in chunks, no [B, N, V] logits.
+    torch::Tensor labels;
     if (cfg.task == model::Task::kLm) {
-      loss = model::lm_loss(logits, ids);
+      labels = torch::cat({ids.narrow(1, 1, seq - 1), torch::full({batch, 1}, -100, ids.options())}, 1);
     } else if (cfg.task == model::Task::kMlm) {
-      torch::Tensor labels = ids.masked_fill(torch::rand({batch, seq}) > 0.15, -100);
-      loss = model::token_loss(logits, labels);
+      labels = ids.masked_fill(torch::rand({batch, seq}) > 0.15, -100);
     } else {
-      loss = model::cls_loss(logits, torch::randint(cfg.num_classes, {batch}, torch::kLong));
+      labels = torch::randint(cfg.num_classes, {batch}, torch::kLong);
     }
+    model::LossSum loss = m->loss(ids, {}, labels);
     opt.zero_grad();
     loss.mean().backward();
     opt.step();

@@ -6,6 +6,10 @@
 
 #include "common/error.h"
 #include "model/csa.h"
+#include "model/recompute.h"
+#ifdef CST_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
 
 namespace cst::model {
 namespace {
@@ -32,6 +36,25 @@ void make_projections(torch::nn::Module& m, const ModelConfig& cfg, torch::nn::L
   o = m.register_module("o_proj", torch::nn::Linear(cfg.d_model, cfg.d_model));
 }
 
+// The weights of the global branch: the module's, or their copies when it is recomputed.
+struct GlobalWeights {
+  Tensor p_g, wq, bq, wk, bk, wv, bv;  // p_g: P_g, or undefined (no MS-VIPE)
+};
+
+// Slice embeddings s_bar [B, n, D] -> Y_g [B, n, D]. slice_mask [B, n] or, with fused kernels,
+// undefined (every slice real).
+Tensor global_branch(const Tensor& s_bar, const Tensor& slice_mask, const GlobalWeights& w, int64_t H, bool causal,
+                     bool fused, double dropout, bool training) {
+  const int64_t n = s_bar.size(1);
+  Tensor qk_in = w.p_g.defined() ? s_bar + w.p_g.narrow(0, 0, n) : s_bar;
+  Tensor q = csa::split_heads(at::linear(qk_in, w.wq, w.bq), H);  // [B, H, n, d]
+  Tensor k = csa::split_heads(at::linear(qk_in, w.wk, w.bk), H);
+  Tensor v = csa::split_heads(at::linear(s_bar, w.wv, w.bv), H);
+  Tensor y = fused ? csa::global_attention_sdpa(q, k, v, slice_mask, causal, dropout, training)
+                   : csa::global_attention(q, k, v, slice_mask, causal, dropout, training);
+  return csa::merge_heads(y);  // [B, n, D]
+}
+
 }  // namespace
 
 CompositeSliceAttention::CompositeSliceAttention(const ModelConfig& cfg) : cfg_(cfg) {
@@ -40,7 +63,29 @@ CompositeSliceAttention::CompositeSliceAttention(const ModelConfig& cfg) : cfg_(
     agg_weight = register_parameter("agg_weight", torch::full({cfg.slice_len}, 1.0 / cfg.slice_len));
 }
 
-Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const LayerContext& pos) {
+bool CompositeSliceAttention::fused() const {
+  if (cfg_.csa_kernel == CsaKernel::kExplicit) return false;
+  // auto: on CPU, attention dropout leaves SDPA only its unfused math path; explicit is as fast.
+  return cfg_.csa_kernel == CsaKernel::kFused || !(is_training() && cfg_.dropout > 0 && !q_proj->weight.is_cuda());
+}
+
+csa::LocalKernel CompositeSliceAttention::local_kernel(const Tensor& q, bool per_token_mask) const {
+  if (!fused()) return csa::LocalKernel::kExplicit;
+  if (q.is_cuda()) {
+    const int64_t d = cfg_.head_dim();
+    const bool half = q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
+    bool sm80 = false;
+#ifdef CST_WITH_CUDA
+    sm80 = at::cuda::getDeviceProperties(q.get_device())->major >= 8;
+#endif
+    if (half && d % 8 == 0 && d <= 256 && sm80 && !per_token_mask) return csa::LocalKernel::kFlashVarlen;
+    return csa::LocalKernel::kSdpaBlocks;
+  }
+  return (is_training() && cfg_.dropout > 0) ? csa::LocalKernel::kSdpaBlocks : csa::LocalKernel::kFlashCpu;
+}
+
+Tensor CompositeSliceAttention::local_explicit(const Tensor& xp, const Tensor& mp, const LayerContext& pos,
+                                               const KvHalo& left, const KvHalo& right) {
   const int64_t L = cfg_.slice_len, e = cfg_.extension(), H = cfg_.n_heads;
   const bool causal = cfg_.causal();
   Tensor s = csa::to_slices(xp, L);                                   // [B, n, L, D]
@@ -48,23 +93,82 @@ Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const 
   Tensor q_in = pos.local.defined() ? s + pos.local.narrow(0, e, L) : s;
   Tensor q = split_heads5(q_proj(q_in), H);                       // [B, H, n, L, d]
   // K_l = (S_ext + P_l) W_k = ext(X W_k) + P_l W_k^T (linearity: project N tokens, not alpha*N)
-  Tensor k_ext = csa::extend(k_proj(xp), L, e, causal);           // [B, n, W, D]
+  Tensor k_ext = csa::extend(k_proj(xp), L, e, causal, left.k, right.k);  // [B, n, W, D]
   if (pos.local.defined()) k_ext = k_ext + at::matmul(pos.local, k_proj->weight.t());
-  Tensor v_ext = csa::extend(v_proj(xp), L, e, causal);           // V_l = S_ext W_v
-  Tensor key_mask = csa::extend(mp, L, e, causal);                // [B, n, W]
+  Tensor v_ext = csa::extend(v_proj(xp), L, e, causal, left.v, right.v);  // V_l = S_ext W_v
+  auto halo_mask = [&](const KvHalo& h) {  // a neighbour's tokens are real unless its mask says not
+    return h.k.defined() && !h.mask.defined() ? at::ones({xp.size(0), e}, mp.options()) : h.mask;
+  };
+  Tensor key_mask = csa::extend(mp, L, e, causal, halo_mask(left), halo_mask(right));  // [B, n, W]
   Tensor y = csa::local_attention(q, split_heads5(k_ext, H), split_heads5(v_ext, H), key_mask, e,
                                   causal, cfg_.dropout, is_training());
   return merge_heads5(y);                                          // [B, n, L, D]
 }
 
+Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const LayerContext& pos, const KvHalo& left,
+                                      const KvHalo& right, int64_t tokens) {
+  const int64_t L = cfg_.slice_len, e = cfg_.extension(), B = xp.size(0), NL = xp.size(1);
+  const bool causal = cfg_.causal();
+  CST_CHECK(!(causal && right.k.defined()), "CSA: a causal chunk takes no right halo");
+  if (!fused()) return local_explicit(xp, mp, pos, left, right);
+  // Q_l = S W_q + b + (P_l[e : e+L] W_q^T)[i]: linearity again, so that q, k and v all project xp.
+  Tensor q = q_proj(xp);
+  if (pos.local.defined())
+    q = (csa::to_slices(q, L) + at::matmul(pos.local.narrow(0, e, L), q_proj->weight.t())).view_as(q);
+  const bool per_token_mask = !pos.all_real || (left.k.defined() && left.mask.defined()) ||
+                              (right.k.defined() && right.mask.defined());
+  const csa::LocalKernel kernel = local_kernel(q, per_token_mask);
+  if (kernel == csa::LocalKernel::kExplicit) return local_explicit(xp, mp, pos, left, right);
+  csa::LocalGeometry g;
+  g.slice_len = L, g.ext = e, g.causal = causal, g.heads = cfg_.n_heads;
+  g.tokens = tokens < 0 ? NL : tokens;
+  g.left_halo = left.k.defined(), g.right_halo = right.k.defined();
+  Tensor key_mask;
+  if (per_token_mask) {  // over the key sequence: halos (real unless their mask says not), the chunk
+    auto halo_mask = [&](const KvHalo& h) {
+      return h.k.defined() && !h.mask.defined() ? at::ones({B, e}, mp.options()) : h.mask;
+    };
+    key_mask = csa::key_sequence(mp, halo_mask(left), halo_mask(right), g);
+  }
+  Tensor y = csa::local_attention_fused(q, k_proj(xp), v_proj(xp), left, right, pos.local, k_proj->weight, key_mask, g,
+                                        kernel, cfg_.dropout, is_training(), nullptr, &plans_);
+  return csa::to_slices(y, L);                                     // [B, n, L, D]
+}
+
 Tensor CompositeSliceAttention::global(const Tensor& s_bar, const Tensor& slice_mask, const LayerContext& pos) {
-  const int64_t n = s_bar.size(1), H = cfg_.n_heads;
-  Tensor qk_in = pos.global.defined() ? s_bar + pos.global.narrow(0, 0, n) : s_bar;
-  Tensor q = csa::split_heads(q_proj(qk_in), H);                  // [B, H, n, d]
-  Tensor k = csa::split_heads(k_proj(qk_in), H);
-  Tensor v = csa::split_heads(v_proj(s_bar), H);
-  Tensor y = csa::global_attention(q, k, v, slice_mask, cfg_.causal(), cfg_.dropout, is_training());
-  return csa::merge_heads(y);                                      // [B, n, D]
+  const GlobalWeights w{pos.global, q_proj->weight, q_proj->bias, k_proj->weight, k_proj->bias, v_proj->weight,
+                        v_proj->bias};
+  const bool f = fused();
+  return global_branch(s_bar, f && pos.all_real ? Tensor() : slice_mask, w, cfg_.n_heads, cfg_.causal(), f,
+                       cfg_.dropout, is_training());
+}
+
+Tensor CompositeSliceAttention::global_of_local(const Tensor& y_l, const Tensor& ms, const Tensor& slice_mask,
+                                                const LayerContext& pos) {
+  if (!fused() || (is_training() && cfg_.dropout > 0)) {
+    Tensor y_g = global(csa::pool_slices(y_l, ms, cfg_.aggregation, agg_weight), slice_mask, pos);
+    return at::matmul(y_g, o_proj->weight.t());
+  }
+  // Recomputed in backward: it keeps only Y_l (kept by the local kernel anyway), not its [B, n, D]
+  // intermediates, for a few small matmuls more.
+  std::vector<Tensor> in{y_l, ms, q_proj->weight, q_proj->bias, k_proj->weight, k_proj->bias, v_proj->weight,
+                         v_proj->bias, o_proj->weight};
+  const bool has_mask = !pos.all_real, has_pg = pos.global.defined(), has_agg = agg_weight.defined();
+  for (const Tensor& t : {has_mask ? slice_mask : Tensor(), pos.global, agg_weight})
+    if (t.defined()) in.push_back(t);
+  const int64_t H = cfg_.n_heads;
+  const bool causal = cfg_.causal();
+  const Aggregation agg = cfg_.aggregation;
+  auto fn = [=](const std::vector<Tensor>& t) {
+    size_t i = 9;
+    const Tensor mask = has_mask ? t[i++] : Tensor();
+    const Tensor p_g = has_pg ? t[i++] : Tensor();
+    const Tensor a = has_agg ? t[i++] : Tensor();
+    const GlobalWeights w{p_g, t[2], t[3], t[4], t[5], t[6], t[7]};
+    Tensor y_g = global_branch(csa::pool_slices(t[0], t[1], agg, a), mask, w, H, causal, true, 0.0, false);
+    return at::matmul(y_g, t[8].t());
+  };
+  return recompute(fn, in);
 }
 
 Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, const LayerContext& pos) {
@@ -73,28 +177,39 @@ Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, con
   auto [xp, mp] = csa::pad_to_slices(x, mask, L);
   Tensor ms = csa::to_slices(mp, L);                                  // [B, n, L]
   Tensor slice_mask = ms.any(-1);                                 // [B, n]
-  Tensor y;                                                       // [B, n, L, D]
+  Tensor y_l, y_g;  // [B, n, L, D], [B, n, D]
   switch (cfg_.composition) {
     case Composition::kLocalGlobal: {  // global attention reads the local output
-      Tensor y_l = local(xp, mp, pos);
-      Tensor y_g = global(csa::pool_slices(y_l, ms, cfg_.aggregation, agg_weight), slice_mask, pos);
-      y = csa::broadcast_add(y_l, y_g);
-      break;
+      y_l = local(xp, mp, pos, {}, {}, N);
+      return project(y_l, global_of_local(y_l, ms, slice_mask, pos)).narrow(1, 0, N);
     }
     case Composition::kGlobalLocal: {  // local attention reads input + global output
       Tensor s_in = csa::pool_slices(csa::to_slices(xp, L), ms, cfg_.aggregation, agg_weight);
-      Tensor y_g = global(s_in, slice_mask, pos);
+      y_g = global(s_in, slice_mask, pos);
       Tensor g_tok = y_g.unsqueeze(2).expand_as(csa::to_slices(xp, L)).reshape_as(xp);
-      y = csa::broadcast_add(local(xp + g_tok, mp, pos), y_g);
+      y_l = local(xp + g_tok, mp, pos, {}, {}, N);
       break;
     }
     case Composition::kParallel: {  // both read the input (H-Transformer style)
       Tensor s_in = csa::pool_slices(csa::to_slices(xp, L), ms, cfg_.aggregation, agg_weight);
-      y = csa::broadcast_add(local(xp, mp, pos), global(s_in, slice_mask, pos));
+      y_l = local(xp, mp, pos, {}, {}, N);
+      y_g = global(s_in, slice_mask, pos);
       break;
     }
   }
-  return o_proj(y.flatten(1, 2).narrow(1, 0, N));
+  return output(y_l, y_g).narrow(1, 0, N);
+}
+
+Tensor CompositeSliceAttention::output(const Tensor& y_local, const Tensor& y_global) {
+  return project(y_local, at::matmul(y_global, o_proj->weight.t()));
+}
+
+Tensor CompositeSliceAttention::project(const Tensor& y_local, const Tensor& global_out) {
+  // (Y_l + broadcast(Y_g)) W_o^T + b = o_proj(Y_l) + broadcast(Y_g W_o^T): o_proj reads Y_l,
+  // which the local kernel keeps anyway, instead of a sum of the two of the same size.
+  Tensor out = o_proj(y_local);
+  out.add_(global_out.unsqueeze(2));
+  return out.flatten(1, 2);
 }
 
 FullAttention::FullAttention(const ModelConfig& cfg) : cfg_(cfg) {

@@ -6,6 +6,8 @@
 #include <torch/nn/modules/linear.h>
 
 #include "model/config.h"
+#include "model/local_attention.h"
+#include "model/varlen_attention.h"
 
 namespace cst::model {
 
@@ -15,9 +17,12 @@ namespace cst::model {
 struct LayerContext {
   torch::Tensor local;    // P_l [W, D]
   torch::Tensor global;   // P_g [max_slices, D]
-  bool all_real = false;  // true: the mask is known to be all true (full attention's SDPA
-                          // path then passes no mask); false: unknown or padded
+  bool all_real = false;  // true: the mask is known to be all true (fused kernels then need no
+                          // per-token mask); false: unknown or padded
 };
+
+// Projected keys and values from beyond one end of a chunk: model/local_attention.h.
+using csa::KvHalo;
 
 class AttentionBase : public torch::nn::Module {
  public:
@@ -30,16 +35,39 @@ class CompositeSliceAttention : public AttentionBase {
   explicit CompositeSliceAttention(const ModelConfig& cfg);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, const LayerContext& pos) override;
 
-  // The two halves, on a padded sequence xp [B, n*L, D] with mask mp [B, n*L]:
-  // local part Y_l [B, n, L, D], and global part Y_g [B, n, D] from slice embeddings [B, n, D].
-  torch::Tensor local(const torch::Tensor& xp, const torch::Tensor& mp, const LayerContext& pos);
+  // The two halves, callable on one rank's chunk under sequence parallelism.
+  // local: Y_l [B, n, L, D] of a padded chunk xp [B, n*L, D] with mask mp [B, n*L] (true = real),
+  // whose first `tokens` rows are the input (-1: all n*L; the rest is pad_to_slices' padding).
+  // left / right: the keys and values beyond the chunk's ends (right: bidirectional only; a
+  // right halo needs a full last slice).
+  torch::Tensor local(const torch::Tensor& xp, const torch::Tensor& mp, const LayerContext& pos,
+                      const KvHalo& left = {}, const KvHalo& right = {}, int64_t tokens = -1);
+  // global: Y_g [B, n, D] from slice embeddings s_bar [B, n, D] of the whole sequence (all ranks'
+  // slices, in order) with slice_mask [B, n] (slice has a real token).
   torch::Tensor global(const torch::Tensor& s_bar, const torch::Tensor& slice_mask, const LayerContext& pos);
+  // The composition and output projection: (Y_l + Y_g broadcast over each slice's L tokens) W_o^T
+  // + b, [B, n, L, D] and [B, n, D] -> [B, n*L, D].
+  torch::Tensor output(const torch::Tensor& y_local, const torch::Tensor& y_global);
+
+  // The local kernel for queries q (after projection, so the autocast dtype) with or without a
+  // per-token key mask: model.csa_kernel resolved for this device, dtype and training mode.
+  csa::LocalKernel local_kernel(const torch::Tensor& q, bool per_token_mask) const;
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   torch::Tensor agg_weight;  // [L], aggregation = linear only
 
  private:
+  bool fused() const;  // model.csa_kernel resolved: fused kernels for this training mode?
+  // Y_g W_o^T [B, n, D] of the local-global composition from Y_l [B, n, L, D] (pooled inside),
+  // recomputed in backward when fused and without dropout.
+  torch::Tensor global_of_local(const torch::Tensor& y_l, const torch::Tensor& ms, const torch::Tensor& slice_mask,
+                                const LayerContext& pos);
+  // o_proj(Y_l) + global_out broadcast over each slice: [B, n*L, D].
+  torch::Tensor project(const torch::Tensor& y_local, const torch::Tensor& global_out);
+  torch::Tensor local_explicit(const torch::Tensor& xp, const torch::Tensor& mp, const LayerContext& pos,
+                               const KvHalo& left, const KvHalo& right);
   ModelConfig cfg_;
+  csa::VarlenPlanCache plans_;  // index tensors of the variable-length kernel, per geometry
 };
 
 class FullAttention : public AttentionBase {

@@ -19,6 +19,8 @@ const EnumTable<Aggregation> kAgg = {
     {"mean", Aggregation::kMean}, {"max", Aggregation::kMax}, {"linear", Aggregation::kLinear}};
 const EnumTable<PosEmb> kPos = {
     {"auto", PosEmb::kAuto}, {"msvipe", PosEmb::kMsVipe}, {"absolute", PosEmb::kAbsolute}};
+const EnumTable<CsaKernel> kCsaKernel = {
+    {"auto", CsaKernel::kAuto}, {"explicit", CsaKernel::kExplicit}, {"fused", CsaKernel::kFused}};
 
 }  // namespace
 
@@ -27,6 +29,7 @@ const char* to_string(Task v) { return enum_name(kTask, v); }
 const char* to_string(Composition v) { return enum_name(kComp, v); }
 const char* to_string(Aggregation v) { return enum_name(kAgg, v); }
 const char* to_string(PosEmb v) { return enum_name(kPos, v); }
+const char* to_string(CsaKernel v) { return enum_name(kCsaKernel, v); }
 
 const std::vector<ModelConfig::Field>& ModelConfig::fields() {
   static const std::vector<Field> kFields = {
@@ -51,11 +54,24 @@ const std::vector<ModelConfig::Field>& ModelConfig::fields() {
   return kFields;
 }
 
+const std::vector<ModelConfig::Field>& ModelConfig::execution_fields() {
+  static const std::vector<Field> kFields = {
+      CST_FIELD_ENUM(ModelConfig, "csa_kernel", csa_kernel, kCsaKernel,
+                     "CSA kernels: auto | explicit (scores materialised) | fused (SDPA / FlashAttention-2); "
+                     "how to compute, not saved with the model"),
+  };
+  return kFields;
+}
+
 void ModelConfig::set(const std::string& key, const std::string& value) {
+  for (const auto& f : execution_fields())
+    if (f.name == key) return f.set(*this, value);
   find_field(fields(), "model config: unknown key", key, &value).set(*this, value);
 }
 
 std::string ModelConfig::get(const std::string& key) const {
+  for (const auto& f : execution_fields())
+    if (f.name == key) return f.get(*this);
   return find_field(fields(), "model config: unknown key", key).get(*this);
 }
 

@@ -18,6 +18,10 @@ enum class Task { kLm, kMlm, kCls };                             // causal LM / 
 enum class Composition { kLocalGlobal, kGlobalLocal, kParallel };  // CST.md "Ablation switches"
 enum class Aggregation { kMean, kMax, kLinear };                 // slice embedding from a slice
 enum class PosEmb { kAuto, kMsVipe, kAbsolute };  // auto: MS-VIPE for cst, absolute for full
+// How CSA computes its attention (docs/MODEL.md "Kernels"): explicit scores (the reference), or
+// fused kernels (SDPA on slice blocks, FlashAttention-2 variable-length on CUDA). auto = fused,
+// except attention dropout while training on CPU, where explicit scores are as fast.
+enum class CsaKernel { kAuto, kExplicit, kFused };
 
 // Upper bounds of ModelConfig::validate(): far above any model trained today, low enough that no
 // product of sizes overflows int64 and that a damaged file cannot ask for an exabyte.
@@ -51,6 +55,7 @@ struct ModelConfig {
   // printed, hashed or compared; results are equal within rounding either way ----
   bool full_sdpa = false;  // arch = full: at::scaled_dot_product_attention (fused flash /
                            // memory-efficient kernels on CUDA) instead of explicit N x N scores
+  CsaKernel csa_kernel = CsaKernel::kAuto;  // arch = cst: explicit scores or fused kernels
 
   bool causal() const { return task == Task::kLm; }
   int64_t head_dim() const { return d_model / n_heads; }
@@ -72,7 +77,10 @@ struct ModelConfig {
   // name is the option key and, as "config.<name>", the HDF5 attribute of weight files.
   using Field = cst::Field<ModelConfig>;
   static const std::vector<Field>& fields();
-  void set(const std::string& key, const std::string& value);  // by field name
+  // The how-to-compute options that can be set by name (csa_kernel): never in to_string(), the
+  // hash, weight files or checkpoint manifests.
+  static const std::vector<Field>& execution_fields();
+  void set(const std::string& key, const std::string& value);  // by field or execution-field name
   std::string get(const std::string& key) const;
   std::string to_string() const;   // "key = value" lines, INI style
   uint64_t hash() const;           // FNV-1a of to_string(): equal configs, equal hash
@@ -84,5 +92,6 @@ const char* to_string(Task v);
 const char* to_string(Composition v);
 const char* to_string(Aggregation v);
 const char* to_string(PosEmb v);
+const char* to_string(CsaKernel v);
 
 }  // namespace cst::model

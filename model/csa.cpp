@@ -118,8 +118,31 @@ Tensor global_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
   return at::matmul(p, v);
 }
 
-Tensor broadcast_add(const Tensor& y_local, const Tensor& y_global) {
-  return y_local + y_global.unsqueeze(2);
+Tensor sdpa_masked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double dropout_p) {
+  Tensor any = mask.any(-1, /*keepdim=*/true);
+  Tensor out = at::scaled_dot_product_attention(q, k, v, mask.logical_or(any.logical_not()), dropout_p);
+  return out * any.to(out.scalar_type());
+}
+
+Tensor global_attention_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask,
+                             bool causal, double dropout_p, bool training) {
+  const int64_t b = q.size(0), n = q.size(2);
+  const double p = training ? dropout_p : 0.0;
+  if (!causal) {
+    if (!slice_mask.defined()) return at::scaled_dot_product_attention(q, k, v, {}, p);
+    return sdpa_masked(q, k, v, slice_mask.view({b, 1, 1, n}), p);
+  }
+  if (n == 1) return at::zeros_like(v);
+  // Slice t uses the query of slice t-1 and sees slices < t: query row t' = t-1 sees keys <= t'.
+  Tensor qs = q.narrow(2, 0, n - 1), ks = k.narrow(2, 0, n - 1), vs = v.narrow(2, 0, n - 1);
+  Tensor y;
+  if (!slice_mask.defined()) {
+    y = at::scaled_dot_product_attention(qs, ks, vs, {}, p, /*is_causal=*/true);
+  } else {
+    Tensor tri = at::ones({n - 1, n - 1}, slice_mask.options().dtype(at::kBool)).tril();
+    y = sdpa_masked(qs, ks, vs, slice_mask.narrow(1, 0, n - 1).view({b, 1, 1, n - 1}).logical_and(tri), p);
+  }
+  return at::cat({at::zeros_like(y.narrow(2, 0, 1)), y}, 2);
 }
 
 Tensor split_heads(const Tensor& x, int64_t n_heads) {

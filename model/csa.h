@@ -2,7 +2,7 @@
 // parallel CSA can run the same steps with halos and an all-gather in between:
 //
 //   pad_to_slices -> to_slices / extend -> local_attention -> pool_slices -> global_attention
-//   -> broadcast_add
+//   (the composition with the output projection: CompositeSliceAttention::output)
 //
 // Shapes: B batch, N tokens, n = ceil(N / L) slices, L slice length, e tokens borrowed from each
 // neighbour, W key window (L + 2e bidirectional, L + e causal), H heads, d head width, C any
@@ -57,8 +57,16 @@ Tensor pool_slices(const Tensor& y, const Tensor& mask, Aggregation agg, const T
 Tensor global_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask,
                         bool causal, double dropout_p, bool training);
 
-// y_local [B, n, L, D] + y_global [B, n, D] broadcast over the L tokens of each slice.
-Tensor broadcast_add(const Tensor& y_local, const Tensor& y_global);
+// global_attention through at::scaled_dot_product_attention: causal = ordinary causal attention
+// of the queries of slices 0..n-2 over the keys of slices 0..n-2, whose outputs go to slices
+// 1..n-1 (slice 0 gets 0). slice_mask undefined: every slice has a real token.
+Tensor global_attention_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask,
+                             bool causal, double dropout_p, bool training);
+
+// at::scaled_dot_product_attention with a boolean mask (true = visible) broadcastable to the
+// scores, where a query row with no visible key gets 0 and zero gradients (SDPA's kernels differ
+// on such rows: the row is given every key, then zeroed).
+Tensor sdpa_masked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double dropout_p);
 
 // [B, T, D] -> [B, H, T, d] and back.
 Tensor split_heads(const Tensor& x, int64_t n_heads);

@@ -47,9 +47,9 @@ MlmHeadImpl::MlmHeadImpl(const ModelConfig& cfg) {
   bias = register_parameter("bias", torch::zeros({cfg.vocab_size}));
 }
 
-Tensor MlmHeadImpl::forward(const Tensor& h, const Tensor& tok_emb) {
-  return at::linear(ln(torch::gelu(dense(h))), tok_emb, bias);
-}
+Tensor MlmHeadImpl::transform(const Tensor& h) { return ln(torch::gelu(dense(h))); }
+
+Tensor MlmHeadImpl::forward(const Tensor& h, const Tensor& tok_emb) { return at::linear(transform(h), tok_emb, bias); }
 
 ClsHeadImpl::ClsHeadImpl(const ModelConfig& cfg) {
   fc1 = register_module("fc1", nn::Linear(cfg.d_model, cfg.d_model));
@@ -116,8 +116,10 @@ Tensor CstModelImpl::full_mask(const Tensor& ids_or_x, const Tensor& mask) const
 
 Tensor CstModelImpl::forward_embeddings(const Tensor& x, const Tensor& attention_mask) {
   Tensor mask = full_mask(x, attention_mask);
-  // Only full attention's SDPA path asks; knowing it costs a device sync, once per forward.
-  const bool all_real = !attention_mask.defined() || (cfg_.full_sdpa && mask.all().item<bool>());
+  // Only fused kernels ask (full attention's SDPA path; CSA's variable-length kernel on CUDA);
+  // knowing it costs a device sync, once per forward.
+  const bool ask = cfg_.full_sdpa || (cfg_.arch == Arch::kCst && cfg_.csa_kernel != CsaKernel::kExplicit && x.is_cuda());
+  const bool all_real = !attention_mask.defined() || (ask && mask.all().item<bool>());
   LayerContext pos = layer_context(all_real);
   Tensor h = x;
   for (const auto& layer : *layers) h = layer->as<BlockImpl>()->forward(h, mask, pos);
@@ -143,6 +145,23 @@ Tensor CstModelImpl::forward(const Tensor& input_ids, const Tensor& attention_ma
     case Task::kCls: return cls_head->forward(h, full_mask(input_ids, attention_mask));
   }
   CST_THROW("unknown task");
+}
+
+LossSum CstModelImpl::loss(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& labels,
+                           Tensor* correct, int64_t chunk_rows) {
+  if (cfg_.task == Task::kCls) {
+    Tensor logits = forward(input_ids, attention_mask);
+    if (correct) *correct = logits.argmax(-1).eq(labels).sum();
+    return cls_loss(logits, labels);
+  }
+  CST_CHECK(labels.sizes() == input_ids.sizes(),
+            "loss: labels " << labels.sizes() << " do not match input_ids " << input_ids.sizes());
+  Tensor h = forward_hidden(input_ids, attention_mask);
+  Tensor rows = h.reshape({-1, h.size(-1)}), y = labels.reshape({-1});
+  if (cfg_.task == Task::kLm) return chunked_cross_entropy(rows, tok_emb->weight, {}, y, chunk_rows, correct);
+  Tensor picked = y.ne(-100).nonzero().squeeze(1);  // MLM: the head on predicted rows only
+  return chunked_cross_entropy(mlm_head->transform(rows.index_select(0, picked)), tok_emb->weight, mlm_head->bias,
+                               y.index_select(0, picked), chunk_rows, correct);
 }
 
 }  // namespace cst::model

@@ -22,6 +22,7 @@
 
 #include "model/attention.h"
 #include "model/config.h"
+#include "model/loss.h"
 
 namespace cst::model {
 
@@ -46,6 +47,8 @@ class MlmHeadImpl : public torch::nn::Module {
   explicit MlmHeadImpl(const ModelConfig& cfg);
   // h [B, N, D], tok_emb [V, D] -> logits [B, N, V]
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& tok_emb);
+  // The part before the decoder: LayerNorm(GELU(dense(h))), [..., D] -> [..., D].
+  torch::Tensor transform(const torch::Tensor& h);
   torch::nn::Linear dense{nullptr};
   torch::nn::LayerNorm ln{nullptr};
   torch::Tensor bias;  // [V]
@@ -76,6 +79,13 @@ class CstModelImpl : public torch::nn::Module {
   torch::Tensor forward_embeddings(const torch::Tensor& x, const torch::Tensor& attention_mask = {});
   // Logits: lm / mlm [B, N, V]; cls [B, num_classes] (mean over real tokens).
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {});
+  // The training loss, never holding [B, N, V] logits. lm / mlm: labels [B, N] int64, -100 where
+  // nothing is predicted (lm: the next tokens), cross entropy of the tied head in chunks
+  // (chunked_cross_entropy; mlm: the head runs on the predicted rows only, one device sync);
+  // cls: labels [B]. correct, if given, receives the number of predicted tokens (cls: examples)
+  // whose argmax is the label, a scalar int64 tensor. Equal to token_loss(forward(...), labels).
+  LossSum loss(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, const torch::Tensor& labels,
+               torch::Tensor* correct = nullptr, int64_t chunk_rows = 0);
 
   const ModelConfig& config() const { return cfg_; }
   LayerContext layer_context(bool all_real) const { return {pos_local, pos_global, all_real}; }

@@ -18,8 +18,9 @@ FlatRange partition(int64_t n, int rank, int world) {
   return r;
 }
 
-Optimizer::Optimizer(NamedTensors params, const OptimOptions& opt, comm::Communicator* comm, int zero_stage)
-    : opt_(opt), comm_(comm) {
+Optimizer::Optimizer(NamedTensors params, const OptimOptions& opt, comm::Communicator* comm, int zero_stage,
+                     bool fused)
+    : fused_(fused && opt.name == OptimizerKind::kAdamW), opt_(opt), comm_(comm) {
   CST_CHECK(zero_stage == 0 || comm != nullptr, "Optimizer: zero_stage 1 needs a communicator");
   sharded_ = zero_stage == 1 && comm->size() > 1;
   at::TensorOptions topt;
@@ -35,6 +36,7 @@ Optimizer::Optimizer(NamedTensors params, const OptimOptions& opt, comm::Communi
     slots_.push_back(std::move(s));
   }
   held_ = sharded_ ? partition(numel_, comm->rank(), comm->size()) : FlatRange{0, numel_};
+  step_count_ = at::zeros({}, topt.dtype(at::kFloat).requires_grad(false));
   exp_avg_ = at::zeros({held_.size()}, topt.requires_grad(false));
   exp_avg_sq_ = at::zeros({held_.size()}, topt.requires_grad(false));
   for (auto& s : slots_) {
@@ -53,8 +55,30 @@ bool Optimizer::decays(const std::string& name, const at::Tensor& p) const {
   return p.dim() > 1;
 }
 
+void Optimizer::adamw_fused(double lr) {
+  step_count_.fill_(static_cast<double>(t_));  // the kernel reads t for the bias corrections
+  for (bool decay : {true, false}) {
+    std::vector<at::Tensor> p, g, m, v, steps;
+    for (Slot& s : slots_) {
+      if (s.decay != decay || !s.param.grad().defined() || s.hi == s.lo) continue;
+      p.push_back(s.param.view({-1}).narrow(0, s.lo, s.hi - s.lo));
+      g.push_back(s.param.grad().reshape({-1}).narrow(0, s.lo, s.hi - s.lo));
+      m.push_back(s.exp_avg), v.push_back(s.exp_avg_sq), steps.push_back(step_count_);
+    }
+    if (p.empty()) continue;
+    at::_fused_adamw_(p, g, m, v, /*max_exp_avg_sqs=*/{}, steps, lr, opt_.beta1, opt_.beta2,
+                      decay ? opt_.weight_decay : 0.0, opt_.eps, /*amsgrad=*/false, /*maximize=*/false);
+  }
+}
+
 void Optimizer::step(double lr) {
   ++t_;
+  if (fused_) {
+    at::NoGradGuard no_grad;
+    adamw_fused(lr);
+    if (sharded_) all_gather_params();
+    return;
+  }
   const double b1 = opt_.beta1, b2 = opt_.beta2;
   const double bc1 = 1.0 - std::pow(b1, static_cast<double>(t_));
   const double bc2 = 1.0 - std::pow(b2, static_cast<double>(t_));

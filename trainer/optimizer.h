@@ -1,5 +1,5 @@
-// AdamW and LAMB, written out so that their state is plain flat tensors (checkpoints, ZeRO
-// partitions). PyTorch's AdamW semantics (decoupled decay, bias correction); LAMB as in You et
+// AdamW and LAMB, with their state in plain flat tensors (checkpoints, ZeRO partitions); AdamW
+// runs PyTorch's fused multi-tensor kernel on views of that state. PyTorch's AdamW semantics (decoupled decay, bias correction); LAMB as in You et
 // al. 2019 (the large-batch BERT recipe): the Adam update plus decay, scaled per parameter by
 // the trust ratio ||p|| / ||update|| (1 when either norm is 0).
 //
@@ -44,7 +44,11 @@ class Optimizer {
   // params: (name, parameter) pairs, contiguous, all of one floating dtype; the optimizer keeps
   // references and updates them in place. zero_stage 1 needs comm (which must outlive the
   // optimizer) and makes step() collective; zero_stage 0 ignores comm (may be null).
-  Optimizer(NamedTensors params, const OptimOptions& opt, comm::Communicator* comm = nullptr, int zero_stage = 0);
+  // fused: AdamW through at::_fused_adamw_ (two multi-tensor kernels per step, decayed and not,
+  // CPU and CUDA) on the same flat state; false: one loop of tensor ops per parameter. LAMB
+  // always loops.
+  Optimizer(NamedTensors params, const OptimOptions& opt, comm::Communicator* comm = nullptr, int zero_stage = 0,
+            bool fused = true);
 
   // One update with learning rate lr from each parameter's .grad() (undefined grad: skipped).
   // zero_stage 1: collective (every rank, same order), grads must be equal on every rank.
@@ -74,7 +78,10 @@ class Optimizer {
     bool decay = false;
   };
   void all_gather_params();
+  void adamw_fused(double lr);
   std::vector<Slot> slots_;
+  bool fused_ = true;
+  at::Tensor step_count_;  // [] float32 on the parameters' device: t, read by the fused kernel
   OptimOptions opt_;
   comm::Communicator* comm_ = nullptr;
   bool sharded_ = false;  // zero_stage 1 with more than one rank

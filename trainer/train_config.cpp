@@ -18,7 +18,10 @@ using C = TrainConfig;
 
 std::vector<Field<C>> make_fields() {
   std::vector<Field<C>> f;
-  for (const auto& mf : model::ModelConfig::fields()) {  // model.<field>, declared in model/config.cpp
+  // model.<field>, declared in model/config.cpp: the model's fields, then how to compute it.
+  std::vector<model::ModelConfig::Field> model_fields = model::ModelConfig::fields();
+  for (const auto& ef : model::ModelConfig::execution_fields()) model_fields.push_back(ef);
+  for (const auto& mf : model_fields) {
     f.push_back({"model." + mf.name, mf.kind, mf.help, [g = mf.get](const C& c) { return g(c.model); },
                  [s = mf.set, key = "model." + mf.name](C& c, const std::string& v) {
                    try {
@@ -81,6 +84,8 @@ std::vector<Field<C>> make_fields() {
       CST_FIELD_INT(C, "log.eval_batches", log.eval_batches, "max validation batches per corpus (0 = all)"),
       CST_FIELD_BOOL(C, "log.tensorboard", log.tensorboard, "write TensorBoard event files"),
       CST_FIELD_FLOAT(C, "log.peak_tflops", log.peak_tflops, "per-device peak TFLOP/s for MFU (0 = measure)"),
+      CST_FIELD_INT(C, "log.profile_step", log.profile_step,
+                    "profile this step: time per phase and per operator to <log.dir>/profile_step<k>.md (0 = off)"),
       CST_FIELD_INT(C, "debug.fail_rank", debug.fail_rank, "tests: rank that throws"),
       CST_FIELD_INT(C, "debug.fail_at_step", debug.fail_at_step, "tests: step at which it throws"),
       CST_FIELD_INT(C, "debug.hang_rank", debug.hang_rank, "tests: rank that stalls before a collective"),
@@ -166,7 +171,7 @@ void TrainConfig::validate(int world_size) const {
     CST_INPUT_CHECK(ok, key << " = '" << val << "' is not one of {" << allowed << "}");
   }
   CST_INPUT_CHECK(dist.sdpa != "on" || model.arch == model::Arch::kFull,
-                  "dist.sdpa = on applies to model.arch = full only (CSA has no fused kernel); model.arch is cst");
+                  "dist.sdpa = on applies to model.arch = full only (CSA's kernels: model.csa_kernel); model.arch is cst");
   CST_OPT_CHECK(dist.threads >= 0 && dist.threads <= 4096, "dist.threads", "must be in [0, 4096]");
   CST_OPT_CHECK(dist.bucket_first_mb > 0 && dist.bucket_first_mb <= 65536, "dist.bucket_first_mb",
                 "must be in (0, 65536] MiB");
@@ -187,6 +192,8 @@ void TrainConfig::validate(int world_size) const {
   CST_OPT_CHECK(log.eval_interval >= 0, "log.eval_interval", "must be >= 0");
   CST_OPT_CHECK(log.eval_batches >= 0, "log.eval_batches", "must be >= 0");
   CST_OPT_CHECK(log.peak_tflops >= 0 && log.peak_tflops <= 1e9, "log.peak_tflops", "must be in [0, 1e9]");
+  CST_OPT_CHECK(log.profile_step >= 0 && log.profile_step <= kMaxSteps, "log.profile_step",
+                "must be in [0, " << kMaxSteps << "] (0 = off)");
   CST_OPT_CHECK(debug.fail_rank < world_size, "debug.fail_rank", "must be < world size " << world_size);
 #undef CST_OPT_CHECK
 }

@@ -81,6 +81,7 @@ struct LogOptions {
   int64_t eval_batches = 0;          // max validation batches per corpus of data.valid (0 = the whole split)
   bool tensorboard = true;           // write TensorBoard event files
   double peak_tflops = 0.0;          // per-device peak for MFU (0 = measure a 2048^3 GEMM)
+  int64_t profile_step = 0;          // this step runs profiled: <log.dir>/profile_step<k>.md (0 = off)
 };
 
 struct DebugOptions {

@@ -27,11 +27,11 @@ void Trainer::State::evaluate(int64_t step, TrainResult& res) {
       Tensor mask = mlm ? to_tensor(b->attention_mask, b->rows, b->cols, torch::kBool).narrow(0, r0, n).to(device)
                         : Tensor();
       Bf16Autocast ac(bf16);
-      Tensor logits = model->forward(inputs, mask);
-      model::LossSum ls = model::token_loss(logits, labels);
+      Tensor correct;
+      model::LossSum ls = model->loss(inputs, mask, labels, &correct);
       at[0] += ls.sum.item<double>();
       at[1] += static_cast<double>(ls.count);
-      at[2] += logits.argmax(-1).eq(labels).logical_and(labels.ne(-100)).sum().item<double>();
+      at[2] += correct.item<double>();
     }
   }
   const std::vector<double> t = collective("all_reduce(validation sums) at step " + std::to_string(step),

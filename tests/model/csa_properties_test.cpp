@@ -1,5 +1,6 @@
 // Properties of CSA and the models: causality, padding invariance, the degenerate cases of
-// CST.md, a finite-difference gradient check, and memory at N = 16384.
+// CST.md, a finite-difference gradient check, and memory at N = 16384; each with CSA's explicit
+// scores and with its fused kernels (model.csa_kernel).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -18,11 +19,14 @@ using testing::max_abs_diff;
 using testing::small_config;
 
 // ---- causality ---------------------------------------------------------------------------
+constexpr CsaKernel kKernels[] = {CsaKernel::kExplicit, CsaKernel::kFused};
+
 struct CausalCase {
   Arch arch;
   Composition comp;
   Aggregation agg;
   PosEmb pos;
+  CsaKernel kernel = CsaKernel::kExplicit;
 };
 
 class Causality : public ::testing::TestWithParam<CausalCase> {};
@@ -32,6 +36,7 @@ TEST_P(Causality, NoOutputDependsOnLaterInputs) {
   const CausalCase c = GetParam();
   ModelConfig cfg = small_config(Task::kLm, 3.0, 4, 24);
   cfg.arch = c.arch, cfg.composition = c.comp, cfg.aggregation = c.agg, cfg.pos_emb = c.pos;
+  cfg.csa_kernel = c.kernel;
   cfg.n_layers = 2;
   torch::manual_seed(3);
   CstModel m(cfg);
@@ -49,46 +54,57 @@ TEST_P(Causality, NoOutputDependsOnLaterInputs) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Variants, Causality,
-    ::testing::Values(CausalCase{Arch::kCst, Composition::kLocalGlobal, Aggregation::kMean, PosEmb::kAuto},
-                      CausalCase{Arch::kCst, Composition::kGlobalLocal, Aggregation::kMean, PosEmb::kAuto},
-                      CausalCase{Arch::kCst, Composition::kParallel, Aggregation::kMean, PosEmb::kAuto},
-                      CausalCase{Arch::kCst, Composition::kLocalGlobal, Aggregation::kMax, PosEmb::kAuto},
-                      CausalCase{Arch::kCst, Composition::kLocalGlobal, Aggregation::kLinear, PosEmb::kAuto},
-                      CausalCase{Arch::kCst, Composition::kLocalGlobal, Aggregation::kMean, PosEmb::kAbsolute},
-                      CausalCase{Arch::kFull, Composition::kLocalGlobal, Aggregation::kMean, PosEmb::kAuto}));
+std::vector<CausalCase> causal_cases() {
+  std::vector<CausalCase> out;
+  for (CsaKernel k : kKernels) {
+    out.push_back({Arch::kCst, Composition::kLocalGlobal, Aggregation::kMean, PosEmb::kAuto, k});
+    out.push_back({Arch::kCst, Composition::kGlobalLocal, Aggregation::kMean, PosEmb::kAuto, k});
+    out.push_back({Arch::kCst, Composition::kParallel, Aggregation::kMean, PosEmb::kAuto, k});
+    out.push_back({Arch::kCst, Composition::kLocalGlobal, Aggregation::kMax, PosEmb::kAuto, k});
+    out.push_back({Arch::kCst, Composition::kLocalGlobal, Aggregation::kLinear, PosEmb::kAuto, k});
+    out.push_back({Arch::kCst, Composition::kLocalGlobal, Aggregation::kMean, PosEmb::kAbsolute, k});
+  }
+  out.push_back({Arch::kFull, Composition::kLocalGlobal, Aggregation::kMean, PosEmb::kAuto});
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, Causality, ::testing::ValuesIn(causal_cases()));
 
 // The global part really contributes: tokens of the last slice depend on the first slice.
 TEST(Causality, LaterSlicesSeeEarlierSlicesThroughGlobalAttention) {
-  ModelConfig cfg = small_config(Task::kLm, 1.0, 4, 16);  // alpha = 1: no local overlap
-  torch::manual_seed(4);
-  CompositeSliceAttention att(cfg);
-  att.to(torch::kDouble);
-  LayerContext pos{torch::randn({cfg.window(), 8}, torch::kDouble), torch::randn({4, 8}, torch::kDouble)};
-  Tensor x = torch::randn({1, 16, 8}, torch::kDouble).requires_grad_(true);
-  Tensor mask = torch::ones({1, 16}, torch::kBool);
-  Tensor g = torch::autograd::grad({att.forward(x, mask, pos)[0][15].sum()}, {x})[0];
-  EXPECT_GT(g[0][0].abs().max().item<double>(), 0.0);
+  for (CsaKernel kernel : kKernels) {
+    ModelConfig cfg = small_config(Task::kLm, 1.0, 4, 16);  // alpha = 1: no local overlap
+    cfg.csa_kernel = kernel;
+    torch::manual_seed(4);
+    CompositeSliceAttention att(cfg);
+    att.to(torch::kDouble);
+    LayerContext pos{torch::randn({cfg.window(), 8}, torch::kDouble), torch::randn({4, 8}, torch::kDouble)};
+    Tensor x = torch::randn({1, 16, 8}, torch::kDouble).requires_grad_(true);
+    Tensor mask = torch::ones({1, 16}, torch::kBool);
+    Tensor g = torch::autograd::grad({att.forward(x, mask, pos)[0][15].sum()}, {x})[0];
+    EXPECT_GT(g[0][0].abs().max().item<double>(), 0.0) << to_string(kernel);
+  }
 }
 
 // ---- padding -------------------------------------------------------------------------------
 TEST(Padding, AppendingPaddingChangesNoRealOutput) {
-  for (double alpha : {1.0, 2.0, 3.0}) {
-    ModelConfig cfg = small_config(Task::kMlm, alpha, 4, 32);
-    cfg.n_layers = 2;
-    torch::manual_seed(5);
-    CstModel m(cfg);
-    m->to(torch::kDouble);
-    m->eval();
-    const int64_t B = 2, N = 10;
-    Tensor ids = torch::randint(cfg.vocab_size, {B, N}, torch::kLong);
-    Tensor h = m->forward_hidden(ids);
-    for (int64_t extra : {1, 3, 9}) {
-      Tensor ids2 = torch::cat({ids, torch::randint(cfg.vocab_size, {B, extra}, torch::kLong)}, 1);
-      Tensor mask2 = torch::cat({torch::ones({B, N}, torch::kBool), torch::zeros({B, extra}, torch::kBool)}, 1);
-      Tensor h2 = m->forward_hidden(ids2, mask2).narrow(1, 0, N);
-      EXPECT_LT(max_abs_diff(h, h2), 1e-12) << "alpha " << alpha << " extra " << extra;
+  for (CsaKernel kernel : kKernels) {
+    for (double alpha : {1.0, 2.0, 3.0}) {
+      ModelConfig cfg = small_config(Task::kMlm, alpha, 4, 32);
+      cfg.n_layers = 2, cfg.csa_kernel = kernel;
+      torch::manual_seed(5);
+      CstModel m(cfg);
+      m->to(torch::kDouble);
+      m->eval();
+      const int64_t B = 2, N = 10;
+      Tensor ids = torch::randint(cfg.vocab_size, {B, N}, torch::kLong);
+      Tensor h = m->forward_hidden(ids);
+      for (int64_t extra : {1, 3, 9}) {
+        Tensor ids2 = torch::cat({ids, torch::randint(cfg.vocab_size, {B, extra}, torch::kLong)}, 1);
+        Tensor mask2 = torch::cat({torch::ones({B, N}, torch::kBool), torch::zeros({B, extra}, torch::kBool)}, 1);
+        Tensor h2 = m->forward_hidden(ids2, mask2).narrow(1, 0, N);
+        EXPECT_LT(max_abs_diff(h, h2), 1e-12) << to_string(kernel) << " alpha " << alpha << " extra " << extra;
+      }
     }
   }
 }
@@ -104,9 +120,12 @@ Tensor full_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t
   return torch::matmul(p, split(v)).transpose(0, 1).reshape({T, D});
 }
 
-TEST(Degenerate, OneSliceIsFullAttentionPlusItsOwnGlobalValue) {
+class Degenerate : public ::testing::TestWithParam<CsaKernel> {};
+
+TEST_P(Degenerate, OneSliceIsFullAttentionPlusItsOwnGlobalValue) {
   const int64_t N = 8;
   ModelConfig cfg = small_config(Task::kMlm, 1.0, N, N);  // L = N, alpha = 1
+  cfg.csa_kernel = GetParam();
   torch::manual_seed(6);
   CompositeSliceAttention att(cfg);
   att.to(torch::kDouble);
@@ -119,9 +138,10 @@ TEST(Degenerate, OneSliceIsFullAttentionPlusItsOwnGlobalValue) {
   EXPECT_LT(max_abs_diff(got, lin(att.o_proj, y_l + y_g)), 1e-12);
 }
 
-TEST(Degenerate, UnitSlicesAreOwnValuePlusFullGlobalAttention) {
+TEST_P(Degenerate, UnitSlicesAreOwnValuePlusFullGlobalAttention) {
   const int64_t N = 8;
   ModelConfig cfg = small_config(Task::kMlm, 1.0, 1, N);  // L = 1, alpha = 1
+  cfg.csa_kernel = GetParam();
   torch::manual_seed(8);
   CompositeSliceAttention att(cfg);
   att.to(torch::kDouble);
@@ -134,12 +154,15 @@ TEST(Degenerate, UnitSlicesAreOwnValuePlusFullGlobalAttention) {
   EXPECT_LT(max_abs_diff(got, lin(att.o_proj, y_l + y_g)), 1e-12);
 }
 
+INSTANTIATE_TEST_SUITE_P(Kernels, Degenerate, ::testing::ValuesIn(kKernels),
+                         [](const ::testing::TestParamInfo<CsaKernel>& i) { return to_string(i.param); });
+
 // ---- finite differences --------------------------------------------------------------------
-class GradCheck : public ::testing::TestWithParam<Task> {};
+class GradCheck : public ::testing::TestWithParam<std::tuple<Task, CsaKernel>> {};
 
 TEST_P(GradCheck, AnalyticGradientsMatchCentralDifferences) {
-  ModelConfig cfg = small_config(GetParam(), 2.0, 4, 16);
-  cfg.init_std = 0.3;
+  ModelConfig cfg = small_config(std::get<0>(GetParam()), 2.0, 4, 16);
+  cfg.init_std = 0.3, cfg.csa_kernel = std::get<1>(GetParam());
   torch::manual_seed(9);
   CstModel m(cfg);
   m->to(torch::kDouble);
@@ -172,15 +195,20 @@ TEST_P(GradCheck, AnalyticGradientsMatchCentralDifferences) {
   EXPECT_GT(checked, 40);
 }
 
-INSTANTIATE_TEST_SUITE_P(Tasks, GradCheck, ::testing::Values(Task::kLm, Task::kMlm, Task::kCls));
+INSTANTIATE_TEST_SUITE_P(Tasks, GradCheck,
+                         ::testing::Combine(::testing::Values(Task::kLm, Task::kMlm, Task::kCls),
+                                            ::testing::ValuesIn(kKernels)));
 
 // ---- memory --------------------------------------------------------------------------------
 // N = 16384, L = 64: forward and backward without any N x N tensor. One head's N x N float32
 // score matrix alone is 1 GiB; assert the largest allocation is far below and the peak below it.
-TEST(Memory, LongSequenceNeverAllocatesNxN) {
+class Memory : public ::testing::TestWithParam<CsaKernel> {};
+
+TEST_P(Memory, LongSequenceNeverAllocatesNxN) {
   ModelConfig cfg;
   cfg.task = Task::kLm, cfg.vocab_size = 100, cfg.d_model = 64, cfg.n_heads = 2, cfg.n_layers = 1;
   cfg.d_ff = 128, cfg.max_seq_len = 16384, cfg.slice_len = 64, cfg.alpha = 2.0, cfg.dropout = 0.0;
+  cfg.csa_kernel = GetParam();
   const int64_t N = 16384;
   torch::manual_seed(10);
   CstModel m(cfg);
@@ -193,12 +221,16 @@ TEST(Memory, LongSequenceNeverAllocatesNxN) {
   EXPECT_GE(mem.peak_bytes(), N * cfg.d_model * 4);             // at least one activation
   EXPECT_LT(mem.largest_alloc_bytes(), nxn / 32) << "largest " << mem.largest_alloc_bytes();
   EXPECT_LT(mem.peak_bytes(), nxn / 2) << "peak " << mem.peak_bytes();
-  std::printf("N=%ld L=64: peak %.1f MiB, largest allocation %.1f MiB (one N x N float32 = %.0f MiB)\n",
-              (long)N, mem.peak_bytes() / 1048576.0, mem.largest_alloc_bytes() / 1048576.0, nxn / 1048576.0);
+  std::printf("%s, N=%ld L=64: peak %.1f MiB, largest allocation %.1f MiB (one N x N float32 = %.0f MiB)\n",
+              to_string(cfg.csa_kernel), (long)N, mem.peak_bytes() / 1048576.0, mem.largest_alloc_bytes() / 1048576.0,
+              nxn / 1048576.0);
 }
 
+INSTANTIATE_TEST_SUITE_P(Kernels, Memory, ::testing::ValuesIn(kKernels),
+                         [](const ::testing::TestParamInfo<CsaKernel>& i) { return to_string(i.param); });
+
 // The same measurement does catch an N x N tensor: full attention at N = 1024.
-TEST(Memory, TrackerSeesFullAttentionScores) {
+TEST(MemoryTracker, SeesFullAttentionScores) {
   ModelConfig cfg;
   cfg.arch = Arch::kFull, cfg.task = Task::kLm, cfg.vocab_size = 100, cfg.d_model = 64, cfg.n_heads = 2;
   cfg.n_layers = 1, cfg.d_ff = 128, cfg.max_seq_len = 1024, cfg.dropout = 0.0;

@@ -1,5 +1,6 @@
-// The vectorised CSA against a slow, obviously-correct reference: every output token computed
-// from its explicit list of keys, following CST.md step by step.
+// The vectorised CSA, with explicit scores and with the fused kernels (model.csa_kernel), against
+// a slow, obviously-correct reference: every output token computed from its explicit list of
+// keys, following CST.md step by step.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -87,6 +88,7 @@ Tensor reference_csa(CompositeSliceAttention& att, const ModelConfig& cfg, const
 }
 
 struct Case {
+  CsaKernel kernel;
   bool causal;
   double alpha;
   bool padding;
@@ -98,6 +100,7 @@ class CsaReference : public ::testing::TestWithParam<Case> {};
 TEST_P(CsaReference, VectorisedEqualsPerTokenLoop) {
   const Case c = GetParam();
   ModelConfig cfg = testing::small_config(c.causal ? Task::kLm : Task::kMlm, c.alpha);
+  cfg.csa_kernel = c.kernel;
   torch::manual_seed(7);
   CompositeSliceAttention att(cfg);
   att.to(torch::kDouble);
@@ -124,17 +127,18 @@ TEST_P(CsaReference, VectorisedEqualsPerTokenLoop) {
 
 std::vector<Case> all_cases() {
   std::vector<Case> out;
-  for (bool causal : {false, true})
-    for (double alpha : {1.0, 2.0, 3.0})
-      for (bool padding : {false, true})
-        for (int64_t n : {12, 13}) out.push_back({causal, alpha, padding, n});
+  for (CsaKernel kernel : {CsaKernel::kExplicit, CsaKernel::kFused})
+    for (bool causal : {false, true})
+      for (double alpha : {1.0, 2.0, 3.0})
+        for (bool padding : {false, true})
+          for (int64_t n : {12, 13}) out.push_back({kernel, causal, alpha, padding, n});
   return out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Grid, CsaReference, ::testing::ValuesIn(all_cases()),
                          [](const ::testing::TestParamInfo<Case>& i) {
                            const Case& c = i.param;
-                           return std::string(c.causal ? "causal" : "bidir") + "_alpha" +
+                           return std::string(to_string(c.kernel)) + (c.causal ? "_causal" : "_bidir") + "_alpha" +
                                   std::to_string(int(c.alpha)) + (c.padding ? "_pad" : "_nopad") + "_N" +
                                   std::to_string(c.n_tokens);
                          });

@@ -42,6 +42,8 @@ TEST(TrainConfigBounds, SizesAreRangeChecked) {
   expect_rejected("dist.comm_timeout_s", "1e300");
   expect_rejected("debug.save_delay_ms", "99999999999");
   expect_rejected("log.peak_tflops", "1e100");
+  expect_rejected("log.profile_step", "-1");
+  expect_rejected("log.profile_step", "100000000000");
   expect_rejected("model.vocab_size", "1000000000000");
   TrainConfig ok;
   ok.data.train = "x";
