@@ -1,7 +1,7 @@
 // bench_checkpoint: checkpoint save / resume throughput with each checksum, and the step-time
 // cost of saving.
 //
-//   bench_checkpoint [--dir /tmp/cst-bench-ckpt] [--d-model 1024] [--layers 6] [--vocab 8000]
+//   bench_checkpoint [--dir <new or empty folder>] [--d-model 1024] [--layers 6] [--vocab 8000]
 //                    [--steps 8] [--save-every 4] [--seq 32] [--repeats 2] [--threads 0]
 //
 // One process (W = 1, LocalCommunicator). The model is a CST LM of the given size; its
@@ -20,6 +20,8 @@
 //    training step (0 = LibTorch's default); fewer than the cores leaves room for the writer.
 #include <ATen/ATen.h>
 #include <torch/torch.h>
+
+#include <unistd.h>
 
 #include <boost/program_options.hpp>
 #include <chrono>
@@ -60,12 +62,13 @@ trainer::Manifest manifest_for(const trainer::TrainConfig& tc, const trainer::Op
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   std::string dir;
   int64_t d_model, layers, vocab, steps, save_every, seq, repeats, threads;
   po::options_description desc("bench_checkpoint options");
-  desc.add_options()("help,h", "show this help")("dir", po::value(&dir)->default_value("/tmp/cst-bench-ckpt"),
-                                                 "scratch folder (removed at the end)")(
+  desc.add_options()("help,h", "show this help")("dir", po::value(&dir)->default_value(""),
+                                                 "scratch folder, new or empty (removed at the end); default: "
+                                                 "<tmp>/cst-bench-ckpt-<pid>")(
       "d-model", po::value(&d_model)->default_value(1024), "model width")(
       "layers", po::value(&layers)->default_value(6), "blocks")(
       "vocab", po::value(&vocab)->default_value(8000), "vocabulary")("steps", po::value(&steps)->default_value(8),
@@ -75,6 +78,12 @@ int main(int argc, char** argv) {
       "repeats", po::value(&repeats)->default_value(2), "save / load repetitions (best is reported)")(
       "threads", po::value(&threads)->default_value(0), "intra-op threads (0 = default)");
   if (!cst::parse_command_line(argc, argv, desc)) return 0;
+  // The scratch folder is removed at the end: it must hold nothing of anyone else's.
+  if (dir.empty()) dir = (fs::temp_directory_path() / ("cst-bench-ckpt-" + std::to_string(::getpid()))).string();
+  std::error_code ec;
+  CST_INPUT_CHECK(!fs::exists(dir, ec) || (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)),
+                  "--dir '" << dir << "' exists and is not an empty folder: bench_checkpoint removes its scratch "
+                            << "folder at the end; give a new or empty one");
   if (threads > 0) at::set_num_threads(static_cast<int>(threads));
 
   model::ModelConfig cfg = model::ModelConfig::preset("tiny_lm");
@@ -102,7 +111,6 @@ int main(int argc, char** argv) {
   };
   train_step();  // the optimizer state is non-zero from here on
 
-  fs::remove_all(dir);
   fs::create_directories(dir);
   trainer::TrainConfig tc;  // what the manifests describe and resuming checks
   tc.model = cfg, tc.train.steps = 1 << 30, tc.checkpoint.dir = dir;
@@ -164,4 +172,6 @@ int main(int argc, char** argv) {
   }
   fs::remove_all(dir);
   return 0;
+} catch (...) {
+  return cst::report_exception(std::current_exception());
 }

@@ -31,6 +31,7 @@
 #include "comm/mpi.h"
 #include "comm/mpi_communicator.h"
 #include "comm/reducer.h"
+#include "launcher/tool_main.h"
 #include "model/config.h"
 #include "model/loss.h"
 #include "model/model.h"
@@ -195,6 +196,7 @@ int main(int argc, char** argv) {
         "progress-sleep-us", po::value(&sleep_us)->default_value(sleep_us),
         "mpi: poll MPI_Iallreduce with this sleep instead of blocking (MpiCommunicator::Options)");
     po::variables_map vm;
+    cst::reject_option_placeholders(argc, argv);
     po::store(po::parse_command_line(argc, argv, desc), vm);
     if (vm.count("help")) {
       if (mpi.rank() == 0) std::cout << desc << "\n";

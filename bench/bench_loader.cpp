@@ -24,6 +24,7 @@
 #include "dataio/format.h"
 #include "dataio/loader.h"
 #include "dataio/rng.h"
+#include "launcher/tool_main.h"
 #include "model/config.h"
 #include "model/loss.h"
 #include "model/model.h"
@@ -177,6 +178,7 @@ int main(int argc, char** argv) {
       "device", po::value(&device)->default_value(device), "cpu or cuda");
   try {
     po::variables_map vm;
+    cst::reject_option_placeholders(argc, argv);
     po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
     po::notify(vm);
     if (vm.count("help")) {

@@ -63,9 +63,16 @@ class Dataset {
   const std::string& name() const { return name_; }
   const std::string& file() const { return file_; }
   std::vector<int64_t> shape() const { return shape_; }
-  int64_t numel() const;
+  int64_t numel() const;  // < 2^62: larger shapes are refused when the dataset is opened
   DType dtype() const;  // stored type; throws InputError for types we do not store
   bool is_integer() const;
+  // Throws InputError unless the file stores the elements the shape declares: an unfiltered
+  // dataset must hold numel * element size bytes, a filtered (compressed) one at least
+  // 1/kMaxCompression of that. Call it before sizing an allocation or a loop by shape(): HDF5
+  // reads never-written chunks as fill values, so a tiny damaged file could otherwise declare
+  // terabytes.
+  void check_stored() const;
+  static constexpr int64_t kMaxCompression = 1100;  // deflate's ratio is at most 1032:1
 
   // Reads the whole dataset into out (numel() elements).
   template <class T> void read(T* out) const { read_raw(dtype_of<T>(), out); }

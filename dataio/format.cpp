@@ -1,5 +1,7 @@
 #include "dataio/format.h"
 
+#include <algorithm>
+
 #include "common/error.h"
 #include "common/h5.h"
 
@@ -25,8 +27,10 @@ void write_meta(h5::File& f, const ShardMeta& m) {
 void write_lm_shard(const std::string& path, const ShardMeta& meta,
                     const std::vector<int32_t>& tokens, const std::vector<int64_t>& doc_offsets) {
   CST_CHECK(!doc_offsets.empty() && doc_offsets.front() == 0 &&
-                doc_offsets.back() == static_cast<int64_t>(tokens.size()),
-            "write_lm_shard '" << path << "': doc_offsets must run from 0 to " << tokens.size());
+                doc_offsets.back() == static_cast<int64_t>(tokens.size()) &&
+                std::is_sorted(doc_offsets.begin(), doc_offsets.end()),
+            "write_lm_shard '" << path << "': doc_offsets must run from 0 to " << tokens.size()
+                               << " without decreasing");
   h5::File f(path, h5::File::Mode::kCreate);
   ShardMeta m = meta;
   m.format = kLmFormat;

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/h5.h"
+#include "common/output_folder.h"
 #include "dataio/format.h"
 #include "dataio/prep_tokenizer.h"
 
@@ -98,9 +99,25 @@ class Progress {
   Clock::time_point start_, last_;
 };
 
-std::string tokenizer_path(const PrepOptions& opt) { return (fs::path(opt.output) / "tokenizer.model").string(); }
-std::string part_path(const PrepCorpus& c, int rank) {
-  return (fs::path(c.dir) / ".prep" / ("part-" + std::to_string(rank) + ".h5")).string();
+// Everything is written into the output folder's staging folder and moved into place at the
+// end (common/output_folder.h); these are the staging paths.
+constexpr char kTool[] = "cst-prep";
+constexpr char kTokenizer[] = "tokenizer.model";
+fs::path staging(const PrepOptions& opt) { return OutputFolder::staging_path(opt.output, kTool); }
+std::string tokenizer_path(const PrepOptions& opt) { return (staging(opt) / kTokenizer).string(); }
+std::string part_path(const PrepOptions& opt, const PrepCorpus& c, int rank) {
+  return (staging(opt) / "parts" / c.input.name / ("part-" + std::to_string(rank) + ".h5")).string();
+}
+// The folder of a corpus's splits relative to the output ("" for a single input).
+std::string corpus_rel(const PrepOptions& opt, const PrepCorpus& c) {
+  return opt.inputs.size() == 1 ? "" : c.input.name + "/";
+}
+
+// The paths cst-prep reads, which its output may not overlap.
+std::vector<NamedPath> prep_inputs(const PrepOptions& opt) {
+  std::vector<NamedPath> in{{"--tokenizer", opt.tokenizer}};
+  for (const PrepInput& i : opt.inputs) in.push_back({"--input", i.path});
+  return in;
 }
 
 // Encodes documents into part items: LM one item per document (its tokens then </s>);
@@ -173,7 +190,7 @@ void encode_part(const PrepOptions& opt, const PrepWorld& world, const PrepCorpu
                  const sentencepiece::SentencePieceProcessor& sp) {
   const std::vector<InputFile>& files = corpus.files;
   const InputFormat fmt = corpus.input.format;
-  h5::File part(part_path(corpus, world.rank), h5::File::Mode::kCreate);
+  h5::File part(part_path(opt, corpus, world.rank), h5::File::Mode::kCreate);
   part.create_extendible("tokens", h5::DType::kInt32, {}, {1 << 16});
   part.create_extendible("item_len", h5::DType::kInt64, {}, {4096});
   part.create_extendible("item_file", h5::DType::kInt64, {}, {4096});
@@ -216,9 +233,12 @@ void encode_part(const PrepOptions& opt, const PrepWorld& world, const PrepCorpu
 // Phase 2 (rank 0): items in file order -> the shards of one split.
 class ShardWriter {
  public:
-  ShardWriter(const PrepOptions& opt, ShardMeta meta, const std::string& dir) : opt_(opt), meta_(std::move(meta)) {
-    dir_ = fs::path(dir) / meta_.split;
+  // Writes into <staging>/<rel><split>/.
+  ShardWriter(const PrepOptions& opt, ShardMeta meta, const std::string& rel) : opt_(opt), meta_(std::move(meta)) {
+    rel_ = rel + meta_.split + "/";
+    dir_ = staging(opt) / rel_;
   }
+  const std::vector<std::string>& written() const { return written_; }  // relative to the output
   void add(const int32_t* t, int64_t n) {
     tokens_.insert(tokens_.end(), t, t + n);
     ++items_;
@@ -234,6 +254,7 @@ class ShardWriter {
     char name[32];
     std::snprintf(name, sizeof(name), "shard-%05lld.h5", static_cast<long long>(shards_));
     const std::string path = (dir_ / name).string();
+    written_.push_back(rel_ + name);
     if (opt_.task == SampleKind::kLm) {
       write_lm_shard(path, meta_, tokens_, offsets_);
     } else {
@@ -255,6 +276,8 @@ class ShardWriter {
   std::vector<int32_t> tokens_;
   std::vector<int64_t> offsets_{0};
   int64_t items_ = 0, shards_ = 0;
+  std::string rel_;
+  std::vector<std::string> written_;
 };
 
 // One rank's part file, read back in order.
@@ -273,12 +296,13 @@ struct PartReader {
         split(file.open("item_split").read<int8_t>()) {}
 };
 
-void write_shards(const PrepOptions& opt, const PrepWorld& world, const PrepCorpus& corpus, ShardMeta meta,
-                  CorpusSummary& sum) {
+// Returns the shards written, relative to the output folder.
+std::vector<std::string> write_shards(const PrepOptions& opt, const PrepWorld& world, const PrepCorpus& corpus,
+                                      ShardMeta meta, CorpusSummary& sum) {
   const size_t num_files = corpus.files.size();
   std::vector<std::unique_ptr<PartReader>> parts;
   for (int r = 0; r < world.size; ++r) {
-    parts.push_back(std::make_unique<PartReader>(part_path(corpus, r)));
+    parts.push_back(std::make_unique<PartReader>(part_path(opt, corpus, r)));
     for (int s = 0; s < kNumSplits; ++s)
       sum.documents[static_cast<size_t>(s)] +=
           parts.back()->file.attr_int(std::string("docs_") + split_name(static_cast<Split>(s)));
@@ -286,9 +310,7 @@ void write_shards(const PrepOptions& opt, const PrepWorld& world, const PrepCorp
   std::vector<ShardWriter> writers;
   for (int s = 0; s < kNumSplits; ++s) {
     meta.split = split_name(static_cast<Split>(s));
-    std::error_code ec;
-    fs::remove_all(fs::path(corpus.dir) / meta.split, ec);  // shards of an earlier run
-    writers.emplace_back(opt, meta, corpus.dir);
+    writers.emplace_back(opt, meta, corpus_rel(opt, corpus));
   }
   Progress progress("write " + corpus.input.name + " shards", static_cast<double>(num_files), "files", opt.progress);
   std::vector<int32_t> buf;
@@ -315,7 +337,13 @@ void write_shards(const PrepOptions& opt, const PrepWorld& world, const PrepCorp
     progress.update(static_cast<double>(f + 1));
   }
   progress.update(static_cast<double>(num_files), true);
-  for (int s = 0; s < kNumSplits; ++s) sum.shards[static_cast<size_t>(s)] = writers[static_cast<size_t>(s)].flush();
+  std::vector<std::string> written;
+  for (int s = 0; s < kNumSplits; ++s) {
+    sum.shards[static_cast<size_t>(s)] = writers[static_cast<size_t>(s)].flush();
+    const auto& w = writers[static_cast<size_t>(s)].written();
+    written.insert(written.end(), w.begin(), w.end());
+  }
+  return written;
 }
 
 }  // namespace
@@ -335,8 +363,16 @@ PrepSummary run_prep(const PrepOptions& opt, const PrepWorld& world) {
                    opt.task == SampleKind::kLm ? "LM" : "MLM", c.dir.c_str(), world.size);
     corpora.push_back(std::move(c));
   }
+  std::unique_ptr<OutputFolder> out;  // rank 0: the output folder, its files committed at the end
+  std::vector<std::string> written;    // rank 0: relative to the output
   if (world.rank == 0) {
-    for (const PrepCorpus& c : corpora) fs::create_directories(fs::path(c.dir) / ".prep");
+    check_no_overlap({"--output", opt.output}, prep_inputs(opt));
+    std::vector<std::string> reserved{kTokenizer};
+    for (const PrepCorpus& c : corpora)
+      for (int s = 0; s < kNumSplits; ++s)
+        reserved.push_back(corpus_rel(opt, c) + split_name(static_cast<Split>(s)) + "/*.h5");
+    out = std::make_unique<OutputFolder>(NamedPath{"--output", opt.output}, kTool, opt.overwrite, reserved);
+    for (const PrepCorpus& c : corpora) fs::create_directories(fs::path(part_path(opt, c, 0)).parent_path());
     make_tokenizer(opt, corpora, tokenizer_path(opt));
   }
   world.barrier();
@@ -364,14 +400,19 @@ PrepSummary run_prep(const PrepOptions& opt, const PrepWorld& world) {
       CorpusSummary cs;
       cs.name = c.input.name;
       cs.dir = c.dir;
-      write_shards(opt, world, c, meta, cs);
-      fs::remove_all(fs::path(c.dir) / ".prep");
+      const std::vector<std::string> w = write_shards(opt, world, c, meta, cs);
+      written.insert(written.end(), w.begin(), w.end());
       CST_INPUT_CHECK(cs.documents[0] + cs.documents[1] + cs.documents[2] > 0,
                       "input '" << c.input.path << "' holds no non-empty document");
       sum.corpora.push_back(std::move(cs));
     }
     world.barrier();
   }
+  if (world.rank == 0) {
+    written.push_back(kTokenizer);
+    out->commit(written);
+  }
+  world.barrier();
   return sum;
 }
 

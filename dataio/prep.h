@@ -5,9 +5,14 @@
 //   <output>/{train,validation,test}/shard-NNNNN.h5   (a split folder only if it has documents)
 // Several inputs (corpora for a blend, blend.h) share the one tokenizer and each gets a folder:
 //   <output>/<name>/{train,validation,test}/shard-NNNNN.h5
+//   <output>/cst-prep.json                   the files cst-prep wrote (common/output_folder.h)
+// Output safety: the output may not overlap an input or the tokenizer; a non-empty output folder
+// is refused unless `overwrite`, which replaces only the files an earlier cst-prep run wrote
+// there. Everything is written into <output>/.cst-prep-staging/ and moved into place when the
+// run has succeeded: a failed run leaves the folder as it was.
 //
 // Parallelism: run_prep is collective. Rank r of W encodes input files i with i % W == r into
-// <output>/.prep/part-<r>.h5; rank 0 then writes every shard by reading the parts back in file
+// <staging>/parts/part-<r>.h5; rank 0 then writes every shard by reading the parts back in file
 // order. Shards therefore hold the same documents in the same order, cut at the same places, for
 // every W: the output equals a 1-rank run's. Documents are never split across shards.
 // Determinism: the tokenizer is trained by rank 0 on train-split text in file order, with
@@ -44,6 +49,7 @@ struct PrepOptions {
   std::vector<PrepInput> inputs;        // >= 1 corpora; several share one tokenizer
   std::string jsonl_field = "text";     // jsonl: the field holding the document
   std::string output;                   // output folder (created)
+  bool overwrite = false;               // replace the files an earlier cst-prep run wrote in output
   SampleKind task = SampleKind::kLm;    // kLm: token streams; kMlm: packed sequences
   std::string tokenizer;                // an existing SentencePiece .model; "" = train one
   int64_t vocab_size = 8000;            // trained tokenizer: vocabulary size (upper bound)
@@ -82,7 +88,8 @@ struct PrepSummary {
 
 // Collective: every rank calls it with the same options. Rank 0's summary is complete; the
 // others' hold the tokenizer fields only. Throws InputError on bad input (missing or empty
-// input, unreadable files, malformed documents, a tokenizer lacking MLM's special tokens).
+// input, unreadable files, malformed documents, a tokenizer lacking MLM's special tokens) and
+// on an output it may not write (see above).
 PrepSummary run_prep(const PrepOptions& opt, const PrepWorld& world);
 
 }  // namespace cst::dataio

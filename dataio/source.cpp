@@ -48,6 +48,31 @@ void expect_shape(const h5::Dataset& d, const std::vector<int64_t>& shape) {
 
 const std::vector<DType> kMaskTypes{DType::kInt8, DType::kUInt8};
 
+// doc_offsets [D] of a shard of t tokens: 0 first, t last, never decreasing. Read in chunks:
+// D comes from the file and may be large.
+void check_doc_offsets(const h5::Dataset& offsets, int64_t t) {
+  const int64_t d = offsets.shape()[0];
+  constexpr int64_t kChunk = 1 << 16;
+  std::vector<int64_t> buf(static_cast<size_t>(std::min(d, kChunk)));
+  int64_t prev = 0;
+  for (int64_t at = 0; at < d; at += kChunk) {
+    const int64_t n = std::min(kChunk, d - at);
+    offsets.read_slab<int64_t>({at}, {n}, buf.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t v = buf[static_cast<size_t>(i)], index = at + i;
+      const char* why = index == 0 && v != 0       ? "expected 0"
+                        : v < prev                 ? "smaller than the entry before it (offsets never decrease)"
+                        : v > t                    ? "beyond the number of tokens"
+                        : index == d - 1 && v != t ? "expected the number of tokens"
+                                                   : nullptr;
+      CST_INPUT_CHECK(why == nullptr, "HDF5 file '" << offsets.file() << "' dataset 'doc_offsets' index " << index
+                                                    << ": value " << v << ", " << why << " (previous " << prev
+                                                    << ", tokens " << t << ")");
+      prev = v;
+    }
+  }
+}
+
 }  // namespace
 
 struct Hdf5Source::Scan {
@@ -101,14 +126,9 @@ Hdf5Source::Scan Hdf5Source::scan(const std::string& path) const {
     CST_INPUT_CHECK(t > 0, "HDF5 file '" << path << "' dataset 'tokens': empty shard (0 tokens)");
     CST_INPUT_CHECK(d >= 2, "HDF5 file '" << path << "' dataset 'doc_offsets': " << d
                                           << " entries, expected >= 2");
-    int64_t first = -1, last = -1;
-    offsets.read_slab<int64_t>({0}, {1}, &first);
-    offsets.read_slab<int64_t>({d - 1}, {1}, &last);
-    CST_INPUT_CHECK(first == 0, "HDF5 file '" << path << "' dataset 'doc_offsets' index 0: value "
-                                              << first << ", expected 0");
-    CST_INPUT_CHECK(last == t, "HDF5 file '" << path << "' dataset 'doc_offsets' index " << d - 1
-                                             << ": value " << last << ", expected " << t
-                                             << " (the number of tokens)");
+    tokens.check_stored();
+    offsets.check_stored();
+    check_doc_offsets(offsets, t);
     s.samples = t / (opt_.seq_len + 1);
     return s;
   }
@@ -116,8 +136,15 @@ Hdf5Source::Scan Hdf5Source::scan(const std::string& path) const {
   h5::Dataset ids = expect(f, "input_ids", int32, 2);
   const std::vector<int64_t> shape = ids.shape();
   CST_INPUT_CHECK(shape[0] > 0, "HDF5 file '" << path << "' dataset 'input_ids': empty shard (0 rows)");
-  for (const char* name : {"input_mask", "segment_ids"})
-    expect_shape(expect(f, name, s.nvidia ? std::vector<DType>{DType::kInt8} : kMaskTypes, 2), shape);
+  CST_INPUT_CHECK(shape[1] >= 1 && shape[1] <= kMaxSampleLen, "HDF5 file '" << path << "' dataset 'input_ids': "
+                                                                        << shape[1] << " tokens per row, expected 1 to "
+                                                                        << kMaxSampleLen);
+  ids.check_stored();
+  for (const char* name : {"input_mask", "segment_ids"}) {
+    h5::Dataset d = expect(f, name, s.nvidia ? std::vector<DType>{DType::kInt8} : kMaskTypes, 2);
+    expect_shape(d, shape);
+    d.check_stored();
+  }
   s.samples = shape[0];
   s.seq = shape[1];
   if (s.nvidia) {
@@ -126,8 +153,15 @@ Hdf5Source::Scan Hdf5Source::scan(const std::string& path) const {
                                                               << h5::shape_str(pos.shape()) << ", expected "
                                                               << shape[0] << " rows");
     s.positions = pos.shape()[1];
-    expect_shape(expect(f, "masked_lm_ids", int32, 2), pos.shape());
-    expect_shape(expect(f, "next_sentence_labels", {DType::kInt8}, 1), {shape[0]});
+    CST_INPUT_CHECK(s.positions <= shape[1], "HDF5 file '" << path << "' dataset 'masked_lm_positions': "
+                                                           << s.positions << " positions per row, more than the "
+                                                           << shape[1] << " tokens of a row");
+    pos.check_stored();
+    h5::Dataset mlm_ids = expect(f, "masked_lm_ids", int32, 2), nsp = expect(f, "next_sentence_labels", {DType::kInt8}, 1);
+    expect_shape(mlm_ids, pos.shape());
+    expect_shape(nsp, {shape[0]});
+    mlm_ids.check_stored();
+    nsp.check_stored();
   }
   return s;
 }

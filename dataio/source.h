@@ -25,6 +25,9 @@ namespace cst::dataio {
 
 enum class SampleKind { kLm, kMlm };
 
+// The longest MLM row a shard may hold (model::kMaxSeqLen): rows size the loader's buffers.
+inline constexpr int64_t kMaxSampleLen = 16777216;
+
 // Where read() puts one sample: pointers to sample_len() elements each (one batch row).
 struct SampleRow {
   int32_t* input_ids = nullptr;           // LM and MLM
@@ -66,8 +69,10 @@ struct SourceOptions {
 std::vector<std::string> list_shards(const std::string& path);
 
 // Our LM/MLM shards or NVIDIA BERT shards, validated on construction (formats, versions,
-// dtypes, ranks, shapes, attributes, agreement between shards and with `opt`). Opens each
-// file once to validate it; afterwards reads by hyperslab, one sample at a time.
+// dtypes, ranks, shapes, attributes, agreement between shards and with `opt`; every doc_offsets
+// entry, read in chunks; every dataset stored in full, h5::Dataset::check_stored, since shapes
+// size the loader's work). Opens each file once to validate it; afterwards reads by hyperslab,
+// one sample at a time (token ids are checked against vocab_size as they are read).
 class Hdf5Source : public SampleSource {
  public:
   Hdf5Source(std::vector<std::string> files, SourceOptions opt);

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/json.h"
 #include "dataio/rng.h"
 
 namespace cst::dataio {
@@ -187,139 +188,14 @@ std::vector<std::string> split_sentences(const std::string& text) {
   return out;
 }
 
-// ---- a minimal JSON reader: one object per line, string values only extracted ----------------
-namespace {
-
-struct JsonCursor {
-  const std::string& s;
-  const std::string& where;
-  size_t i = 0;
-
-  [[noreturn]] void fail(const std::string& what) const {
-    CST_THROW_INPUT(where << ": malformed JSON at column " << i + 1 << ": " << what);
-  }
-  void ws() {
-    while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) ++i;
-  }
-  void expect(char c) {
-    ws();
-    if (i >= s.size() || s[i] != c) fail(std::string("expected '") + c + "'");
-    ++i;
-  }
-  unsigned hex4() {
-    if (i + 4 > s.size()) fail("short \\u escape");
-    unsigned v = 0;
-    for (int k = 0; k < 4; ++k, ++i) {
-      const char c = s[i];
-      v <<= 4;
-      if (c >= '0' && c <= '9') v |= static_cast<unsigned>(c - '0');
-      else if (c >= 'a' && c <= 'f') v |= static_cast<unsigned>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') v |= static_cast<unsigned>(c - 'A' + 10);
-      else fail("bad \\u escape");
-    }
-    return v;
-  }
-  static void utf8(std::string& out, unsigned cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-  std::string string() {
-    expect('"');
-    std::string out;
-    while (true) {
-      if (i >= s.size()) fail("unterminated string");
-      const char c = s[i++];
-      if (c == '"') return out;
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (i >= s.size()) fail("unterminated escape");
-      const char e = s[i++];
-      switch (e) {
-        case '"': case '\\': case '/': out += e; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': {
-          unsigned cp = hex4();
-          if (cp >= 0xD800 && cp < 0xDC00 && i + 6 <= s.size() && s[i] == '\\' && s[i + 1] == 'u') {
-            i += 2;
-            const unsigned lo = hex4();
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          }
-          utf8(out, cp);
-          break;
-        }
-        default: fail(std::string("bad escape \\") + e);
-      }
-    }
-  }
-  void skip_value() {
-    ws();
-    if (i >= s.size()) fail("missing value");
-    if (s[i] == '"') {
-      string();
-      return;
-    }
-    int depth = 0;
-    for (; i < s.size(); ++i) {
-      const char c = s[i];
-      if (c == '"') {
-        string();
-        --i;
-      } else if (c == '{' || c == '[') {
-        ++depth;
-      } else if (c == '}' || c == ']') {
-        if (depth == 0) return;
-        --depth;
-      } else if (c == ',' && depth == 0) {
-        return;
-      }
-    }
-  }
-};
-
-}  // namespace
-
 std::string json_string_field(const std::string& line, const std::string& field,
                               const std::string& where) {
-  JsonCursor j{line, where};
-  j.expect('{');
-  j.ws();
-  if (j.i < line.size() && line[j.i] == '}') j.fail("no field '" + field + "'");
-  while (true) {
-    const std::string key = j.string();
-    j.expect(':');
-    j.ws();
-    if (key == field) {
-      if (j.i >= line.size() || line[j.i] != '"') j.fail("field '" + field + "' is not a string");
-      return j.string();
-    }
-    j.skip_value();
-    j.ws();
-    if (j.i < line.size() && line[j.i] == ',') {
-      ++j.i;
-      continue;
-    }
-    j.expect('}');
-    j.fail("no string field '" + field + "'");
-  }
+  const Json doc = parse_json(line, where, kJsonlMaxDepth);
+  CST_INPUT_CHECK(doc.is_object(), where << ": expected a JSON object, got " << doc.type_name());
+  const auto it = doc.find(field);
+  CST_INPUT_CHECK(it != doc.end(), where << ": no string field '" << field << "'");
+  CST_INPUT_CHECK(it->is_string(), where << ": field '" << field << "' is " << it->type_name() << ", not a string");
+  return it->get<std::string>();
 }
 
 }  // namespace cst::dataio

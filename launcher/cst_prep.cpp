@@ -5,6 +5,10 @@
 //   cst-prep --input wiki=enwiki/text --input books=bookcorpus/ --output data/bert --task mlm
 //     (several corpora, one tokenizer: data/bert/{wiki,books}/{train,validation}/)
 //
+// The output folder may not overlap the input or the tokenizer; a non-empty one is refused
+// unless --overwrite, which replaces only what an earlier cst-prep run wrote there
+// (<output>/cst-prep.json lists it). A failed run leaves the folder as it was.
+//
 // Exit codes: 0 success, 2 bad input or options, 1 any other failure. Under mpirun a failing
 // rank prints its error and aborts the job (MPI_Abort) so that no rank hangs.
 #include <boost/program_options.hpp>
@@ -38,7 +42,8 @@ bool parse(int argc, char** argv, PrepOptions& opt, bool print) {
       ("format", po::value(&formats), "auto (default) | pg19 | wikiextractor | jsonl | txt; once for all "
                                       "inputs or once per input")
       ("jsonl-field", po::value(&opt.jsonl_field)->default_value(opt.jsonl_field), "jsonl: field with the text")
-      ("output,o", po::value(&opt.output)->required(), "output folder")
+      ("output,o", po::value(&opt.output)->required(), "output folder (new, empty, or one cst-prep wrote)")
+      ("overwrite", po::bool_switch(&opt.overwrite), "replace the files an earlier cst-prep run wrote in --output")
       ("task", po::value(&task)->default_value(task), "lm (token streams) | mlm (packed sequences)")
       ("tokenizer", po::value(&opt.tokenizer), "use this SentencePiece .model instead of training one")
       ("vocab-size", po::value(&opt.vocab_size)->default_value(opt.vocab_size), "trained tokenizer: vocabulary size")
@@ -53,6 +58,7 @@ bool parse(int argc, char** argv, PrepOptions& opt, bool print) {
       ("seed", po::value(&opt.seed)->default_value(opt.seed), "tokenizer training seed")
       ("quiet,q", po::bool_switch(&quiet), "no progress output");
   po::variables_map vm;
+  cst::reject_option_placeholders(argc, argv);
   try {
     po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
     if (vm.count("help")) {

@@ -1,6 +1,7 @@
 // cst-smoke: builds a CST model from a preset (or config file), runs forward and backward on
 // random tokens on CPU, and prints the loss, step time, tokens/s and MFU against the GEMM peak
-// measured at start. The quickstart's first check that the build works.
+// measured at start. The quickstart's first check that the build works. Writes no file; bad
+// options exit 2 naming the option and value.
 #include <ATen/Parallel.h>
 #include <torch/optim/adamw.h>
 #include <torch/torch.h>
@@ -43,6 +44,8 @@ int main(int argc, char** argv) try {
   cfg.validate();
   CST_INPUT_CHECK(seq >= 2 && seq <= cfg.max_seq_len, "--seq = " << seq << " must be in [2, max_seq_len = "
                                                                   << cfg.max_seq_len << "]");
+  CST_INPUT_CHECK(batch >= 1 && batch <= 4096, "--batch = " << batch << " must be in [1, 4096]");
+  CST_INPUT_CHECK(steps >= 1 && steps <= 1000000, "--steps = " << steps << " must be in [1, 1000000]");
   torch::manual_seed(static_cast<uint64_t>(seed));
 
   trainer::GemmPeak peak = trainer::measure_gemm_peak();
@@ -57,16 +60,16 @@ int main(int argc, char** argv) try {
   torch::Tensor ids = torch::randint(cfg.vocab_size, {batch, seq}, torch::kLong);
   for (int64_t step = 1; step <= steps; ++step) {
     auto t0 = std::chrono::steady_clock::now();
-    torch::Tensor logits = m->forward(ids);
-    model::LossSum loss;
+    // The model's own loss: the LM / MLM head's cross entropy in chunks, no [B, N, V] logits.
+    torch::Tensor labels;
     if (cfg.task == model::Task::kLm) {
-      loss = model::lm_loss(logits, ids);
+      labels = torch::cat({ids.narrow(1, 1, seq - 1), torch::full({batch, 1}, -100, ids.options())}, 1);
     } else if (cfg.task == model::Task::kMlm) {
-      torch::Tensor labels = ids.masked_fill(torch::rand({batch, seq}) > 0.15, -100);
-      loss = model::token_loss(logits, labels);
+      labels = ids.masked_fill(torch::rand({batch, seq}) > 0.15, -100);
     } else {
-      loss = model::cls_loss(logits, torch::randint(cfg.num_classes, {batch}, torch::kLong));
+      labels = torch::randint(cfg.num_classes, {batch}, torch::kLong);
     }
+    model::LossSum loss = m->loss(ids, {}, labels);
     opt.zero_grad();
     loss.mean().backward();
     opt.step();

@@ -10,73 +10,29 @@
 // collective that timed out (the watchdog). SIGTERM, SIGUSR1 or SIGINT: every rank saves a
 // checkpoint at the next step boundary and exits 128 + signal (143, 138, 130; the largest when
 // ranks got different ones). docs/CHECKPOINT.md.
-#include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
-#include <map>
+#include <string>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "comm/factory.h"
 #include "comm/mpi.h"
 #include "common/error.h"
+#include "common/output_guard.h"
+#include "launcher/train_options.h"
 #include "trainer/preemption.h"
 #include "trainer/trainer.h"
 #include "trainer/watchdog.h"
 
-namespace po = boost::program_options;
 using namespace cst;
 
 namespace {
 
-const std::vector<std::pair<std::string, std::string>> kGroups = {
-    {"model", "Model"},         {"data", "Data"},     {"train", "Batching and steps"}, {"optim", "Optimizer"},
-    {"dist", "Distributed"},    {"checkpoint", "Checkpoint"}, {"log", "Logging"}, {"debug", "Fault injection (tests)"}};
-
-// Returns false when only --help was asked for.
-bool parse(int argc, char** argv, trainer::TrainConfig& cfg, bool print_help) {
-  const trainer::TrainConfig defaults;
-  po::options_description generic("cst-train options");
-  generic.add_options()("help,h", "show this help")("config,c", po::value<std::string>(),
-                                                     "INI config file ([group] sections; command line wins)")(
-      "resume", po::value<std::string>(),
-      "same as --checkpoint.resume: auto = newest complete checkpoint in checkpoint.dir, or a step_<N> folder");
-  std::map<std::string, po::options_description> groups;
-  for (const auto& [g, title] : kGroups) groups.emplace(g, po::options_description(title + " (" + g + ".*)"));
-  for (const auto& f : trainer::TrainConfig::fields()) {
-    const std::string g = f.name.substr(0, f.name.find('.'));
-    groups.at(g).add_options()(f.name.c_str(), po::value<std::string>()->default_value(f.get(defaults)),
-                               f.help.c_str());
-  }
-  po::options_description all;
-  all.add(generic);
-  for (const auto& [g, title] : kGroups) all.add(groups.at(g));
-
-  po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, all), vm);
-  if (vm.count("help")) {
-    if (print_help)
-      std::cout << all << "\nExit codes: 0 done; 1 failure; 2 bad input (options, data, a checkpoint that cannot be "
-                          "resumed); 3 collective timeout;\n128 + signal after SIGTERM (143), SIGUSR1 (138) or SIGINT "
-                          "(130): a checkpoint was saved at the next step boundary\n(resume with --resume auto). "
-                          "See docs/CHECKPOINT.md.\n";
-    return false;
-  }
-  if (vm.count("config")) {
-    const std::string path = vm["config"].as<std::string>();
-    try {
-      po::store(po::parse_config_file<char>(path.c_str(), all, /*allow_unregistered=*/false), vm);
-    } catch (const po::reading_file&) {
-      CST_THROW_INPUT("cannot read config file '" << path << "'");
-    } catch (const po::error& e) {
-      CST_THROW_INPUT("config file '" << path << "': " << e.what());
-    }
-  }
-  po::notify(vm);
-  for (const auto& f : trainer::TrainConfig::fields())
-    if (vm.count(f.name) && !vm[f.name].defaulted()) cfg.set(f.name, vm[f.name].as<std::string>());
-  if (vm.count("resume")) cfg.set("checkpoint.resume", vm["resume"].as<std::string>());
-  return true;
-}
+const char* kHelpEpilogue =
+    "\nExit codes: 0 done; 1 failure; 2 bad input (options, data, a checkpoint that cannot be resumed); 3 collective "
+    "timeout;\n128 + signal after SIGTERM (143), SIGUSR1 (138) or SIGINT (130): a checkpoint was saved at the next "
+    "step boundary\n(resume with --resume auto). See docs/CHECKPOINT.md.\n";
 
 }  // namespace
 
@@ -88,8 +44,13 @@ int main(int argc, char** argv) {
   std::string what;
   try {
     trainer::TrainConfig cfg;
-    if (!parse(argc, argv, cfg, rank == 0)) return 0;
+    if (!launcher::parse_train_options(std::vector<std::string>(argv, argv + argc), cfg,
+                                       rank == 0 ? &std::cout : nullptr, kHelpEpilogue))
+      return 0;
     cfg.validate(mpi.size());
+    // Output folders that cannot be made fail here, with exit 2 naming them, not mid-run.
+    check_folder_usable({"log.dir", cfg.log.dir});
+    check_folder_usable({"checkpoint.dir", cfg.checkpoint.resolved_dir(cfg.log.dir)});
     if (rank == 0) std::printf("# resolved configuration (%d rank(s))\n%s\n", mpi.size(), cfg.to_string().c_str());
     trainer::ProcessInfo proc = trainer::ProcessInfo::from_environment(rank, mpi.size(), mpi.host());
     trainer::select_device(cfg.dist, proc);
@@ -111,8 +72,6 @@ int main(int argc, char** argv) {
       return 128 + r.preempted_signal;
     }
     return 0;
-  } catch (const po::error& e) {
-    code = 2, what = std::string(e.what()) + " (see --help)";
   } catch (const InputError& e) {
     code = 2, what = e.what();
   } catch (const comm::CommTimeout& e) {

@@ -30,11 +30,30 @@ inline int report_exception(const std::exception_ptr& e, const std::string& pref
   return code;
 }
 
+// boost::program_options 1.74 loops forever (growing a string without bound) when it formats an
+// error about an option whose name or value holds one of its own placeholders, e.g.
+// `--x%canonical_option%` or `--batch %value%`. Such text is refused before boost sees it.
+inline void reject_option_placeholders(const std::string& text, const std::string& where) {
+  for (size_t a = text.find('%'); a != std::string::npos; a = text.find('%', a + 1)) {
+    const size_t b = text.find('%', a + 1);
+    if (b == std::string::npos) return;
+    bool word = b > a + 1;
+    for (size_t i = a + 1; i < b; ++i) word = word && ((text[i] >= 'a' && text[i] <= 'z') || text[i] == '_');
+    CST_INPUT_CHECK(!word, where << ": '" << text.substr(a, b - a + 1)
+                                 << "' is not allowed (a placeholder of the option parser)");
+  }
+}
+
+inline void reject_option_placeholders(int argc, const char* const* argv) {
+  for (int i = 1; i < argc; ++i) reject_option_placeholders(argv[i], "argument " + std::to_string(i));
+}
+
 // Parses the command line into desc's bound variables. Returns false after printing the help
 // when --help was given (the tool then exits 0); throws boost::program_options::error on a bad
 // command line (exit 2 through report_exception).
 inline bool parse_command_line(int argc, char** argv, const boost::program_options::options_description& desc) {
   namespace po = boost::program_options;
+  reject_option_placeholders(argc, argv);
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, desc), vm);
   if (vm.count("help")) {

@@ -106,14 +106,19 @@ int64_t ModelConfig::window() const {
 void ModelConfig::validate() const {
 #define CST_FIELD_CHECK(cond, field, why) \
   CST_INPUT_CHECK(cond, "model config: " << field << " = " << get(field) << ": " << why)
-  CST_FIELD_CHECK(vocab_size >= 2, "vocab_size", "must be >= 2");
-  CST_FIELD_CHECK(d_model >= 1, "d_model", "must be >= 1");
-  CST_FIELD_CHECK(n_heads >= 1, "n_heads", "must be >= 1");
+  // Upper bounds: every size here sizes an allocation (a weights file is read through this
+  // check before any tensor is made), and their products must not overflow int64.
+  CST_FIELD_CHECK(vocab_size >= 2 && vocab_size <= kMaxVocabSize, "vocab_size",
+                  "must be in [2, " << kMaxVocabSize << "] (token ids are int32)");
+  CST_FIELD_CHECK(d_model >= 1 && d_model <= kMaxWidth, "d_model", "must be in [1, " << kMaxWidth << "]");
+  CST_FIELD_CHECK(n_heads >= 1 && n_heads <= d_model, "n_heads", "must be in [1, d_model = " << d_model << "]");
   CST_INPUT_CHECK(d_model % n_heads == 0, "model config: d_model = " << d_model << " is not divisible by n_heads = "
                                                                      << n_heads);
-  CST_FIELD_CHECK(n_layers >= 1, "n_layers", "must be >= 1");
-  CST_FIELD_CHECK(d_ff >= 1, "d_ff", "must be >= 1");
-  CST_FIELD_CHECK(max_seq_len >= 1, "max_seq_len", "must be >= 1");
+  CST_FIELD_CHECK(n_layers >= 1 && n_layers <= kMaxLayers, "n_layers", "must be in [1, " << kMaxLayers << "]");
+  CST_FIELD_CHECK(d_ff >= 1 && d_ff <= kMaxFfnWidth, "d_ff", "must be in [1, " << kMaxFfnWidth << "]");
+  CST_FIELD_CHECK(max_seq_len >= 1 && max_seq_len <= kMaxSeqLen, "max_seq_len",
+                  "must be in [1, " << kMaxSeqLen << "]");
+  CST_FIELD_CHECK(num_classes <= kMaxClasses, "num_classes", "must be <= " << kMaxClasses);
   CST_FIELD_CHECK(dropout >= 0.0 && dropout < 1.0, "dropout", "must be in [0, 1)");
   CST_FIELD_CHECK(layer_norm_eps > 0.0, "layer_norm_eps", "must be > 0");
   CST_FIELD_CHECK(init_std > 0.0, "init_std", "must be > 0");

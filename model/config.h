@@ -23,6 +23,15 @@ enum class PosEmb { kAuto, kMsVipe, kAbsolute };  // auto: MS-VIPE for cst, abso
 // except attention dropout while training on CPU, where explicit scores are as fast.
 enum class CsaKernel { kAuto, kExplicit, kFused };
 
+// Upper bounds of ModelConfig::validate(): far above any model trained today, low enough that no
+// product of sizes overflows int64 and that a damaged file cannot ask for an exabyte.
+inline constexpr int64_t kMaxVocabSize = 2147483647;  // 2^31 - 1: token ids are int32
+inline constexpr int64_t kMaxWidth = 65536;            // d_model
+inline constexpr int64_t kMaxFfnWidth = 1048576;       // d_ff
+inline constexpr int64_t kMaxLayers = 1024;            // n_layers
+inline constexpr int64_t kMaxSeqLen = 16777216;        // max_seq_len: 16M tokens
+inline constexpr int64_t kMaxClasses = 1048576;        // num_classes
+
 struct ModelConfig {
   Arch arch = Arch::kCst;            // attention: Composite Slice Attention or full attention
   Task task = Task::kLm;             // head and masking: lm = causal decoder + tied LM head
@@ -59,7 +68,8 @@ struct ModelConfig {
   int64_t max_slices() const { return max_seq_len / slice_len; }  // rows of P_g
   PosEmb effective_pos_emb() const;  // resolves kAuto
 
-  // Throws cst::InputError naming the field and value on any out-of-range or inconsistent value.
+  // Throws cst::InputError naming the field and value on any out-of-range or inconsistent value
+  // (the bounds above included).
   void validate() const;
 
   // Named presets: tiny_lm, tiny_mlm, base_mlm (BERT-base, N = 128), pg19_longctx.

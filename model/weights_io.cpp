@@ -9,24 +9,24 @@
 
 #include "common/error.h"
 #include "common/h5.h"
+#include "common/output_guard.h"
 
 namespace cst::model {
 
 namespace {
-const std::string kCfgPrefix = "config.";
 
 std::vector<int64_t> dims_of(const at::Tensor& t) { return t.sizes().vec(); }
 }  // namespace
 
 void save_weights(CstModelImpl& model, const std::string& path) {
-  const std::string tmp = path + ".tmp";
+  StagedFile staged(path);
   {
-    h5::File f(tmp, h5::File::Mode::kCreate);
+    h5::File f(staged.tmp_path(), h5::File::Mode::kCreate);
     f.set_attr("format", std::string(kWeightsFormat));
     f.set_attr("format_version", kWeightsVersion);
     const ModelConfig& cfg = model.config();
     for (const auto& field : ModelConfig::fields()) {
-      const std::string key = kCfgPrefix + field.name, val = field.get(cfg);
+      const std::string key = kWeightsConfigPrefix + field.name, val = field.get(cfg);
       if (field.kind == "int") f.set_attr(key, static_cast<int64_t>(std::stoll(val)));
       else if (field.kind == "float") f.set_attr(key, std::stod(val));
       else f.set_attr(key, val);
@@ -43,41 +43,7 @@ void save_weights(CstModelImpl& model, const std::string& path) {
     }
     f.flush();
   }
-  CST_INPUT_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0,
-                  "cannot rename '" << tmp << "' to '" << path << "'");
-}
-
-ModelConfig read_weights_config(const std::string& path) {
-  h5::File f(path, h5::File::Mode::kRead);
-  CST_INPUT_CHECK(f.has_attr("format"), "weights file '" << path << "': missing attribute 'format' "
-                                                         << "(not a cst-train weights file)");
-  const std::string fmt = f.attr_string("format");
-  CST_INPUT_CHECK(fmt == kWeightsFormat, "weights file '" << path << "': attribute format = '" << fmt
-                                                          << "', expected '" << kWeightsFormat << "'");
-  const int64_t ver = f.attr_int("format_version");
-  CST_INPUT_CHECK(ver == kWeightsVersion, "weights file '" << path << "': attribute format_version = "
-                                                           << ver << ", this build reads " << kWeightsVersion);
-  ModelConfig cfg;
-  std::set<std::string> known;
-  for (const auto& field : ModelConfig::fields()) {
-    const std::string key = kCfgPrefix + field.name;
-    known.insert(key);
-    CST_INPUT_CHECK(f.has_attr(key), "weights file '" << path << "': missing attribute '" << key << "'");
-    try {
-      field.set(cfg, f.attr_as_text(key));
-    } catch (const InputError& e) {
-      CST_THROW_INPUT("weights file '" << path << "': attribute '" << key << "': " << e.what());
-    }
-  }
-  for (const auto& a : f.attr_names())
-    CST_INPUT_CHECK(a.rfind(kCfgPrefix, 0) != 0 || known.count(a),
-                    "weights file '" << path << "': unknown attribute '" << a << "'");
-  try {
-    cfg.validate();
-  } catch (const InputError& e) {
-    CST_THROW_INPUT("weights file '" << path << "': " << e.what());
-  }
-  return cfg;
+  staged.commit();
 }
 
 void load_weights(CstModelImpl& model, const std::string& path) {

@@ -7,26 +7,22 @@
 
 #include "model/config.h"
 #include "model/model.h"
+#include "model/weights_file.h"  // read_weights_config, weight_shapes, kWeightsFormat
 
 namespace cst::model {
 
-inline constexpr const char* kWeightsFormat = "cst-train.weights";
-inline constexpr int64_t kWeightsVersion = 1;
-
 // Writes every parameter (float32, or float64 for a double model; bf16/fp16 saved as float32)
-// to `path` atomically: written to `path`.tmp, flushed, then renamed over `path`.
+// to `path` atomically: written to a temporary file beside it (common/output_guard.h
+// StagedFile), flushed, then renamed over `path`.
 void save_weights(CstModelImpl& model, const std::string& path);
 
-// Reads the format attributes and the model config of a weights file. Throws InputError
-// naming the file and attribute when the format, version or a config field is wrong.
-ModelConfig read_weights_config(const std::string& path);
-
-// Copies the file's tensors into model's parameters (converted to each parameter's dtype).
-// Throws InputError naming tensor, file and both shapes on a missing, extra or mis-shaped
-// tensor; the model is left unchanged on error.
+// Copies the file's tensors into model's parameters (converted to each parameter's dtype), after
+// read_weights_config's checks. Throws InputError naming tensor, file and both shapes on a
+// missing, extra or mis-shaped tensor; the model is left unchanged on error.
 void load_weights(CstModelImpl& model, const std::string& path);
 
-// Builds a model from the file's config and loads its weights.
+// Builds a model from the file's config and loads its weights; the file is checked in full
+// (read_weights_config) before the model is allocated.
 CstModel load_model(const std::string& path);
 
 }  // namespace cst::model

@@ -27,7 +27,7 @@
 # --packages: `system` uses what is installed (scripts/install-deps.sh); `carried` unpacks
 # .gpu-debs/debs; `auto` (default) takes carried when .gpu-debs/debs exists, else system.
 # --corpus: a PG-19-layout folder of text (train/ and validation/ of *.txt) for the training
-# checks; default .gpu-debs/kjv when carried, else data/kjv/raw (made with Debian's bible-kjv by
+# checks; default .gpu-debs/kjv when carried, else data/kjv-raw (made with Debian's bible-kjv by
 # scripts/prepare-kjv.sh --raw-only when missing).
 # --cpu-dry-run runs the same steps on CPU at small sizes (no NCCL, no bf16), to test this
 # script where there is no GPU; its report says so, and the GPU-only checks count as not run.
@@ -102,7 +102,7 @@ else
     command -v $t >/dev/null || { echo "error: '$t' not found: install the dependencies (bash scripts/install-deps.sh) or use --packages carried" >&2; exit 2; }
   done
   if [ -z "$CORPUS" ]; then
-    CORPUS=data/kjv/raw
+    CORPUS=data/kjv-raw
     [ -f "$CORPUS/.done" ] || bash scripts/prepare-kjv.sh none data/kjv --raw-only ||
       { echo "error: no corpus: pass --corpus DIR (PG-19 layout) or install bible-kjv" >&2; exit 2; }
   fi
@@ -321,7 +321,7 @@ if ! want bf16; then
   :
 elif built launcher/cst-prep && built launcher/cst-train; then
   if [ -f "$WORK/kjv/.done" ] || { run_logged prep 120 "${SYSENV[@]}" "$BUILD/launcher/cst-prep" --input "$CORPUS" --format pg19 \
-         --output "$WORK/kjv" --task lm --vocab-size 8000 --model-type unigram --seed 1234 && touch "$WORK/kjv/.done"; }; then
+         --output "$WORK/kjv" --overwrite --task lm --vocab-size 8000 --model-type unigram --seed 1234 && touch "$WORK/kjv/.done"; }; then
     if [ "$DRY" = 1 ]; then
       shape=(--model.d_model 64 --model.n_heads 2 --model.n_layers 1 --model.d_ff 128 --model.slice_len 16
              --model.max_seq_len 256 --data.seq_len 256 --train.global_batch 4 --train.micro_batch 2

@@ -79,7 +79,7 @@ if [ ! -f "$OUTDIR/kjv/.done" ]; then
   rm -rf "$OUTDIR/kjv"
   tmp=$(mktemp -d)
   bash scripts/prepare-kjv.sh none "$tmp/kjv" --raw-only
-  mv "$tmp/kjv/raw" "$OUTDIR/kjv"
+  mv "$tmp/kjv-raw" "$OUTDIR/kjv"
   rm -rf "$tmp"
 fi
 

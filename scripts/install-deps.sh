@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything cst-train needs to build, test and run on Debian 12, idempotently:
 #   * Debian packages (compiler, CMake, OpenMPI, HDF5, Boost.Program_options, GoogleTest,
-#     SentencePiece, nlohmann-json, xxHash, the KJV quickstart corpus, SLURM + munge for the batch-job tests);
+#     SentencePiece, nlohmann-json, xxHash, the KJV quickstart corpus, SLURM + munge for the batch-job tests,
+#     clang + libFuzzer for the fuzz targets);
 #   * LibTorch as the C++ library of a pinned PyPI torch wheel, plus h5py / tensorboard /
 #     matplotlib (readers of what we write), in a venv OUTSIDE the clone:
 #     ${CST_VENV:-$HOME/.cache/cst-train/venv}.
@@ -24,7 +25,8 @@ DEB_PKGS=(build-essential cmake ninja-build pkg-config git ca-certificates
           libsentencepiece-dev sentencepiece
           libprotobuf-dev protobuf-compiler
           bible-kjv
-          slurm-wlm munge)
+          slurm-wlm munge
+          clang-14 libclang-rt-14-dev)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -4,15 +4,18 @@
 #
 #   scripts/prepare-kjv.sh <build dir> [output dir, default data/kjv] [--force] [--raw-only]
 #
-# 1. `bible "gen1:1-rev22:21"` -> <out>/raw/{train,validation,test}/<NN>-<Book>.txt, one document
+# 1. `bible "gen1:1-rev22:21"` -> <out>-raw/{train,validation,test}/<NN>-<Book>.txt, one document
 #    per book (verse numbers dropped, chapters headed "CHAPTER n"). Deterministic split:
 #    test = Lamentations, Malachi, Titus, Jude; validation = Ruth, Esther, Jonah, Mark,
-#    Philemon; train = the other 57 books.
+#    Philemon; train = the other 57 books. Beside <out>, not inside it: cst-prep refuses an
+#    input inside its output.
 # 2. cst-prep trains a unigram SentencePiece tokenizer (vocab 8000) on the train books and
 #    writes LM token-stream shards: <out>/{tokenizer.model,train,validation,test}.
 # 3. The same tokenizer makes MLM shards (S = 128): <out>/mlm/{train,validation,test}.
-# Idempotent: a step whose outputs exist is skipped (--force redoes everything). ~10 s.
-# --raw-only stops after step 1 (no build needed; scripts/gpu-prepare.sh uses it).
+# Idempotent: a step whose output is complete is skipped (cst-prep's <folder>/cst-prep.json says
+# so). --force redoes every step; cst-prep then runs with --overwrite, which replaces only the
+# files it wrote before. ~10 s. --raw-only stops after step 1 (no build needed;
+# scripts/gpu-prepare.sh uses it).
 set -euo pipefail
 
 usage() { echo "usage: $0 <build dir> [output dir] [--force] [--raw-only]" >&2; exit 2; }
@@ -32,16 +35,28 @@ out="${args[1]:-$root/data/kjv}"
 prep="$build/launcher/cst-prep"
 [ "$raw_only" = 1 ] || [ -x "$prep" ] || { echo "error: $prep not found: build the cst-prep target first" >&2; exit 2; }
 command -v bible >/dev/null || { echo "error: 'bible' not found: apt-get install bible-kjv" >&2; exit 2; }
-raw="$out/raw"
-[ "$force" = 1 ] && rm -rf "$out"
+out="${out%/}"
+raw="$out-raw"
+complete() { [ -f "$1/cst-prep.json" ] && grep -q '"complete": true' "$1/cst-prep.json"; }
 
-if [ -f "$raw/.done" ]; then
+# The layout of older versions of this script (raw text inside <out>, no cst-prep.json): made by
+# this script, so --force may remove its pieces by name; without --force nothing is touched.
+if [ -f "$out/.done" ] && [ ! -f "$out/cst-prep.json" ]; then
+  [ "$force" = 1 ] || { echo "error: $out was made by an older prepare-kjv.sh: rerun with --force to rebuild it" >&2; exit 2; }
+  rm -rf "$out/raw" "$out/mlm" "$out/train" "$out/validation" "$out/test" "$out/tokenizer.model" "$out/.done"
+  rmdir "$out" 2>/dev/null || true
+fi
+
+if [ -f "$raw/.done" ] && [ "$force" = 0 ]; then
   echo "[prepare-kjv] raw text: already in $raw"
 else
-  rm -rf "$raw"
-  mkdir -p "$raw/train" "$raw/validation" "$raw/test"
+  [ ! -e "$raw" ] || [ -f "$raw/.done" ] ||
+    { echo "error: $raw exists and was not made by this script: move it away or choose another output dir" >&2; exit 2; }
+  partial="$raw.partial"  # built here, then renamed into place: a killed run leaves no half-made $raw
+  rm -rf "$partial"
+  mkdir -p "$partial/train" "$partial/validation" "$partial/test"
   # Chapter headers are "<Book> <n>" lines after an empty line; verses are "  <v> text".
-  bible "gen1:1-rev22:21" | awk -v raw="$raw" '
+  bible "gen1:1-rev22:21" | awk -v raw="$partial" '
     BEGIN { split("Ruth Esther Jonah Mark Philemon", v, " "); for (i in v) split_of[v[i]] = "validation";
             split("Lamentations Malachi Titus Jude", t, " "); for (i in t) split_of[t[i]] = "test" }
     prev == "" && match($0, /^([123] )?[A-Z][a-z]+( of [A-Z][a-z]+)? [0-9]+$/) {
@@ -59,25 +74,32 @@ else
     }
     { prev = $0; if (!file) next; line = $0; sub(/^  [0-9]+ /, "", line); print line > file }
     END { if (n != 66) { print "expected 66 books, found " n > "/dev/stderr"; exit 1 } }'
-  touch "$raw/.done"
+  touch "$partial/.done"
+  rm -rf "$raw"  # only ever one this script made (checked above)
+  mv "$partial" "$raw"
   echo "[prepare-kjv] raw text: $(find "$raw" -name '*.txt' | wc -l) books in $raw"
 fi
 [ "$raw_only" = 1 ] && exit 0
 
-if [ -f "$out/.done" ]; then
+overwrite=()
+[ "$force" = 1 ] && overwrite=(--overwrite)
+if complete "$out" && [ "$force" = 0 ]; then
   echo "[prepare-kjv] LM shards: already in $out"
 else
+  # --overwrite also after a run that did not finish: the folder then holds only cst-prep's files.
+  [ -f "$out/cst-prep.json" ] && overwrite=(--overwrite)
   "$prep" --input "$raw" --format pg19 --output "$out" --task lm --vocab-size 8000 \
-          --model-type unigram --shard-tokens 262144 --seed 1234
-  touch "$out/.done"
+          --model-type unigram --shard-tokens 262144 --seed 1234 "${overwrite[@]}"
+  force=1  # a new tokenizer: the MLM shards are redone too
+  overwrite=(--overwrite)
 fi
 
-if [ -f "$out/mlm/.done" ]; then
+if complete "$out/mlm" && [ "$force" = 0 ]; then
   echo "[prepare-kjv] MLM shards: already in $out/mlm"
 else
+  [ -f "$out/mlm/cst-prep.json" ] && overwrite=(--overwrite)
   "$prep" --input "$raw" --format pg19 --output "$out/mlm" --task mlm --seq-len 128 \
-          --tokenizer "$out/tokenizer.model" --shard-rows 4096
-  touch "$out/mlm/.done"
+          --tokenizer "$out/tokenizer.model" --shard-rows 4096 "${overwrite[@]}"
 fi
 
 echo "[prepare-kjv] tokenizer:  $out/tokenizer.model"

@@ -3,6 +3,7 @@
 #include <torch/csrc/autograd/profiler_kineto.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <map>
 
@@ -93,6 +94,52 @@ std::string OpProfile::table(size_t top) const {
   };
   list("CPU operator, self time", cpu, cpu_ms);
   list("CUDA kernel", cuda, cuda_ms);
+  return s;
+}
+
+namespace {
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+}  // namespace
+
+PhaseTimer::PhaseTimer(std::function<void()> sync) : enabled_(true), sync_(std::move(sync)) {
+  if (sync_) sync_();
+  last_ = now_s();
+}
+
+void PhaseTimer::mark(const std::string& phase) {
+  if (!enabled_) return;
+  if (sync_) sync_();
+  const double t = now_s();
+  auto it = std::find_if(phases_.begin(), phases_.end(), [&](const OpTime& p) { return p.name == phase; });
+  if (it == phases_.end()) it = phases_.insert(phases_.end(), OpTime{phase, 0.0, 0});
+  it->ms += (t - last_) * 1e3, ++it->calls;
+  last_ = t;
+}
+
+std::string PhaseTimer::table() const {
+  double total = 0;
+  for (const OpTime& p : phases_) total += p.ms;
+  std::string s = "| phase | ms | share | marks |\n|---|---|---|---|\n";
+  char row[256];
+  for (const OpTime& p : phases_) {
+    std::snprintf(row, sizeof(row), "| %s | %.2f | %.1f%% | %ld |\n", p.name.c_str(), p.ms,
+                  100.0 * p.ms / std::max(total, 1e-12), static_cast<long>(p.calls));
+    s += row;
+  }
+  std::snprintf(row, sizeof(row), "| total | %.2f | 100%% | |\n", total);
+  return s + row;
+}
+
+std::string PhaseTimer::line() const {
+  double total = 0;
+  for (const OpTime& p : phases_) total += p.ms;
+  std::string s;
+  char part[256];
+  for (const OpTime& p : phases_) {
+    std::snprintf(part, sizeof(part), "%s%s %.1f ms (%.1f%%)", s.empty() ? "" : ", ", p.name.c_str(), p.ms,
+                  100.0 * p.ms / std::max(total, 1e-12));
+    s += part;
+  }
   return s;
 }
 

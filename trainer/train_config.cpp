@@ -88,6 +88,8 @@ std::vector<Field<C>> make_fields() {
       CST_FIELD_INT(C, "log.eval_batches", log.eval_batches, "max validation batches per corpus (0 = all)"),
       CST_FIELD_BOOL(C, "log.tensorboard", log.tensorboard, "write TensorBoard event files"),
       CST_FIELD_FLOAT(C, "log.peak_tflops", log.peak_tflops, "per-device peak TFLOP/s for MFU (0 = measure)"),
+      CST_FIELD_INT(C, "log.profile_step", log.profile_step,
+                    "profile this step: time per phase and per operator to <log.dir>/profile_step<k>.md (0 = off)"),
       CST_FIELD_INT(C, "debug.fail_rank", debug.fail_rank, "tests: rank that throws"),
       CST_FIELD_INT(C, "debug.fail_at_step", debug.fail_at_step, "tests: step at which it throws"),
       CST_FIELD_INT(C, "debug.hang_rank", debug.hang_rank, "tests: rank that stalls before a collective"),
@@ -141,11 +143,15 @@ void TrainConfig::validate(int world_size) const {
   CST_OPT_CHECK(data.seq_len >= (model.task == model::Task::kMlm ? 0 : 2), "data.seq_len", "must be >= 2 (LM)");
   CST_OPT_CHECK(data.seq_len <= model.max_seq_len, "data.seq_len", "exceeds model.max_seq_len = " << model.max_seq_len);
   CST_OPT_CHECK(model.task != model::Task::kCls, "model.task", "cst-train trains lm and mlm");
-  CST_OPT_CHECK(data.prefetch >= 1, "data.prefetch", "must be >= 1");
+  // Upper bounds: these size buffers, threads or int arithmetic (steps x global_batch samples).
+  CST_OPT_CHECK(data.prefetch >= 1 && data.prefetch <= 64, "data.prefetch", "must be in [1, 64]");
   CST_OPT_CHECK(data.mask_prob > 0 && data.mask_prob < 1, "data.mask_prob", "must be in (0, 1)");
-  CST_OPT_CHECK(train.steps >= 1, "train.steps", "must be >= 1");
-  CST_OPT_CHECK(train.micro_batch >= 1, "train.micro_batch", "must be >= 1");
-  CST_OPT_CHECK(train.global_batch >= 1, "train.global_batch", "must be >= 1");
+  CST_OPT_CHECK(train.steps >= 1 && train.steps <= kMaxSteps, "train.steps", "must be in [1, " << kMaxSteps << "]");
+  CST_OPT_CHECK(train.micro_batch >= 1 && train.micro_batch <= kMaxBatch, "train.micro_batch",
+                "must be in [1, " << kMaxBatch << "]");
+  CST_OPT_CHECK(train.global_batch >= 1 && train.global_batch <= kMaxBatch, "train.global_batch",
+                "must be in [1, " << kMaxBatch << "]");
+  CST_INPUT_CHECK(world_size >= 1, "world size " << world_size << " must be >= 1");
   validate_seq_parallel(world_size);
   const int64_t dp = data_parallel_size(world_size);
   CST_INPUT_CHECK(train.global_batch % (dp * train.micro_batch) == 0,
@@ -155,7 +161,8 @@ void TrainConfig::validate(int world_size) const {
                                           << dp * train.micro_batch);
   CST_OPT_CHECK(optim.lr > 0, "optim.lr", "must be > 0");
   CST_OPT_CHECK(optim.min_lr >= 0 && optim.min_lr <= optim.lr, "optim.min_lr", "must be in [0, optim.lr]");
-  CST_OPT_CHECK(optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0");
+  CST_OPT_CHECK(optim.warmup_steps >= 0 && optim.warmup_steps <= kMaxSteps, "optim.warmup_steps",
+                "must be in [0, " << kMaxSteps << "]");
   CST_OPT_CHECK(optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0");
   CST_OPT_CHECK(optim.beta1 >= 0 && optim.beta1 < 1, "optim.beta1", "must be in [0, 1)");
   CST_OPT_CHECK(optim.beta2 >= 0 && optim.beta2 < 1, "optim.beta2", "must be in [0, 1)");
@@ -174,22 +181,28 @@ void TrainConfig::validate(int world_size) const {
   }
   CST_INPUT_CHECK(dist.sdpa != "on" || model.arch == model::Arch::kFull,
                   "dist.sdpa = on applies to model.arch = full only (CSA's kernels: model.csa_kernel); model.arch is cst");
-  CST_OPT_CHECK(dist.threads >= 0, "dist.threads", "must be >= 0");
-  CST_OPT_CHECK(dist.bucket_first_mb > 0, "dist.bucket_first_mb", "must be > 0");
-  CST_OPT_CHECK(dist.bucket_mb > 0, "dist.bucket_mb", "must be > 0");
-  CST_OPT_CHECK(dist.comm_timeout_s > 0, "dist.comm_timeout_s", "must be > 0");
+  CST_OPT_CHECK(dist.threads >= 0 && dist.threads <= 4096, "dist.threads", "must be in [0, 4096]");
+  CST_OPT_CHECK(dist.bucket_first_mb > 0 && dist.bucket_first_mb <= 65536, "dist.bucket_first_mb",
+                "must be in (0, 65536] MiB");
+  CST_OPT_CHECK(dist.bucket_mb > 0 && dist.bucket_mb <= 65536, "dist.bucket_mb", "must be in (0, 65536] MiB");
+  CST_OPT_CHECK(dist.comm_timeout_s > 0 && dist.comm_timeout_s <= 1e7, "dist.comm_timeout_s",
+                "must be in (0, 1e7] seconds");
   CST_OPT_CHECK(checkpoint.weights_interval >= 0, "checkpoint.weights_interval", "must be >= 0");
   CST_OPT_CHECK(checkpoint.interval >= 0, "checkpoint.interval", "must be >= 0 (0 = only at the end)");
   CST_OPT_CHECK(checkpoint.keep >= 0, "checkpoint.keep", "must be >= 0 (0 = keep all)");
   CST_OPT_CHECK(checkpoint.zero_stage == 0 || checkpoint.zero_stage == 1, "checkpoint.zero_stage", "must be 0 or 1");
-  CST_OPT_CHECK(debug.save_delay_ms >= 0, "debug.save_delay_ms", "must be >= 0");
-  CST_OPT_CHECK(debug.prune_delay_ms >= 0, "debug.prune_delay_ms", "must be >= 0");
+  CST_OPT_CHECK(debug.save_delay_ms >= 0 && debug.save_delay_ms <= 3600000, "debug.save_delay_ms",
+                "must be in [0, 3600000]");
+  CST_OPT_CHECK(debug.prune_delay_ms >= 0 && debug.prune_delay_ms <= 3600000, "debug.prune_delay_ms",
+                "must be in [0, 3600000]");
   CST_OPT_CHECK(debug.signal >= 1 && debug.signal <= 64, "debug.signal", "must be a signal number");
   CST_OPT_CHECK(!log.dir.empty(), "log.dir", "must not be empty");
   CST_OPT_CHECK(log.interval >= 1, "log.interval", "must be >= 1");
   CST_OPT_CHECK(log.eval_interval >= 0, "log.eval_interval", "must be >= 0");
   CST_OPT_CHECK(log.eval_batches >= 0, "log.eval_batches", "must be >= 0");
-  CST_OPT_CHECK(log.peak_tflops >= 0, "log.peak_tflops", "must be >= 0");
+  CST_OPT_CHECK(log.peak_tflops >= 0 && log.peak_tflops <= 1e9, "log.peak_tflops", "must be in [0, 1e9]");
+  CST_OPT_CHECK(log.profile_step >= 0 && log.profile_step <= kMaxSteps, "log.profile_step",
+                "must be in [0, " << kMaxSteps << "] (0 = off)");
   CST_OPT_CHECK(debug.fail_rank < world_size, "debug.fail_rank", "must be < world size " << world_size);
 #undef CST_OPT_CHECK
 }

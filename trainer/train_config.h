@@ -85,6 +85,7 @@ struct LogOptions {
   int64_t eval_batches = 0;          // max validation batches per corpus of data.valid (0 = the whole split)
   bool tensorboard = true;           // write TensorBoard event files
   double peak_tflops = 0.0;          // per-device peak for MFU (0 = measure a 2048^3 GEMM)
+  int64_t profile_step = 0;          // this step runs profiled: <log.dir>/profile_step<k>.md (0 = off)
 };
 
 struct DebugOptions {
@@ -98,6 +99,11 @@ struct DebugOptions {
   int64_t save_delay_ms = 0;   // tests: checkpoint writers sleep this long mid-save (widens kill windows)
   int64_t prune_delay_ms = 0;  // tests: rank 0 sleeps this long mid-prune, after removing a first file
 };
+
+// Upper bounds of TrainConfig::validate() (with ModelConfig's): steps x global_batch samples
+// stays far inside int64.
+inline constexpr int64_t kMaxSteps = 10000000000;  // 1e10 optimizer steps
+inline constexpr int64_t kMaxBatch = 16777216;     // 2^24 samples per step or per micro-batch
 
 struct TrainConfig {
   model::ModelConfig model;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <thread>
 
 #include "common/error.h"
@@ -32,7 +33,12 @@ TrainResult Trainer::run() {
   TrainResult res;
   s.model->train();
   for (int64_t step = s.start_step + 1; step <= steps; ++step) {  // 1-based, as in every message and log line
-    s.train_step(step);
+    if (step == cfg.log.profile_step) {
+      s.profiled_train_step(step);
+    } else {
+      PhaseTimer off;
+      s.train_step(step, off);
+    }
     if (every(cfg.log.interval, step) || step == steps) s.log(step, res);
     if (every(cfg.log.eval_interval, step) || step == steps) s.evaluate(step, res);
     if (every(cfg.checkpoint.weights_interval, step) && step != steps)
@@ -50,7 +56,21 @@ TrainResult Trainer::run() {
   return res;
 }
 
-void Trainer::State::train_step(int64_t step) {
+void Trainer::State::profiled_train_step(int64_t step) {
+  PhaseTimer phases([this] {
+    if (device.is_cuda()) torch::cuda::synchronize();
+  });
+  const OpProfile ops = profile_ops([&] { train_step(step, phases); }, device.is_cuda());
+  if (!rank0()) return;
+  const std::string path = cfg.log.dir + "/profile_step" + std::to_string(step) + ".md";
+  std::ofstream out(path);
+  out << "# Step " << step << " of rank 0\n\nWall time per phase (device synchronised at each boundary):\n\n"
+      << phases.table() << "\nOperators:\n\n" << ops.table(30);
+  CST_CHECK(out.good(), "cannot write the step profile " << path);
+  sink->text("profile of step " + std::to_string(step) + ": " + phases.line() + "; operators in " + path);
+}
+
+void Trainer::State::train_step(int64_t step, PhaseTimer& phases) {
   if (cfg.debug.fail_rank == proc.rank && cfg.debug.fail_at_step == step)
     CST_THROW("debug: injected failure at step " << step << " on rank " << proc.rank);
   const int W = proc.world_size;
@@ -60,6 +80,7 @@ void Trainer::State::train_step(int64_t step) {
   CST_CHECK(batch.has_value(), "train loader ended");
   loader_state = batch->state_after;
   interval.data_wait += seconds_since(t0);
+  phases.mark("data");
   // This rank's chunk of each sequence (its LM targets are the next tokens, across the border).
   Tensor ids = to_tensor(batch->input_ids, batch->rows, batch->cols, torch::kLong);
   Tensor labels = chunk(mlm ? to_tensor(batch->labels, batch->rows, batch->cols, torch::kLong) : ids.narrow(1, 1, seq_len));
@@ -75,6 +96,7 @@ void Trainer::State::train_step(int64_t step) {
                               [&] { return comm.all_reduce_int(local_count, comm::ReduceOp::kSum); });
     interval.comm_wait += seconds_since(tc);
   }
+  phases.mark("token count");
   const double scale = static_cast<double>(W) / static_cast<double>(std::max<int64_t>(1, global_count));
   for (int64_t m = 0; m < micro; ++m) {
     auto rows = [&](const Tensor& t) { return t.defined() ? t.narrow(0, m * mb, mb).to(device) : t; };
@@ -83,19 +105,24 @@ void Trainer::State::train_step(int64_t step) {
       Bf16Autocast ac(bf16);
       ls = model->loss(rows(inputs), rows(mask), rows(labels));
     }
+    phases.mark("forward + loss");
     reducer->prepare_for_backward(m == micro - 1);
     (ls.sum * scale).backward();
     interval.loss_sum += ls.sum.item<double>();
+    phases.mark("backward (+ overlapped all-reduce)");
   }
   interval.tokens += local_count;
   if (cfg.debug.hang_rank == proc.rank && cfg.debug.hang_at_step == step)
     std::this_thread::sleep_for(std::chrono::seconds(3600));
   collective("gradient all-reduce (finalize) at step " + std::to_string(step), [&] { reducer->finalize(step); });
   interval.comm_wait += reducer->last_stats().wait_seconds;
+  phases.mark("gradient all-reduce (finalize)");
   grad_norm = clip_grad_norm(params, cfg.optim.grad_clip);
+  phases.mark("clip");
   lr = learning_rate(cfg.optim, cfg.train.steps, step - 1);
   opt->step(lr);
   opt->zero_grad();
+  phases.mark("optimizer");
   interval.step_time += seconds_since(t0);
   ++interval.steps;
 }

@@ -108,7 +108,7 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
     if (s.resumed_from.empty()) throw;
     throw InputError("checkpoint manifest '" + s.resumed_from + "/manifest.json', field loader: " + e.what());
   }
-  s.train_flops_per_token = 3.0 * forward_flops_per_token(cfg.model, s.seq_len);
+  s.train_flops_per_token = 3.0 * forward_flops_per_token(cfg.model, s.seq_len, s.mlm ? cfg.data.mask_prob : 1.0);
   if (s.rank0()) s.describe_setup(mc);
 }
 

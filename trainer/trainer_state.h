@@ -18,6 +18,7 @@
 #include "model/model.h"
 #include "trainer/checkpoint.h"
 #include "trainer/metrics.h"
+#include "trainer/op_profile.h"
 #include "trainer/optimizer.h"
 #include "trainer/trainer.h"
 #include "trainer/watchdog.h"
@@ -98,7 +99,11 @@ struct Trainer::State {
   dataio::LoaderOptions loader_options(bool train) const;
 
   // the loop (trainer.cpp); collective unless said otherwise
-  void train_step(int64_t step);  // data, forward + backward, gradient all-reduce, clip, optimizer
+  // data, forward + backward, gradient all-reduce, clip, optimizer; phases: marked after each
+  void train_step(int64_t step, PhaseTimer& phases);
+  // train_step under the operator profiler, with phases timed; rank 0 writes
+  // <log.dir>/profile_step<step>.md and prints the phases.
+  void profiled_train_step(int64_t step);
   void log(int64_t step, TrainResult& res);
   void evaluate(int64_t step, TrainResult& res);  // trainer_eval.cpp
   void export_weights(const std::string& path);   // rank 0 only

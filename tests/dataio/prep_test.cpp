@@ -44,8 +44,37 @@ TEST(Text, JsonStringField) {
   EXPECT_EQ(json_string_field(R"({"meta": {"text": "no", "x": [1, "]", {}]}, "text": "yes"})", "text", w), "yes");
   expect_input_error([&] { json_string_field(R"({"id": 3})", "text", w); }, {"f line 1", "no string field 'text'"});
   expect_input_error([&] { json_string_field(R"({"text": 5})", "text", w); }, {"f line 1", "not a string"});
-  expect_input_error([&] { json_string_field(R"({"text": "abc)", "text", w); }, {"f line 1", "unterminated"});
-  expect_input_error([&] { json_string_field("[1, 2]", "text", w); }, {"f line 1", "expected '{'"});
+  expect_input_error([&] { json_string_field(R"({"text": "abc)", "text", w); }, {"f line 1", "missing closing quote"});
+  expect_input_error([&] { json_string_field("[1, 2]", "text", w); }, {"f line 1", "expected a JSON object"});
+  expect_input_error([&] { json_string_field(R"({"text": "a"} x)", "text", w); }, {"f line 1", "not valid JSON"});
+}
+
+// Damaged lines end in an InputError naming the file and line, never in a crash: a million
+// nested brackets (a recursive reader overflows its stack), bad \u escapes, lone surrogates,
+// ill-formed UTF-8.
+TEST(Text, JsonDamagedLinesAreInputErrors) {
+  const std::string w = "file 'c.jsonl' line 7";
+  const std::string deep = R"({"meta": )" + std::string(1000000, '[') + std::string(1000000, ']') + R"(, "text": "x"})";
+  expect_input_error([&] { json_string_field(deep, "text", w); }, {"c.jsonl' line 7", "nested deeper than 64"});
+  const std::string ok_depth = R"({"meta": )" + std::string(60, '[') + std::string(60, ']') + R"(, "text": "x"})";
+  EXPECT_EQ(json_string_field(ok_depth, "text", w), "x");
+  expect_input_error([&] { json_string_field(R"({"text": "\u12G4"})", "text", w); }, {"line 7", "4 hex digits"});
+  expect_input_error([&] { json_string_field(R"({"text": "\u12")", "text", w); }, {"line 7", "not valid JSON"});
+  expect_input_error([&] { json_string_field(R"({"text": "\ud800x"})", "text", w); }, {"line 7", "surrogate"});
+  expect_input_error([&] { json_string_field(R"({"text": "\udc00"})", "text", w); }, {"line 7", "surrogate"});
+  expect_input_error([&] { json_string_field("{\"text\": \"\xff\xfe\"}", "text", w); }, {"line 7", "UTF-8"});
+  expect_input_error([&] { json_string_field(R"({"text": "a\qb"})", "text", w); }, {"line 7", "not valid JSON"});
+}
+
+TEST(Text, JsonlFileErrorsNameFileAndLine) {
+  TempDir dir;
+  write_text(dir.file("c/a.jsonl"), "{\"text\": \"one\"}\n\n{\"text\": " + std::string(100000, '[') + "\n");
+  InputFormat f = InputFormat::kJsonl;
+  const auto files = list_inputs(dir.file("c"), f);
+  std::vector<std::string> docs;
+  expect_input_error([&] { read_documents(files[0], f, "text", [&](std::string&& d) { docs.push_back(d); }); },
+                     {"a.jsonl' line 3", "nested deeper than 64"});
+  EXPECT_EQ(docs, std::vector<std::string>{"one"});
 }
 
 TEST(Text, SplitSentences) {

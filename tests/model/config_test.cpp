@@ -46,7 +46,15 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"dropout", [](ModelConfig& c) { c.dropout = 1.0; }, "dropout = 1"},
         Bad{"eps", [](ModelConfig& c) { c.layer_norm_eps = 0; }, "layer_norm_eps"},
         Bad{"classes", [](ModelConfig& c) { c.task = Task::kCls, c.num_classes = 1; }, "num_classes = 1"},
-        Bad{"full_msvipe", [](ModelConfig& c) { c.arch = Arch::kFull, c.pos_emb = PosEmb::kMsVipe; }, "pos_emb = msvipe"}),
+        Bad{"full_msvipe", [](ModelConfig& c) { c.arch = Arch::kFull, c.pos_emb = PosEmb::kMsVipe; }, "pos_emb = msvipe"},
+        // Upper bounds: sizes that would ask for terabytes (or overflow) are refused by value.
+        Bad{"vocab_huge", [](ModelConfig& c) { c.vocab_size = 1000000000000; }, "vocab_size = 1000000000000"},
+        Bad{"width_huge", [](ModelConfig& c) { c.d_model = c.n_heads = 1 << 20; }, "d_model = 1048576"},
+        Bad{"heads_over_width", [](ModelConfig& c) { c.d_model = 4, c.n_heads = 8; }, "n_heads = 8"},
+        Bad{"layers_huge", [](ModelConfig& c) { c.n_layers = 100000; }, "n_layers = 100000"},
+        Bad{"ffn_huge", [](ModelConfig& c) { c.d_ff = int64_t{1} << 30; }, "d_ff = 1073741824"},
+        Bad{"len_huge", [](ModelConfig& c) { c.max_seq_len = int64_t{1} << 40; }, "max_seq_len = 1099511627776"},
+        Bad{"classes_huge", [](ModelConfig& c) { c.num_classes = int64_t{1} << 40; }, "num_classes = 1099511627776"}),
     [](const ::testing::TestParamInfo<Bad>& i) { return i.param.what; });
 
 TEST(ConfigFields, ParseErrorsNameKeyAndValue) {

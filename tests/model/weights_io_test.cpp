@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "common/error.h"
 #include "common/h5.h"
@@ -67,7 +68,7 @@ TEST_F(WeightsIo, RoundTripIsBitwise) {
     for (const auto& item : pa) EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key();
   }
   EXPECT_EQ(read_weights_config(path("w.h5")), cfg_);
-  EXPECT_FALSE(fs::exists(path("w.h5.tmp")));
+  for (const auto& e : fs::directory_iterator(dir_)) EXPECT_EQ(e.path().filename(), "w.h5");  // no temporary left
 }
 
 TEST_F(WeightsIo, LoadModelRebuildsFromTheFileConfig) {
@@ -133,6 +134,74 @@ TEST_F(WeightsIo, OtherConfigShapesDoNotLoad) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("pos_local"), std::string::npos) << e.what();
   }
+}
+
+// weight_shapes (the torch-free table the file is checked against before a model exists) is
+// what the model really holds, for every kind of model.
+TEST(WeightShapes, EqualTheModelsParameters) {
+  for (Arch arch : {Arch::kCst, Arch::kFull})
+    for (Task task : {Task::kLm, Task::kMlm, Task::kCls})
+      for (Aggregation agg : {Aggregation::kMean, Aggregation::kLinear})
+        for (PosEmb pos : {PosEmb::kAuto, PosEmb::kAbsolute}) {
+          ModelConfig c = testing::small_config(task, 3.0, 4, 16);
+          c.arch = arch, c.aggregation = agg, c.pos_emb = pos, c.n_layers = 2, c.num_classes = 3;
+          CstModel m(c);
+          std::map<std::string, std::vector<int64_t>> have;
+          for (const auto& p : m->named_parameters()) have[p.key()] = p.value().sizes().vec();
+          EXPECT_EQ(weight_shapes(c), have) << c.to_string();
+        }
+}
+
+// Sizes in the file are checked before anything is allocated from them.
+TEST_F(WeightsIo, HugeOrInconsistentSizesAreRefusedBeforeAllocating) {
+  expect_load_error([](h5::File& f) { f.set_attr("config.vocab_size", int64_t{1000000000000}); },
+                    {"bad.h5", "vocab_size = 1000000000000", "2147483647"});
+  expect_load_error([](h5::File& f) { f.set_attr("config.d_model", int64_t{1} << 40); }, {"d_model = 1099511627776"});
+  expect_load_error([](h5::File& f) { f.set_attr("config.n_layers", int64_t{100000}); }, {"n_layers = 100000"});
+  expect_load_error([](h5::File& f) { f.set_attr("config.max_seq_len", int64_t{1} << 40); }, {"max_seq_len"});
+  try {  // load_model builds nothing from a file whose sizes are out of range
+    load_model(path("bad.h5"));
+    FAIL() << "loaded";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("max_seq_len"), std::string::npos) << e.what();
+  }
+  // In range, but not what the tensors hold: 2^30 x 8 floats would be 32 GiB.
+  CstModel a(cfg_);
+  save_weights(*a, path("v.h5"));
+  {
+    h5::File f(path("v.h5"), h5::File::Mode::kReadWrite);
+    f.set_attr("config.vocab_size", int64_t{1} << 30);
+  }
+  try {
+    read_weights_config(path("v.h5"));
+    FAIL() << "accepted";
+  } catch (const InputError& e) {
+    for (const char* w : {"v.h5", "has shape [11", "[1073741824"})
+      EXPECT_NE(std::string(e.what()).find(w), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(WeightsIo, TensorsMustBeStoredFloats) {
+  // Declared at its shape but never written: HDF5 would read zeros.
+  expect_load_error(
+      [](h5::File& f) {
+        H5Ldelete(f.id(), "ln_f.weight", H5P_DEFAULT);
+        const hsize_t dims[1] = {8}, chunk[1] = {4};
+        h5::Handle space(H5Screate_simple(1, dims, nullptr), H5Sclose);
+        h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+        H5Pset_chunk(dcpl.id(), 1, chunk);
+        h5::Handle d(H5Dcreate2(f.id(), "ln_f.weight", H5T_NATIVE_FLOAT, space.id(), H5P_DEFAULT, dcpl.id(),
+                                H5P_DEFAULT),
+                     H5Dclose);
+      },
+      {"bad.h5", "'ln_f.weight'", "declares 32 bytes", "stores 0"});
+  expect_load_error(
+      [](h5::File& f) {
+        H5Ldelete(f.id(), "ln_f.weight", H5P_DEFAULT);
+        std::vector<int32_t> v(8, 1);
+        f.write<int32_t>("ln_f.weight", v.data(), {8});
+      },
+      {"'ln_f.weight' is int32", "float32 or float64"});
 }
 
 }  // namespace

@@ -97,7 +97,7 @@ def main():
             mask[1, 13:] = 0
             with h5py.File(ids_path, "w") as f:
                 f["input_ids"], f["attention_mask"] = ids, mask
-            r = subprocess.run([a.score, "--weights", w, "--input", ids_path, "--output", out],
+            r = subprocess.run([a.score, "--weights", w, "--input", ids_path, "--output", out, "--overwrite"],
                                capture_output=True, text=True)
             if r.returncode != 0:
                 print(f"case {i} {over}: cst-score failed: {r.stderr.strip()}")

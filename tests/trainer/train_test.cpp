@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "model/weights_io.h"
@@ -250,11 +251,25 @@ TEST_F(TrainJob, ConfigErrorsExitTwoNamingKeyAndValue) {
   EXPECT_NE(r.err.find("missing.cfg"), std::string::npos) << r.err;
 }
 
-TEST_F(TrainJob, MetricsAndTensorBoardEventsAreWritten) {
+// Also the profile of one step (--log.profile_step): its phases, two micro-steps each for the
+// forward and backward, and the operator table.
+TEST_F(TrainJob, MetricsTensorBoardEventsAndStepProfileAreWritten) {
   const std::string logdir = dir_->file("tb");
   JobResult r = run(2, common_args("lm", 5, "1e-2", 5) + " --train.global_batch 8 --train.micro_batch 2 --log.dir " +
-                           logdir + " --data.valid " + dir_->file("lm"));
+                           logdir + " --data.valid " + dir_->file("lm") + " --log.profile_step 3");
   ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("profile of step 3: data "), std::string::npos) << r.out;
+  std::ifstream prof(logdir + "/profile_step3.md");
+  const std::string profile((std::istreambuf_iterator<char>(prof)), std::istreambuf_iterator<char>());
+  for (const char* row : {"| data |", "| forward + loss | ", "| backward (+ overlapped all-reduce) | ",
+                          "| gradient all-reduce (finalize) |", "| clip |", "| optimizer |", "| total |", "| aten::mm |"})
+    EXPECT_NE(profile.find(row), std::string::npos) << row << " in\n" << profile;
+  for (const char* phase : {"| forward + loss |", "| backward (+ overlapped all-reduce) |"}) {
+    const size_t at = profile.find(phase);
+    ASSERT_NE(at, std::string::npos) << phase;
+    const std::string line = profile.substr(at, profile.find('\n', at) - at);
+    EXPECT_EQ(line.substr(line.size() - 5), "| 2 |") << "two micro-steps: " << line;
+  }
   std::ifstream jl(logdir + "/metrics.jsonl");
   int train_lines = 0, eval_lines = 0;
   for (std::string line; std::getline(jl, line);) {
