@@ -23,8 +23,9 @@ struct LayerContext {
   torch::Tensor global;   // P_g [max_slices, D]
   bool all_real = false;  // true: the mask is known to be all true (fused kernels then need no
                           // per-token mask); false: unknown or padded
-  std::shared_ptr<const SeqChunk> sp;  // sequence parallelism: x is this rank's chunk of the
-                                       // sequence (CSA only); null: x is the whole sequence
+  // Sequence parallelism: x is this rank's chunk of the sequence (CSA only); null: x is the
+  // whole sequence.
+  std::shared_ptr<const SeqChunk> sp = nullptr;
 };
 
 // Projected keys and values from beyond one end of a chunk: model/local_attention.h.
