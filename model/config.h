@@ -15,7 +15,7 @@ namespace cst::model {
 
 enum class Arch { kCst, kFull };                                 // CSA, or the full-attention baseline
 enum class Task { kLm, kMlm, kCls };                             // causal LM / masked LM / classifier
-enum class Composition { kLocalGlobal, kGlobalLocal, kParallel };  // CST.md "Ablation switches"
+enum class Composition { kLocalGlobal, kGlobalLocal, kParallel };  // docs/CST.md "Blocks, heads and the baseline" (ablations)
 enum class Aggregation { kMean, kMax, kLinear };                 // slice embedding from a slice
 enum class PosEmb { kAuto, kMsVipe, kAbsolute };  // auto: MS-VIPE for cst, absolute for full
 // How CSA computes its attention (docs/MODEL.md "Kernels"): explicit scores (the reference), or

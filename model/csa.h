@@ -1,4 +1,4 @@
-// The steps of Composite Slice Attention (CST.md), one function each, so that a sequence-
+// The steps of Composite Slice Attention (docs/CST.md), one function each, so that a sequence-
 // parallel CSA can run the same steps with halos and an all-gather in between:
 //
 //   pad_to_slices -> to_slices / extend -> local_attention -> pool_slices -> global_attention

@@ -1,5 +1,5 @@
 // CST models: pre-norm blocks over Composite Slice Attention (or full attention for the
-// baseline), a tied token embedding, and one head per task (CST.md "Blocks and models").
+// baseline), a tied token embedding, and one head per task (docs/CST.md "Blocks, heads and the baseline").
 //
 // State-dict names (the HDF5 weight layout, docs/WEIGHTS.md):
 //   tok_emb.weight [V, D]           pos_local [W, D], pos_global [max_slices, D]  (MS-VIPE)

@@ -17,6 +17,7 @@
 #                  falling loss, close to a float32 run of the same steps; tokens/s and MFU
 #        resume    the bf16 run resumed from its half-way checkpoint ends where it ended
 #        full      the full-attention baseline, same shape and steps, trains through SDPA
+#                  (step 5 of this run and of the bf16 run profiled: time per phase and kernel)
 #   5. write $OUT/report.md: device, versions, PASS/FAIL per check and the figures
 #      ($OUT/gpu-check.log holds every command's output)
 #
@@ -141,6 +142,14 @@ write_report() {
       echo
       grep -v '^\[W' "$WORK/bench.out"
     fi
+    for p in "train-a:CST (${label_a:-})" "train-d:full attention (${label_a:-})"; do
+      if [ -f "$WORK/${p%%:*}/profile_step5.md" ]; then
+        echo
+        echo "## Step 5 of the ${p#*:} training run, profiled"
+        echo
+        cat "$WORK/${p%%:*}/profile_step5.md"
+      fi
+    done
   } > "$REPORT"
 }
 # run_logged NAME TIMEOUT_S CMD...: runs CMD with a time limit (cut to the time left before
@@ -336,7 +345,10 @@ elif built launcher/cst-prep && built launcher/cst-train; then
             --model.vocab_size 8000 --model.dropout 0 --train.steps $steps --optim.warmup_steps 10 --optim.lr 1e-3
             --log.interval 10 --log.eval_interval 0 --log.eval_batches 4 --checkpoint.zero_stage 1 "${shape[@]}")
     half=$(( steps / 2 ))
-    train train_bf16 train-a "${common[@]}" "${prec_a[@]}" --checkpoint.interval $half
+    # Step 5 of the CST run and of the full-attention run is profiled (<dir>/profile_step5.md: time
+    # per phase with the device synchronised at each border, and per operator / CUDA kernel); the
+    # report shows both. The tokens/s in the report are those of the last log interval.
+    train train_bf16 train-a "${common[@]}" "${prec_a[@]}" --checkpoint.interval $half --log.profile_step 5
     rc_a=$?
     train train_fp32 train-b "${common[@]}" --dist.bf16 off
     rc_b=$?
@@ -376,7 +388,7 @@ print("%.2e" % r, int(r <= 1e-3))' "$a_last" "$c_last" 2>>"$LOG" || echo inf 0)"
     # trains through SDPA's fused kernels (dist.sdpa auto = on CUDA); its tokens/s beside CST's.
     full=("${common[@]}")
     full[1]=configs/pg19_longctx_full.cfg
-    train train_full train-d "${full[@]}" "${prec_a[@]}"
+    train train_full train-d "${full[@]}" "${prec_a[@]}" --log.profile_step 5
     rc_d=$?
     read -r d_first d_last d_fin d_n d_tps d_mfu <<< "$(loss_summary "$WORK/train-d")"
     sdpa_said=$(grep -c "full attention through SDPA" "$WORK/train_full.out")

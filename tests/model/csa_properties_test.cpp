@@ -1,5 +1,5 @@
 // Properties of CSA and the models: causality, padding invariance, the degenerate cases of
-// CST.md, a finite-difference gradient check, and memory at N = 16384; each with CSA's explicit
+// docs/CST.md, a finite-difference gradient check, and memory at N = 16384; each with CSA's explicit
 // scores and with its fused kernels (model.csa_kernel).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -109,7 +109,7 @@ TEST(Padding, AppendingPaddingChangesNoRealOutput) {
   }
 }
 
-// ---- degenerate cases (CST.md "Cost") -------------------------------------------------------
+// ---- degenerate cases (docs/CST.md "Cost") -------------------------------------------------------
 Tensor lin(torch::nn::Linear& l, const Tensor& x) { return torch::nn::functional::linear(x, l->weight, l->bias); }
 
 // softmax(q k^T / sqrt(d)) v per head; q, k, v [T, D].

@@ -1,6 +1,6 @@
 // The vectorised CSA, with explicit scores and with the fused kernels (model.csa_kernel), against
 // a slow, obviously-correct reference: every output token computed from its explicit list of
-// keys, following CST.md step by step.
+// keys, following docs/CST.md step by step.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
