@@ -91,6 +91,21 @@ void LocalCommunicator::all_gather(const at::Tensor& in, at::Tensor& out) {
   out[0].copy_(in);
 }
 
+void LocalCommunicator::reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) {
+  CST_CHECK(in.dim() == out.dim() + 1 && in.size(0) == 1 && in.sizes().slice(1) == out.sizes() &&
+                out.scalar_type() == in.scalar_type(),
+            "local reduce_scatter: in must be [1, " << out.sizes() << "] " << out.scalar_type() << ", got "
+                                                    << detail::describe(in));
+  CST_CHECK(op != ReduceOp::kAvg || at::isFloatingType(in.scalar_type()),
+            "local reduce_scatter: kAvg needs a floating dtype, got " << detail::describe(in));
+  out.copy_(in[0]);
+}
+
+std::unique_ptr<Communicator> LocalCommunicator::split(int color, int /*key*/) {
+  CST_CHECK(color >= 0, "local split: color " << color << " must be >= 0");
+  return std::make_unique<LocalCommunicator>();
+}
+
 void LocalCommunicator::send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) {
   CST_CHECK(dst == -1 || dst == 0, "local send_recv: dst " << dst << " is not a rank");
   CST_CHECK(src == -1 || src == 0, "local send_recv: src " << src << " is not a rank");

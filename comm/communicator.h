@@ -68,12 +68,22 @@ class Communicator {
   virtual void broadcast(at::Tensor& t, int root) = 0;
   // in: any shape; out: [size, in.sizes()...] contiguous, same dtype; out[r] = in of rank r.
   virtual void all_gather(const at::Tensor& in, at::Tensor& out) = 0;
+  // The converse of all_gather: in [size, out.sizes()...] contiguous, same dtype; out becomes
+  // the reduction over ranks r of (in of rank r)[rank()]. kAvg needs a floating dtype.
+  virtual void reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op = ReduceOp::kSum) = 0;
   // Point-to-point exchange (halos for CST sequence parallelism): sends `send` to rank dst and
   // receives `recv` (contiguous, preallocated) from rank src in one deadlock-free call; dst or
   // src may be -1 for none. Only the ranks named must call it (not a collective), but a rank
   // receiving from src must be matched by src sending to it.
   virtual void send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) = 0;
   virtual void barrier() = 0;
+  // Collective: the ranks that pass the same color (>= 0) form a new communicator of the same
+  // backend, ranked by (key, rank here), as MPI_Comm_split. The result is owned by the caller
+  // and independent of this one (its own MPI communicator / NCCL communicator and, for MPI,
+  // its own communication thread: collectives on the two may run concurrently, e.g. gradient
+  // all-reduces on the world and sequence-parallel exchanges on a group). Either may be
+  // destroyed first (the MpiEnvironment must outlive both).
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 
   // Where the tensors of this communicator's collectives must live: CPU for local and MPI, the
   // bound CUDA device for NCCL (which rejects host tensors).
@@ -87,7 +97,8 @@ class Communicator {
 };
 
 // One rank: every collective has its single-rank meaning (all_reduce of any op = identity,
-// broadcast from 0 = no-op, all_gather copies in into out[0], send_recv to/from rank 0 copies).
+// broadcast from 0 = no-op, all_gather copies in into out[0], reduce_scatter copies in[0] into
+// out, send_recv to/from rank 0 copies, split gives another single-rank communicator).
 // Any device and dtype.
 class LocalCommunicator : public Communicator {
  public:
@@ -98,8 +109,10 @@ class LocalCommunicator : public Communicator {
   std::unique_ptr<Work> all_reduce_async(at::Tensor t, ReduceOp op = ReduceOp::kSum) override;
   void broadcast(at::Tensor& t, int root) override;
   void all_gather(const at::Tensor& in, at::Tensor& out) override;
+  void reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op = ReduceOp::kSum) override;
   void send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) override;
   void barrier() override {}
+  std::unique_ptr<Communicator> split(int color, int key) override;
 };
 
 namespace detail {

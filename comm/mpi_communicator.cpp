@@ -188,12 +188,24 @@ void worker_loop(std::shared_ptr<MpiCommunicator::Queue> q) {
     if (cst_rc_ != MPI_SUCCESS) fail(ctx, cst_rc_, #expr, __FILE__, __LINE__, op, bytes); \
   } while (0)
 
-MpiCommunicator::MpiCommunicator(MpiEnvironment& env, Options opts)
-    : opts_(opts), queue_(std::make_shared<Queue>()), stuck_(std::make_shared<bool>(false)) {
+namespace {
+MPI_Comm dup_world(const MpiEnvironment& env) {
+  MpiCommunicator::Ctx ctx;
+  ctx.host = env.host(), ctx.rank = env.rank(), ctx.size = env.size();
+  MPI_Comm c = MPI_COMM_NULL;
+  CST_MPI_OP(ctx, MPI_Comm_dup(MPI_COMM_WORLD, &c), "comm_dup", 0);
+  return c;
+}
+}  // namespace
+
+MpiCommunicator::MpiCommunicator(MpiEnvironment& env, Options opts) : MpiCommunicator(env, opts, dup_world(env)) {}
+
+MpiCommunicator::MpiCommunicator(MpiEnvironment& env, Options opts, MPI_Comm comm)
+    : env_(env), opts_(opts), queue_(std::make_shared<Queue>()), stuck_(std::make_shared<bool>(false)) {
   ctx_.host = env.host();
   ctx_.rank = env.rank();
   ctx_.size = env.size();
-  CST_MPI_OP(ctx_, MPI_Comm_dup(MPI_COMM_WORLD, &ctx_.comm), "comm_dup", 0);
+  ctx_.comm = comm;
   CST_MPI_OP(ctx_, MPI_Comm_set_errhandler(ctx_.comm, MPI_ERRORS_RETURN), "comm_set_errhandler", 0);
   CST_MPI_OP(ctx_, MPI_Comm_rank(ctx_.comm, &ctx_.rank), "comm_rank", 0);
   CST_MPI_OP(ctx_, MPI_Comm_size(ctx_.comm, &ctx_.size), "comm_size", 0);
@@ -341,6 +353,42 @@ void MpiCommunicator::all_gather(const at::Tensor& in, at::Tensor& out) {
                              static_cast<int>(bytes), MPI_BYTE, ctx.comm),
                "all_gather", bytes);
   });
+}
+
+void MpiCommunicator::reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) {
+  const std::string name = op_name("reduce_scatter", op);
+  check_cpu(in, name.c_str());
+  check_cpu(out, name.c_str());
+  CST_CHECK(in.scalar_type() == out.scalar_type() && in.dim() == out.dim() + 1 && in.size(0) == size_ &&
+                in.sizes().slice(1) == out.sizes(),
+            "MPI " << name << " on rank " << rank_ << ": in must be [" << size_ << ", " << out.sizes() << "] "
+                   << out.scalar_type() << ", got " << detail::describe(in));
+  CST_CHECK(op != ReduceOp::kAvg || at::isFloatingType(in.scalar_type()),
+            "MPI " << name << " on rank " << rank_ << ": kAvg needs a floating dtype, got " << detail::describe(in));
+  CST_CHECK(out.numel() <= INT_MAX, "MPI " << name << " on rank " << rank_ << ": " << out.numel()
+                                           << " elements per rank exceed MPI's int count");
+  const int64_t bytes = nbytes(in);
+  at::Tensor src = in, dst = out;
+  run_blocking(name, bytes, [ctx = ctx_, src, dst, op, name, bytes]() mutable {
+    const bool via = via_float(src.scalar_type());
+    at::Tensor s = via ? src.to(at::kFloat).contiguous() : src.contiguous();
+    at::Tensor r = (via || !dst.is_contiguous()) ? at::empty(dst.sizes(), s.options()) : dst;
+    CST_MPI_OP(ctx,
+               MPI_Reduce_scatter_block(s.data_ptr(), r.data_ptr(), static_cast<int>(r.numel()),
+                                        reduce_type(s.scalar_type()), mpi_op(op, s.scalar_type()), ctx.comm),
+               name, bytes);
+    if (op == ReduceOp::kAvg) r.div_(ctx.size);
+    if (!r.is_same(dst)) dst.copy_(r);
+  });
+}
+
+std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
+  CST_CHECK(color >= 0, "MPI split on rank " << rank_ << ": color " << color << " must be >= 0");
+  auto made = std::make_shared<MPI_Comm>(MPI_COMM_NULL);  // written by the task, possibly late
+  run_blocking("split", 0, [ctx = ctx_, color, key, made]() {
+    CST_MPI_OP(ctx, MPI_Comm_split(ctx.comm, color, key, made.get()), "split", 0);
+  });
+  return std::unique_ptr<Communicator>(new MpiCommunicator(env_, opts_, *made));
 }
 
 void MpiCommunicator::send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) {

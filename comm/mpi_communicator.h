@@ -17,6 +17,11 @@
 // Lifetime: the MpiEnvironment must outlive the communicator. Construction and destruction are
 // collective (MPI_Comm_dup / MPI_Comm_free of MPI_COMM_WORLD). Not copyable. Methods may be
 // called from any thread, but the order in which ranks issue collectives must be the same.
+//
+// split() makes a communicator over an MPI_Comm_split of this one, with its own thread and
+// queue: its collectives are ordered among themselves, not with this one's, and both threads
+// may be inside MPI at once (MPI_THREAD_MULTIPLE; without it both run on their callers'
+// threads). Each communicator's collectives must be issued in the same order on its ranks.
 #pragma once
 
 #include <mpi.h>
@@ -62,8 +67,10 @@ class MpiCommunicator : public Communicator {
   std::unique_ptr<Work> all_reduce_async(at::Tensor t, ReduceOp op = ReduceOp::kSum) override;
   void broadcast(at::Tensor& t, int root) override;
   void all_gather(const at::Tensor& in, at::Tensor& out) override;
+  void reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op = ReduceOp::kSum) override;
   void send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) override;
   void barrier() override;
+  std::unique_ptr<Communicator> split(int color, int key) override;
 
   // Shared between the queue and the Work handles (public for the .cpp's Work class).
   struct TaskState;
@@ -77,12 +84,15 @@ class MpiCommunicator : public Communicator {
   struct Queue;
 
  private:
+  // Takes ownership of comm (a duplicate or split that this object frees).
+  MpiCommunicator(MpiEnvironment& env, Options opts, MPI_Comm comm);
   // Runs fn (the MPI calls of one operation) in issue order: queued to the background thread,
   // or inline. `op` and `bytes` name the operation in errors and timeouts.
   std::shared_ptr<TaskState> submit(std::string op, int64_t bytes, std::function<void()> fn);
   void run_blocking(std::string op, int64_t bytes, std::function<void()> fn);
   void check_cpu(const at::Tensor& t, const char* op) const;
 
+  MpiEnvironment& env_;
   Options opts_;
   Ctx ctx_;
   int rank_ = 0, size_ = 1;

@@ -83,6 +83,7 @@ std::string host_name() {
 
 struct NcclCommunicator::Impl {
   ncclComm_t comm = nullptr;
+  MPI_Comm mpi = MPI_COMM_NULL;  // the same ranks over MPI (owned): for split()
   c10::cuda::CUDAStream stream;
   explicit Impl(c10::cuda::CUDAStream s) : stream(s) {}
 };
@@ -154,15 +155,51 @@ NcclCommunicator::NcclCommunicator(MpiEnvironment& env, int device, double timeo
   c10::cuda::CUDAGuard g(static_cast<c10::DeviceIndex>(device_));
   impl_ = std::make_unique<Impl>(
       c10::cuda::getStreamFromPool(/*isHighPriority=*/true, static_cast<c10::DeviceIndex>(device_)));
+  CST_CHECK_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &impl_->mpi));
   ncclUniqueId id;
   if (rank_ == 0) CST_CHECK_NCCL(ncclGetUniqueId(&id), "get_unique_id", sizeof(id));
-  CST_CHECK_MPI(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD));
+  CST_CHECK_MPI(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, impl_->mpi));
   CST_CHECK_NCCL(ncclCommInitRank(&impl_->comm, size_, id, rank_), "comm_init_rank", sizeof(id));
+}
+
+NcclCommunicator::NcclCommunicator(MpiEnvironment& env, MPI_Comm mpi_comm, const NcclCommunicator& parent, int color,
+                                   int key)
+    : env_(env), device_(parent.device_), timeout_s_(parent.timeout_s_) {
+  c10::cuda::CUDAGuard g(static_cast<c10::DeviceIndex>(device_));
+  impl_ = std::make_unique<Impl>(
+      c10::cuda::getStreamFromPool(/*isHighPriority=*/true, static_cast<c10::DeviceIndex>(device_)));
+  impl_->mpi = mpi_comm;
+  CST_CHECK_MPI(MPI_Comm_rank(mpi_comm, &rank_));
+  CST_CHECK_MPI(MPI_Comm_size(mpi_comm, &size_));
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 18, 0)
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  CST_CHECK_NCCL(ncclCommSplit(parent.impl_->comm, color, key, &impl_->comm, &config), "comm_split", 0);
+  int nccl_rank = -1;
+  CST_CHECK_NCCL(ncclCommUserRank(impl_->comm, &nccl_rank), "comm_user_rank", 0);
+  CST_CHECK(nccl_rank == rank_, "NCCL split on rank " << rank_ << ": NCCL ranks this process " << nccl_rank
+                                                      << ", MPI_Comm_split " << rank_);
+#else
+  (void)color, (void)key;
+  ncclUniqueId id;
+  if (rank_ == 0) CST_CHECK_NCCL(ncclGetUniqueId(&id), "get_unique_id", sizeof(id));
+  CST_CHECK_MPI(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, impl_->mpi));
+  CST_CHECK_NCCL(ncclCommInitRank(&impl_->comm, size_, id, rank_), "comm_init_rank", sizeof(id));
+#endif
 }
 
 NcclCommunicator::~NcclCommunicator() {
   // After a timeout the process aborts (MPI_Abort) instead of reaching here with a hung comm.
   if (impl_ && impl_->comm != nullptr) ncclCommDestroy(impl_->comm);
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (impl_ && impl_->mpi != MPI_COMM_NULL && !finalized) MPI_Comm_free(&impl_->mpi);
+}
+
+std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key) {
+  CST_CHECK(color >= 0, "NCCL split on rank " << rank_ << ": color " << color << " must be >= 0");
+  MPI_Comm sub = MPI_COMM_NULL;
+  CST_CHECK_MPI(MPI_Comm_split(impl_->mpi, color, key, &sub));
+  return std::unique_ptr<Communicator>(new NcclCommunicator(env_, sub, *this, color, key));
 }
 
 namespace {
@@ -249,6 +286,27 @@ void NcclCommunicator::all_gather(const at::Tensor& in, at::Tensor& out) {
                                                impl_->stream.stream()),
                                  "all_gather", bytes));
   NcclWork(impl_->comm, l.start, l.end, out, "all_gather", bytes, rank_, device_).wait(timeout_s_);
+}
+
+void NcclCommunicator::reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) {
+  const std::string name = std::string("reduce_scatter(") + to_string(op) + ")";
+  check_cuda_tensor(in, device_, rank_, name.c_str());
+  check_cuda_tensor(out, device_, rank_, name.c_str());
+  CST_CHECK(out.scalar_type() == in.scalar_type() && in.dim() == out.dim() + 1 && in.size(0) == size_ &&
+                in.sizes().slice(1) == out.sizes(),
+            "NCCL " << name << " on rank " << rank_ << ": in must be [" << size_ << ", " << out.sizes() << "], got "
+                    << detail::describe(in));
+  CST_CHECK(op != ReduceOp::kAvg || at::isFloatingType(in.scalar_type()),
+            "NCCL " << name << " on rank " << rank_ << ": kAvg needs a floating dtype, got " << detail::describe(in));
+  const int64_t bytes = nbytes(in);
+  Launch l;
+  std::vector<at::Tensor> ts{in, out};
+  CST_NCCL_LAUNCH(
+      l, ts,
+      CST_CHECK_NCCL(ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(), nccl_type(in.scalar_type()),
+                                       nccl_op(op, in.scalar_type()), impl_->comm, impl_->stream.stream()),
+                     name, bytes));
+  NcclWork(impl_->comm, l.start, l.end, out, name, bytes, rank_, device_).wait(timeout_s_);
 }
 
 void NcclCommunicator::send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) {

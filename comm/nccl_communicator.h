@@ -15,6 +15,10 @@
 //
 // Lifetime: the MpiEnvironment must outlive it. Construction is collective over
 // MPI_COMM_WORLD. Not copyable.
+//
+// split(): an MPI_Comm_split of this communicator's MPI twin (for ranks and sizes), then
+// ncclCommSplit (NCCL >= 2.18) or, with older NCCL, a new unique id broadcast over the MPI
+// split and ncclCommInitRank. Same device; its own side stream.
 #pragma once
 
 #ifdef CST_WITH_NCCL
@@ -50,12 +54,17 @@ class NcclCommunicator : public Communicator {
   std::unique_ptr<Work> all_reduce_async(at::Tensor t, ReduceOp op = ReduceOp::kSum) override;
   void broadcast(at::Tensor& t, int root) override;
   void all_gather(const at::Tensor& in, at::Tensor& out) override;
+  void reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op = ReduceOp::kSum) override;
   void send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) override;
   void barrier() override;
+  std::unique_ptr<Communicator> split(int color, int key) override;
 
   struct Impl;  // CUDA types stay out of this header
 
  private:
+  // A split of `parent` (color, key) over `mpi_comm` (the MPI split, owned from now on).
+  NcclCommunicator(MpiEnvironment& env, MPI_Comm mpi_comm, const NcclCommunicator& parent, int color, int key);
+
   MpiEnvironment& env_;
   int rank_ = 0, size_ = 1, device_ = 0;
   double timeout_s_;

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "model/csa.h"
 #include "model/recompute.h"
+#include "model/seq_parallel.h"
 #ifdef CST_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #endif
@@ -41,18 +42,18 @@ struct GlobalWeights {
   Tensor p_g, wq, bq, wk, bk, wv, bv;  // p_g: P_g, or undefined (no MS-VIPE)
 };
 
-// Slice embeddings s_bar [B, n, D] -> Y_g [B, n, D]. slice_mask [B, n] or, with fused kernels,
-// undefined (every slice real).
+// Slice embeddings s_bar [B, n, D] -> Y_g [B, n_q, D] of slices [first_query, first_query + n_q)
+// (n_q < 0: all). slice_mask [B, n] or, with fused kernels, undefined (every slice real).
 Tensor global_branch(const Tensor& s_bar, const Tensor& slice_mask, const GlobalWeights& w, int64_t H, bool causal,
-                     bool fused, double dropout, bool training) {
+                     bool fused, double dropout, bool training, int64_t first_query, int64_t n_q) {
   const int64_t n = s_bar.size(1);
   Tensor qk_in = w.p_g.defined() ? s_bar + w.p_g.narrow(0, 0, n) : s_bar;
   Tensor q = csa::split_heads(at::linear(qk_in, w.wq, w.bq), H);  // [B, H, n, d]
   Tensor k = csa::split_heads(at::linear(qk_in, w.wk, w.bk), H);
   Tensor v = csa::split_heads(at::linear(s_bar, w.wv, w.bv), H);
-  Tensor y = fused ? csa::global_attention_sdpa(q, k, v, slice_mask, causal, dropout, training)
-                   : csa::global_attention(q, k, v, slice_mask, causal, dropout, training);
-  return csa::merge_heads(y);  // [B, n, D]
+  Tensor y = fused ? csa::global_attention_sdpa(q, k, v, slice_mask, causal, dropout, training, first_query, n_q)
+                   : csa::global_attention(q, k, v, slice_mask, causal, dropout, training, first_query, n_q);
+  return csa::merge_heads(y);  // [B, n_q, D]
 }
 
 }  // namespace
@@ -135,29 +136,60 @@ Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const 
   return csa::to_slices(y, L);                                     // [B, n, L, D]
 }
 
-Tensor CompositeSliceAttention::global(const Tensor& s_bar, const Tensor& slice_mask, const LayerContext& pos) {
+namespace {
+// Whether every slice of the whole sequence is known real: under sequence parallelism pos.all_real
+// speaks of this rank's chunk only, and the gathered slices are known real only when the
+// sequence came without a mask.
+bool all_slices_real(const LayerContext& pos) { return pos.sp ? !pos.sp->masked : pos.all_real; }
+}  // namespace
+
+Tensor CompositeSliceAttention::global(const Tensor& s_bar, const Tensor& slice_mask, const LayerContext& pos,
+                                       int64_t first_query, int64_t n_q) {
   const GlobalWeights w{pos.global, q_proj->weight, q_proj->bias, k_proj->weight, k_proj->bias, v_proj->weight,
                         v_proj->bias};
   const bool f = fused();
-  return global_branch(s_bar, f && pos.all_real ? Tensor() : slice_mask, w, cfg_.n_heads, cfg_.causal(), f,
-                       cfg_.dropout, is_training());
+  return global_branch(s_bar, f && all_slices_real(pos) ? Tensor() : slice_mask, w, cfg_.n_heads, cfg_.causal(), f,
+                       cfg_.dropout, is_training(), first_query, n_q);
+}
+
+Tensor CompositeSliceAttention::global_part(const Tensor& s, const Tensor& slice_mask, const LayerContext& pos) {
+  const SeqChunk* sp = pos.sp.get();
+  return sp ? global(all_gather_seq(*sp->group, s), sp->slice_mask_all, pos, sp->first_slice, s.size(1))
+            : global(s, slice_mask, pos);
+}
+
+Tensor CompositeSliceAttention::local_part(const Tensor& x_in, const Tensor& mp, const LayerContext& pos,
+                                           int64_t tokens) {
+  const SeqChunk* sp = pos.sp.get();
+  const int64_t e = cfg_.extension();
+  if (!sp || e == 0) return local(x_in, mp, pos, {}, {}, tokens);
+  // One message per side of D values per token (the local input), not 2D (keys and values).
+  const Halo h = halo_exchange(*sp->group, x_in, e, !cfg_.causal());
+  auto kv = [&](const Tensor& t, const Tensor& m) { return KvHalo{k_proj(t), v_proj(t), sp->masked ? m : Tensor()}; };
+  const KvHalo left = sp->rank > 0 ? kv(h.left, sp->mask_left) : KvHalo{};  // rank 0: the sequence start
+  const KvHalo right = h.right.defined() && sp->rank + 1 < sp->size ? kv(h.right, sp->mask_right) : KvHalo{};
+  return local(h.x, mp, pos, left, right, tokens);
 }
 
 Tensor CompositeSliceAttention::global_of_local(const Tensor& y_l, const Tensor& ms, const Tensor& slice_mask,
                                                 const LayerContext& pos) {
   if (!fused() || (is_training() && cfg_.dropout > 0)) {
-    Tensor y_g = global(csa::pool_slices(y_l, ms, cfg_.aggregation, agg_weight), slice_mask, pos);
+    Tensor y_g = global_part(csa::pool_slices(y_l, ms, cfg_.aggregation, agg_weight), slice_mask, pos);
     return at::matmul(y_g, o_proj->weight.t());
   }
   // Recomputed in backward: it keeps only Y_l (kept by the local kernel anyway), not its [B, n, D]
-  // intermediates, for a few small matmuls more.
-  std::vector<Tensor> in{y_l, ms, q_proj->weight, q_proj->bias, k_proj->weight, k_proj->bias, v_proj->weight,
+  // intermediates, for a few small matmuls more. Under sequence parallelism the pooling and the
+  // all-gather stay outside: it keeps the gathered slice embeddings and no collective is repeated.
+  const SeqChunk* sp = pos.sp.get();
+  const Tensor first = sp ? all_gather_seq(*sp->group, csa::pool_slices(y_l, ms, cfg_.aggregation, agg_weight)) : y_l;
+  std::vector<Tensor> in{first, ms, q_proj->weight, q_proj->bias, k_proj->weight, k_proj->bias, v_proj->weight,
                          v_proj->bias, o_proj->weight};
-  const bool has_mask = !pos.all_real, has_pg = pos.global.defined(), has_agg = agg_weight.defined();
-  for (const Tensor& t : {has_mask ? slice_mask : Tensor(), pos.global, agg_weight})
+  const Tensor mask_in = sp ? sp->slice_mask_all : slice_mask;
+  const bool has_mask = !all_slices_real(pos), has_pg = pos.global.defined(), has_agg = !sp && agg_weight.defined();
+  for (const Tensor& t : {has_mask ? mask_in : Tensor(), pos.global, has_agg ? agg_weight : Tensor()})
     if (t.defined()) in.push_back(t);
-  const int64_t H = cfg_.n_heads;
-  const bool causal = cfg_.causal();
+  const int64_t H = cfg_.n_heads, first_query = sp ? sp->first_slice : 0, n_q = sp ? ms.size(1) : -1;
+  const bool causal = cfg_.causal(), pooled = sp != nullptr;
   const Aggregation agg = cfg_.aggregation;
   auto fn = [=](const std::vector<Tensor>& t) {
     size_t i = 9;
@@ -165,7 +197,8 @@ Tensor CompositeSliceAttention::global_of_local(const Tensor& y_l, const Tensor&
     const Tensor p_g = has_pg ? t[i++] : Tensor();
     const Tensor a = has_agg ? t[i++] : Tensor();
     const GlobalWeights w{p_g, t[2], t[3], t[4], t[5], t[6], t[7]};
-    Tensor y_g = global_branch(csa::pool_slices(t[0], t[1], agg, a), mask, w, H, causal, true, 0.0, false);
+    const Tensor s_bar = pooled ? t[0] : csa::pool_slices(t[0], t[1], agg, a);
+    Tensor y_g = global_branch(s_bar, mask, w, H, causal, true, 0.0, false, first_query, n_q);
     return at::matmul(y_g, t[8].t());
   };
   return recompute(fn, in);
@@ -173,27 +206,31 @@ Tensor CompositeSliceAttention::global_of_local(const Tensor& y_l, const Tensor&
 
 Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, const LayerContext& pos) {
   const int64_t N = x.size(1), L = cfg_.slice_len;
-  CST_CHECK(N <= cfg_.max_seq_len, "CSA: sequence length " << N << " exceeds max_seq_len = " << cfg_.max_seq_len);
+  const SeqChunk* sp = pos.sp.get();
+  const int64_t n_total = sp ? sp->total_slices * L : N;
+  CST_CHECK(n_total <= cfg_.max_seq_len,
+            "CSA: sequence length " << n_total << " exceeds max_seq_len = " << cfg_.max_seq_len);
+  CST_CHECK(!sp || N % L == 0, "CSA: a sequence-parallel chunk of " << N << " tokens is not a multiple of L = " << L);
   auto [xp, mp] = csa::pad_to_slices(x, mask, L);
   Tensor ms = csa::to_slices(mp, L);                                  // [B, n, L]
   Tensor slice_mask = ms.any(-1);                                 // [B, n]
   Tensor y_l, y_g;  // [B, n, L, D], [B, n, D]
   switch (cfg_.composition) {
     case Composition::kLocalGlobal: {  // global attention reads the local output
-      y_l = local(xp, mp, pos, {}, {}, N);
+      y_l = local_part(xp, mp, pos, N);
       return project(y_l, global_of_local(y_l, ms, slice_mask, pos)).narrow(1, 0, N);
     }
     case Composition::kGlobalLocal: {  // local attention reads input + global output
       Tensor s_in = csa::pool_slices(csa::to_slices(xp, L), ms, cfg_.aggregation, agg_weight);
-      y_g = global(s_in, slice_mask, pos);
+      y_g = global_part(s_in, slice_mask, pos);
       Tensor g_tok = y_g.unsqueeze(2).expand_as(csa::to_slices(xp, L)).reshape_as(xp);
-      y_l = local(xp + g_tok, mp, pos, {}, {}, N);
+      y_l = local_part(xp + g_tok, mp, pos, N);
       break;
     }
     case Composition::kParallel: {  // both read the input (H-Transformer style)
       Tensor s_in = csa::pool_slices(csa::to_slices(xp, L), ms, cfg_.aggregation, agg_weight);
-      y_l = local(xp, mp, pos, {}, {}, N);
-      y_g = global(s_in, slice_mask, pos);
+      y_l = local_part(xp, mp, pos, N);
+      y_g = global_part(s_in, slice_mask, pos);
       break;
     }
   }

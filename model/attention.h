@@ -5,11 +5,15 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/linear.h>
 
+#include <memory>
+
 #include "model/config.h"
 #include "model/local_attention.h"
 #include "model/varlen_attention.h"
 
 namespace cst::model {
+
+struct SeqChunk;  // model/seq_parallel.h
 
 // What every layer of one forward pass shares, made by the model and passed by reference: the
 // positional tables (undefined when not used: full attention, or pos_emb = absolute), and what
@@ -19,6 +23,9 @@ struct LayerContext {
   torch::Tensor global;   // P_g [max_slices, D]
   bool all_real = false;  // true: the mask is known to be all true (fused kernels then need no
                           // per-token mask); false: unknown or padded
+  // Sequence parallelism: x is this rank's chunk of the sequence (CSA only); null: x is the
+  // whole sequence.
+  std::shared_ptr<const SeqChunk> sp = nullptr;
 };
 
 // Projected keys and values from beyond one end of a chunk: model/local_attention.h.
@@ -42,9 +49,11 @@ class CompositeSliceAttention : public AttentionBase {
   // right halo needs a full last slice).
   torch::Tensor local(const torch::Tensor& xp, const torch::Tensor& mp, const LayerContext& pos,
                       const KvHalo& left = {}, const KvHalo& right = {}, int64_t tokens = -1);
-  // global: Y_g [B, n, D] from slice embeddings s_bar [B, n, D] of the whole sequence (all ranks'
-  // slices, in order) with slice_mask [B, n] (slice has a real token).
-  torch::Tensor global(const torch::Tensor& s_bar, const torch::Tensor& slice_mask, const LayerContext& pos);
+  // global: Y_g [B, n_q, D] of slices [first_query, first_query + n_q) (n_q < 0: all n) from
+  // slice embeddings s_bar [B, n, D] of the whole sequence (all ranks' slices, in order) with
+  // slice_mask [B, n] (slice has a real token).
+  torch::Tensor global(const torch::Tensor& s_bar, const torch::Tensor& slice_mask, const LayerContext& pos,
+                       int64_t first_query = 0, int64_t n_q = -1);
   // The composition and output projection: (Y_l + Y_g broadcast over each slice's L tokens) W_o^T
   // + b, [B, n, L, D] and [B, n, D] -> [B, n*L, D].
   torch::Tensor output(const torch::Tensor& y_local, const torch::Tensor& y_global);
@@ -58,8 +67,16 @@ class CompositeSliceAttention : public AttentionBase {
 
  private:
   bool fused() const;  // model.csa_kernel resolved: fused kernels for this training mode?
+  // Y_g [B, n, D] of this chunk's slices from their slice embeddings [B, n, D]: under sequence
+  // parallelism (pos.sp) through an all-gather of every rank's (a collective).
+  torch::Tensor global_part(const torch::Tensor& s, const torch::Tensor& slice_mask, const LayerContext& pos);
+  // Y_l [B, n, L, D] of this chunk: under sequence parallelism with the e boundary tokens of the
+  // neighbouring ranks' local input x_in [B, n*L, D] (a collective), projected here.
+  torch::Tensor local_part(const torch::Tensor& x_in, const torch::Tensor& mp, const LayerContext& pos,
+                           int64_t tokens);
   // Y_g W_o^T [B, n, D] of the local-global composition from Y_l [B, n, L, D] (pooled inside),
-  // recomputed in backward when fused and without dropout.
+  // recomputed in backward when fused and without dropout (under sequence parallelism from the
+  // gathered slice embeddings: the all-gather is not repeated).
   torch::Tensor global_of_local(const torch::Tensor& y_l, const torch::Tensor& ms, const torch::Tensor& slice_mask,
                                 const LayerContext& pos);
   // o_proj(Y_l) + global_out broadcast over each slice: [B, n*L, D].

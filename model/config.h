@@ -55,6 +55,8 @@ struct ModelConfig {
   // printed, hashed or compared; results are equal within rounding either way ----
   bool full_sdpa = false;  // arch = full: at::scaled_dot_product_attention (fused flash /
                            // memory-efficient kernels on CUDA) instead of explicit N x N scores
+  bool activation_checkpointing = false;  // training: keep only each block's input and
+                                          // recompute the block in backward (model/activation_checkpoint.h)
   CsaKernel csa_kernel = CsaKernel::kAuto;  // arch = cst: explicit scores or fused kernels
 
   bool causal() const { return task == Task::kLm; }

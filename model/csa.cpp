@@ -100,20 +100,35 @@ Tensor pool_slices(const Tensor& y, const Tensor& mask, Aggregation agg, const T
   CST_THROW("pool_slices: unknown aggregation");
 }
 
-Tensor global_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask,
-                        bool causal, double dropout_p, bool training) {
-  const int64_t n = q.size(2);
+namespace {
+// The query rows for slices [f, f + nq): causal, slice t uses the row of slice t-1 (slice 0: a
+// zero row, masked out).
+Tensor query_rows(const Tensor& q, bool causal, int64_t f, int64_t nq) {
+  if (!causal) return q.narrow(2, f, nq);
+  return f > 0 ? q.narrow(2, f - 1, nq) : at::cat({at::zeros_like(q.narrow(2, 0, 1)), q.narrow(2, 0, nq - 1)}, 2);
+}
+
+// [nq, n] bool: causal visibility of key slice s from query slice t = f + i (s < t).
+Tensor earlier_slices(int64_t f, int64_t nq, int64_t n, const at::TensorOptions& opt) {
+  Tensor t = at::arange(f, f + nq, opt.dtype(at::kLong)).unsqueeze(1);
+  Tensor s = at::arange(n, opt.dtype(at::kLong)).unsqueeze(0);
+  return s < t;
+}
+
+void check_query_range(int64_t f, int64_t nq, int64_t n) {
+  CST_CHECK(f >= 0 && nq >= 1 && f + nq <= n,
+            "global attention: queries [" << f << ", " << f + nq << ") outside the " << n << " slices");
+}
+}  // namespace
+
+Tensor global_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask, bool causal,
+                        double dropout_p, bool training, int64_t first_query, int64_t n_q) {
+  const int64_t n = k.size(2), f = first_query, nq = n_q < 0 ? n - first_query : n_q;
+  check_query_range(f, nq, n);
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  Tensor query = q;
   Tensor mask = slice_mask.unsqueeze(1).unsqueeze(2);  // [B, 1, 1, n] keys
-  if (causal) {
-    // Slice t uses the query row of slice t-1; row 0 is fully masked below.
-    query = at::cat({at::zeros_like(q.narrow(2, 0, 1)), q.narrow(2, 0, n - 1)}, 2);
-    Tensor t = at::arange(n, q.options().dtype(at::kLong)).unsqueeze(1);
-    Tensor s = at::arange(n, q.options().dtype(at::kLong)).unsqueeze(0);
-    mask = mask.logical_and(s < t);                    // [B, 1, n, n]
-  }
-  Tensor scores = at::matmul(query, k.transpose(-1, -2)) * scale;  // [B, H, n, n]
+  if (causal) mask = mask.logical_and(earlier_slices(f, nq, n, q.options()));  // [B, 1, n_q, n]
+  Tensor scores = at::matmul(query_rows(q, causal, f, nq), k.transpose(-1, -2)) * scale;  // [B, H, n_q, n]
   Tensor p = dropout_if(masked_softmax(scores, mask), dropout_p, training);
   return at::matmul(p, v);
 }
@@ -125,9 +140,16 @@ Tensor sdpa_masked(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
 }
 
 Tensor global_attention_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask,
-                             bool causal, double dropout_p, bool training) {
-  const int64_t b = q.size(0), n = q.size(2);
+                             bool causal, double dropout_p, bool training, int64_t first_query, int64_t n_q) {
+  const int64_t b = q.size(0), n = k.size(2), f = first_query, nq = n_q < 0 ? n - first_query : n_q;
+  check_query_range(f, nq, n);
   const double p = training ? dropout_p : 0.0;
+  if (f > 0 || nq < n) {  // a range of query slices: explicit visibility
+    Tensor visible = causal ? earlier_slices(f, nq, n, q.options()).view({1, 1, nq, n})
+                            : at::ones({1, 1, 1, n}, q.options().dtype(at::kBool));
+    if (slice_mask.defined()) visible = visible.logical_and(slice_mask.view({b, 1, 1, n}));
+    return sdpa_masked(query_rows(q, causal, f, nq), k, v, visible, p);
+  }
   if (!causal) {
     if (!slice_mask.defined()) return at::scaled_dot_product_attention(q, k, v, {}, p);
     return sdpa_masked(q, k, v, slice_mask.view({b, 1, 1, n}), p);

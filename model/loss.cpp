@@ -43,9 +43,15 @@ LossSum cls_loss(const at::Tensor& logits, const at::Tensor& labels) { return ce
 
 namespace {
 
-// Rows per chunk: about 2^24 logits (64 MiB in float32) unless asked.
-int64_t rows_per_chunk(int64_t asked, int64_t vocab) {
-  return asked > 0 ? asked : std::max<int64_t>(1, (int64_t{1} << 24) / std::max<int64_t>(vocab, 1));
+// Rows per chunk unless asked: a chunk's logits hold about as many values as the R x D hidden
+// rows they come from, so that the head never dominates a step's memory however few tokens a
+// rank holds (sequence parallelism), within [2^20, 2^24] logits (4 to 64 MiB in float32: fewer
+// would only add matmul calls).
+int64_t rows_per_chunk(int64_t asked, int64_t rows, int64_t width, int64_t vocab) {
+  if (asked > 0) return asked;
+  const int64_t V = std::max<int64_t>(vocab, 1);
+  const int64_t lo = (int64_t{1} << 20) / V, hi = (int64_t{1} << 24) / V;
+  return std::max<int64_t>(1, std::clamp(rows * width / V, lo, hi));
 }
 
 // The dtype of the head's matmul: autocast's for h's device when it is on.
@@ -117,7 +123,7 @@ LossSum chunked_cross_entropy(const at::Tensor& h, const at::Tensor& weight, con
   TORCH_CHECK(h.dim() == 2 && labels.dim() == 1 && labels.size(0) == h.size(0) && weight.size(1) == h.size(1),
               "chunked_cross_entropy: h ", h.sizes(), ", weight ", weight.sizes(), ", labels ", labels.sizes());
   const int64_t count = labels.ne(kIgnore).sum().item<int64_t>();
-  const int64_t chunk = rows_per_chunk(chunk_rows, weight.size(0));
+  const int64_t chunk = rows_per_chunk(chunk_rows, h.size(0), h.size(1), weight.size(0));
   const std::optional<at::Tensor> b = bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt;
   return {ChunkedCrossEntropy::apply(h, weight, b, labels, chunk, correct, at::GradMode::is_enabled()), count};
 }

@@ -6,7 +6,10 @@
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/dropout.h>
 
+#include "comm/communicator.h"
 #include "common/error.h"
+#include "model/activation_checkpoint.h"
+#include "model/seq_parallel.h"
 
 namespace cst::model {
 
@@ -114,6 +117,23 @@ Tensor CstModelImpl::full_mask(const Tensor& ids_or_x, const Tensor& mask) const
   return at::ones({ids_or_x.size(0), ids_or_x.size(1)}, ids_or_x.options().dtype(at::kBool));
 }
 
+void CstModelImpl::set_sequence_parallel(comm::Communicator* group) {
+  if (group != nullptr && group->size() > 1) {
+    CST_INPUT_CHECK(cfg_.arch == Arch::kCst,
+                    "sequence parallelism needs model.arch = cst (full attention would need "
+                    "every token of every rank), got "
+                        << to_string(cfg_.arch));
+    CST_INPUT_CHECK(cfg_.task != Task::kCls,
+                    "sequence parallelism: the classifier head pools over the whole sequence; "
+                    "task = cls is not supported");
+  }
+  sp_group_ = group != nullptr && group->size() > 1 ? group : nullptr;
+}
+
+int64_t CstModelImpl::chunk_offset(int64_t chunk_len) const {
+  return sp_group_ ? static_cast<int64_t>(sp_group_->rank()) * chunk_len : 0;
+}
+
 Tensor CstModelImpl::forward_embeddings(const Tensor& x, const Tensor& attention_mask) {
   Tensor mask = full_mask(x, attention_mask);
   // Only fused kernels ask (full attention's SDPA path; CSA's variable-length kernel on CUDA);
@@ -121,18 +141,31 @@ Tensor CstModelImpl::forward_embeddings(const Tensor& x, const Tensor& attention
   const bool ask = cfg_.full_sdpa || (cfg_.arch == Arch::kCst && cfg_.csa_kernel != CsaKernel::kExplicit && x.is_cuda());
   const bool all_real = !attention_mask.defined() || (ask && mask.all().item<bool>());
   LayerContext pos = layer_context(all_real);
+  if (sp_group_)
+    pos.sp =
+        std::make_shared<SeqChunk>(SeqChunk::make(*sp_group_, mask, attention_mask.defined(), cfg_.slice_len, cfg_.extension(),
+                                                 cfg_.causal()));
+  const bool checkpoint = cfg_.activation_checkpointing && is_training();
   Tensor h = x;
-  for (const auto& layer : *layers) h = layer->as<BlockImpl>()->forward(h, mask, pos);
+  for (const auto& layer : *layers) {
+    // Each layer sees its own alias of the shared tables, so their gradients are summed per
+    // layer first: the same order of additions with and without checkpointing.
+    LayerContext lp = pos;
+    if (lp.local.defined()) lp.local = lp.local.alias();
+    if (lp.global.defined()) lp.global = lp.global.alias();
+    BlockImpl& block = *layer->as<BlockImpl>();
+    h = checkpoint ? checkpointed_block(block, h, mask, lp) : block.forward(h, mask, lp);
+  }
   return ln_f(h);
 }
 
 Tensor CstModelImpl::forward_hidden(const Tensor& input_ids, const Tensor& attention_mask) {
   CST_CHECK(input_ids.dim() == 2, "input_ids must be [batch, seq], got " << input_ids.sizes());
-  const int64_t N = input_ids.size(1);
-  CST_CHECK(N >= 1 && N <= cfg_.max_seq_len,
-            "sequence length " << N << " is outside [1, max_seq_len = " << cfg_.max_seq_len << "]");
+  const int64_t N = input_ids.size(1), offset = chunk_offset(N);
+  CST_CHECK(N >= 1 && offset + N <= cfg_.max_seq_len,
+            "sequence length " << offset + N << " is outside [1, max_seq_len = " << cfg_.max_seq_len << "]");
   Tensor x = tok_emb(input_ids);
-  if (abs_pos.defined()) x = x + abs_pos.narrow(0, 0, N);
+  if (abs_pos.defined()) x = x + abs_pos.narrow(0, offset, N);
   if (is_training() && cfg_.dropout > 0) x = at::dropout(x, cfg_.dropout, true);
   return forward_embeddings(x, attention_mask);
 }

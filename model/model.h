@@ -24,6 +24,10 @@
 #include "model/config.h"
 #include "model/loss.h"
 
+namespace cst::comm {
+class Communicator;
+}
+
 namespace cst::model {
 
 class BlockImpl : public torch::nn::Module {
@@ -88,7 +92,16 @@ class CstModelImpl : public torch::nn::Module {
                torch::Tensor* correct = nullptr, int64_t chunk_rows = 0);
 
   const ModelConfig& config() const { return cfg_; }
-  LayerContext layer_context(bool all_real) const { return {pos_local, pos_global, all_real}; }
+  LayerContext layer_context(bool all_real) const { return {pos_local, pos_global, all_real, nullptr}; }
+
+  // Sequence parallelism (model/seq_parallel.h, docs/SEQUENCE_PARALLEL.md): from now on every
+  // forward takes this rank's chunk of each sequence, tokens [r*T, (r+1)*T) of N = S*T for rank
+  // r of the S ranks of `group` (T a multiple of L), and returns the chunk's outputs; each
+  // forward and its backward are collectives of the group. nullptr (or S = 1): whole
+  // sequences. CST with task lm or mlm only (InputError otherwise). `group` must outlive
+  // every forward and backward.
+  void set_sequence_parallel(comm::Communicator* group);
+  comm::Communicator* sequence_parallel() const { return sp_group_; }
   int64_t num_parameters() const;
 
   torch::nn::Embedding tok_emb{nullptr};
@@ -100,8 +113,10 @@ class CstModelImpl : public torch::nn::Module {
 
  private:
   torch::Tensor full_mask(const torch::Tensor& ids_or_x, const torch::Tensor& mask) const;
+  int64_t chunk_offset(int64_t chunk_len) const;  // first token of this rank's chunk
   void init_weights();
   ModelConfig cfg_;
+  comm::Communicator* sp_group_ = nullptr;
 };
 TORCH_MODULE(CstModel);
 

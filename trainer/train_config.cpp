@@ -45,6 +45,8 @@ std::vector<Field<C>> make_fields() {
       CST_FIELD_INT(C, "train.global_batch", train.global_batch, "samples per step over all ranks"),
       CST_FIELD_INT(C, "train.micro_batch", train.micro_batch, "samples per forward/backward per rank"),
       CST_FIELD_INT(C, "train.seed", train.seed, "seed of init, data order, masking, dropout"),
+      CST_FIELD_STRING(C, "train.activation_checkpointing", train.activation_checkpointing,
+                       "none | block: recompute each block in backward instead of keeping its activations"),
       CST_FIELD_ENUM(C, "optim.name", optim.name, kOptim, "adamw | lamb"),
       CST_FIELD_FLOAT(C, "optim.lr", optim.lr, "peak learning rate"),
       CST_FIELD_FLOAT(C, "optim.min_lr", optim.min_lr, "final learning rate"),
@@ -65,6 +67,8 @@ std::vector<Field<C>> make_fields() {
       CST_FIELD_STRING(C, "dist.bf16", dist.bf16, "auto | on | off: bfloat16 autocast (CUDA)"),
       CST_FIELD_STRING(C, "dist.sdpa", dist.sdpa,
                        "auto | on | off: model.arch = full through fused scaled-dot-product attention (auto: on CUDA)"),
+      CST_FIELD_INT(C, "dist.seq_parallel", dist.seq_parallel,
+                    "S: split each sequence over S ranks (CST; divides the world size; N / S a multiple of L)"),
       CST_FIELD_BOOL(C, "checkpoint.save_final", checkpoint.save_final, "write <log.dir>/model.h5 at the end"),
       CST_FIELD_INT(C, "checkpoint.weights_interval", checkpoint.weights_interval,
                     "also write weights every k steps (0 = off)"),
@@ -148,10 +152,13 @@ void TrainConfig::validate(int world_size) const {
   CST_OPT_CHECK(train.global_batch >= 1 && train.global_batch <= kMaxBatch, "train.global_batch",
                 "must be in [1, " << kMaxBatch << "]");
   CST_INPUT_CHECK(world_size >= 1, "world size " << world_size << " must be >= 1");
-  CST_INPUT_CHECK(train.global_batch % (static_cast<int64_t>(world_size) * train.micro_batch) == 0,
-                  "train.global_batch = " << train.global_batch << " is not a multiple of world size " << world_size
+  validate_seq_parallel(world_size);
+  const int64_t dp = data_parallel_size(world_size);
+  CST_INPUT_CHECK(train.global_batch % (dp * train.micro_batch) == 0,
+                  "train.global_batch = " << train.global_batch << " is not a multiple of "
+                                          << (dist.seq_parallel > 1 ? "the data-parallel size " : "world size ") << dp
                                           << " x train.micro_batch " << train.micro_batch << " = "
-                                          << world_size * train.micro_batch);
+                                          << dp * train.micro_batch);
   CST_OPT_CHECK(optim.lr > 0, "optim.lr", "must be > 0");
   CST_OPT_CHECK(optim.min_lr >= 0 && optim.min_lr <= optim.lr, "optim.min_lr", "must be in [0, optim.lr]");
   CST_OPT_CHECK(optim.warmup_steps >= 0 && optim.warmup_steps <= kMaxSteps, "optim.warmup_steps",
@@ -164,7 +171,9 @@ void TrainConfig::validate(int world_size) const {
   for (auto [key, val, allowed] : {std::tuple{"dist.backend", dist.backend, "auto local mpi nccl"},
                                    std::tuple{"dist.device", dist.device, "auto cpu cuda"},
                                    std::tuple{"dist.bf16", dist.bf16, "auto on off"},
-                                   std::tuple{"dist.sdpa", dist.sdpa, "auto on off"}}) {
+                                   std::tuple{"dist.sdpa", dist.sdpa, "auto on off"},
+                                   std::tuple{"train.activation_checkpointing", train.activation_checkpointing,
+                                              "none block"}}) {
     std::istringstream is(allowed);
     bool ok = false;
     for (std::string a; is >> a;) ok |= a == val;
@@ -196,6 +205,28 @@ void TrainConfig::validate(int world_size) const {
                 "must be in [0, " << kMaxSteps << "] (0 = off)");
   CST_OPT_CHECK(debug.fail_rank < world_size, "debug.fail_rank", "must be < world size " << world_size);
 #undef CST_OPT_CHECK
+}
+
+void TrainConfig::validate_seq_parallel(int world_size) const {
+  const int64_t S = dist.seq_parallel;
+  CST_INPUT_CHECK(S >= 1 && world_size % S == 0, "dist.seq_parallel = " << S << " does not divide the world size "
+                                                                          << world_size << " (ranks)");
+  if (S == 1) return;
+  CST_INPUT_CHECK(model.arch == model::Arch::kCst, "dist.seq_parallel = " << S << " needs model.arch = cst (full "
+                                                                                  "attention would need every token "
+                                                                                  "on every rank), got model.arch = "
+                                                                               << model::to_string(model.arch));
+  // MLM with data.seq_len = 0 takes the shards' length: checked once known (check_seq_parallel_len).
+  if (data.seq_len > 0) check_seq_parallel_len(data.seq_len, "data.seq_len");
+}
+
+void TrainConfig::check_seq_parallel_len(int64_t n, const std::string& what) const {
+  const int64_t S = dist.seq_parallel, L = model.slice_len;
+  if (S <= 1) return;
+  CST_INPUT_CHECK(n % S == 0 && (n / S) % L == 0,
+                  what << " = " << n << " split over dist.seq_parallel = " << S << " ranks gives chunks of "
+                       << (n % S == 0 ? std::to_string(n / S) : "(not whole) " + std::to_string(double(n) / S))
+                       << " tokens, not a multiple of model.slice_len = " << L << " (N / S must be a multiple of L)");
 }
 
 double learning_rate(const OptimOptions& o, int64_t steps, int64_t step) {

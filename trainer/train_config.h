@@ -34,6 +34,8 @@ struct TrainOptions {
   int64_t global_batch = 32;   // samples per step over all ranks
   int64_t micro_batch = 8;     // samples per forward/backward on one rank
   int64_t seed = 1234;         // init, data order, masking, dropout (per rank: seed + rank)
+  std::string activation_checkpointing = "none";  // none | block: keep only each block's input
+                                                  // and recompute the block in backward
 };
 
 struct OptimOptions {
@@ -58,6 +60,8 @@ struct DistOptions {
   std::string bf16 = "auto";      // auto (on for CUDA) | on | off: autocast to bfloat16
   std::string sdpa = "auto";      // auto (on for CUDA) | on | off: model.arch = full through
                                   // at::scaled_dot_product_attention (ModelConfig::full_sdpa)
+  int64_t seq_parallel = 1;       // S: each sequence split over S ranks (docs/SEQUENCE_PARALLEL.md);
+                                  // the W ranks form W / S data-parallel groups of S
 };
 
 // Sharded checkpoints (docs/CHECKPOINT.md): <dir>/step_<N>/ with a manifest, model.h5, one
@@ -119,8 +123,18 @@ struct TrainConfig {
 
   // Throws InputError naming the key and value. world_size: the job's number of ranks.
   void validate(int world_size) const;
-  int64_t micro_steps(int world_size) const { return train.global_batch / (world_size * train.micro_batch); }
+  // InputError unless a sequence of n tokens splits over dist.seq_parallel ranks into chunks of
+  // whole slices; `what` names where n comes from (a key, or the shards).
+  void check_seq_parallel_len(int64_t n, const std::string& what) const;
+  // Data-parallel replicas: world_size / dist.seq_parallel (each reads its own samples).
+  int64_t data_parallel_size(int world_size) const { return world_size / dist.seq_parallel; }
+  int64_t micro_steps(int world_size) const {
+    return train.global_batch / (data_parallel_size(world_size) * train.micro_batch);
+  }
   int64_t effective_seq_len() const;  // tokens per sample fed to the model
+
+ private:
+  void validate_seq_parallel(int world_size) const;
 };
 
 // Learning rate at optimizer step `step` (0-based): linear warmup to lr over warmup_steps,

@@ -81,11 +81,13 @@ void Trainer::State::train_step(int64_t step, PhaseTimer& phases) {
   loader_state = batch->state_after;
   interval.data_wait += seconds_since(t0);
   phases.mark("data");
+  // This rank's chunk of each sequence (its LM targets are the next tokens, across the border).
   Tensor ids = to_tensor(batch->input_ids, batch->rows, batch->cols, torch::kLong);
-  Tensor labels = mlm ? to_tensor(batch->labels, batch->rows, batch->cols, torch::kLong) : ids.narrow(1, 1, seq_len);
-  Tensor inputs = mlm ? ids : ids.narrow(1, 0, seq_len);
-  Tensor mask = mlm ? to_tensor(batch->attention_mask, batch->rows, batch->cols, torch::kBool) : Tensor();
-  // Predicted tokens in the global batch: the loss is normalised by it on every rank.
+  Tensor labels = chunk(mlm ? to_tensor(batch->labels, batch->rows, batch->cols, torch::kLong) : ids.narrow(1, 1, seq_len));
+  Tensor inputs = chunk(mlm ? ids : ids.narrow(1, 0, seq_len));
+  Tensor mask = chunk(mlm ? to_tensor(batch->attention_mask, batch->rows, batch->cols, torch::kBool) : Tensor());
+  // Predicted tokens in the global batch (each counted once, on the rank holding it): the loss
+  // is normalised by it on every rank.
   const int64_t local_count = labels.ne(-100).sum().item<int64_t>();
   int64_t global_count = cfg.train.global_batch * seq_len;
   if (mlm) {

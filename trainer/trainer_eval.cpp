@@ -21,11 +21,11 @@ void Trainer::State::evaluate(int64_t step, TrainResult& res) {
     for (int64_t r0 = 0; r0 < b->rows; r0 += cfg.train.micro_batch) {
       const int64_t n = std::min(cfg.train.micro_batch, b->rows - r0);
       Tensor ids = to_tensor(b->input_ids, b->rows, b->cols, torch::kLong).narrow(0, r0, n).to(device);
-      Tensor inputs = mlm ? ids : ids.narrow(1, 0, seq_len);
-      Tensor labels = mlm ? to_tensor(b->labels, b->rows, b->cols, torch::kLong).narrow(0, r0, n).to(device)
-                          : ids.narrow(1, 1, seq_len);
-      Tensor mask = mlm ? to_tensor(b->attention_mask, b->rows, b->cols, torch::kBool).narrow(0, r0, n).to(device)
-                        : Tensor();
+      Tensor inputs = chunk(mlm ? ids : ids.narrow(1, 0, seq_len));
+      Tensor labels = chunk(mlm ? to_tensor(b->labels, b->rows, b->cols, torch::kLong).narrow(0, r0, n).to(device)
+                                : ids.narrow(1, 1, seq_len));
+      Tensor mask = chunk(mlm ? to_tensor(b->attention_mask, b->rows, b->cols, torch::kBool).narrow(0, r0, n).to(device)
+                              : Tensor());
       Bf16Autocast ac(bf16);
       Tensor correct;
       model::LossSum ls = model->loss(inputs, mask, labels, &correct);

@@ -43,7 +43,12 @@ struct Trainer::State {
   Watchdog* wd;
   torch::Device device{torch::kCPU};
   bool bf16 = false, mlm = false;
-  int64_t seq_len = 0;  // tokens per sample fed to the model
+  int64_t seq_len = 0;  // tokens per sample fed to the model (the whole sequence, all chunks)
+  // Sequence parallelism (dist.seq_parallel = S > 1): this rank is sp_rank of the S ranks of
+  // sp_group holding each sequence, and dp_rank of the W / S data-parallel replicas. The world
+  // communicator (comm) still reduces gradients, losses and counts over all W ranks.
+  std::unique_ptr<comm::Communicator> sp_group;
+  int sp_rank = 0, sp_size = 1, dp_rank = 0, dp_size = 1;
   model::CstModel model{nullptr};
   NamedTensors params;
   std::unique_ptr<comm::GradReducer> reducer;
@@ -66,6 +71,13 @@ struct Trainer::State {
   double lr = 0, grad_norm = 0;  // of the last step
 
   bool rank0() const { return proc.rank == 0; }
+  // This rank's tokens of t [rows, seq_len]: the chunk [sp_rank * N / S, (sp_rank + 1) * N / S)
+  // (all of t without sequence parallelism). Undefined stays undefined.
+  torch::Tensor chunk(const torch::Tensor& t) const {
+    if (!t.defined() || sp_size == 1) return t;
+    const int64_t c = t.size(1) / sp_size;
+    return t.narrow(1, sp_rank * c, c);
+  }
   // Runs fn, a collective every rank makes, with the watchdog armed; a timeout names `what`.
   template <class F>
   auto collective(const std::string& what, F&& fn) {

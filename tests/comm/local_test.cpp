@@ -38,6 +38,12 @@ TEST(LocalCommunicator, CollectivesHaveSingleRankMeaning) {
   c.send_recv(f, 0, r, 0);
   EXPECT_TRUE(r.equal(f0));
   c.send_recv(f, -1, r, -1);
+  at::Tensor scattered = at::zeros({2, 3});
+  c.reduce_scatter(out, scattered, ReduceOp::kSum);
+  EXPECT_TRUE(scattered.equal(f0));
+  auto sub = c.split(3, 0);
+  EXPECT_EQ(sub->size(), 1);
+  EXPECT_STREQ(sub->backend(), "local");
   c.broadcast(f, 0);
   c.barrier();
   EXPECT_EQ(c.all_reduce_scalar(2.5, ReduceOp::kAvg), 2.5);
@@ -56,6 +62,8 @@ TEST(LocalCommunicator, ErrorsNameTheProblem) {
   EXPECT_THROW(c.all_gather(i, bad), Error);
   EXPECT_THROW(c.broadcast(i, 1), Error);
   EXPECT_THROW(c.send_recv(i, 1, i, -1), Error);
+  EXPECT_THROW(c.reduce_scatter(bad, i), Error);
+  EXPECT_THROW(c.split(-1, 0), Error);
 }
 
 TEST(MakeCommunicator, BackendsAndErrors) {
@@ -103,13 +111,13 @@ TEST(GradReducer, FirstBucketStartsBeforeBackwardEnds) {
   // a.weight's gradient is computed last (first layer); bucket 0 (layer c) must be in flight by then.
   int launched_when_a_ready = -1;
   net.a->weight.register_hook([&](const at::Tensor& g) {
-    launched_when_a_ready = comm.async_calls.load();
+    launched_when_a_ready = testing::async_calls(comm);
     return g;
   });
   r.prepare_for_backward(true);
   loss_of(net, 1).backward();
   EXPECT_GE(launched_when_a_ready, 1);
-  EXPECT_EQ(comm.async_calls.load(), 3);
+  EXPECT_EQ(testing::async_calls(comm), 3);
   r.finalize(0);
   EXPECT_EQ(r.last_stats().buckets, 3);
   EXPECT_EQ(r.last_stats().buckets_launched_in_backward, 3);
@@ -133,11 +141,11 @@ TEST(GradReducer, OneRankKeepsGradientsAndAccumulationDoesNotCommunicate) {
   r.finalize(0);  // a no-op after a non-synchronising backward
   r.prepare_for_backward(false);
   loss_of(net, 11).backward();
-  EXPECT_EQ(comm.total(), 0);
+  EXPECT_EQ(comm.total().calls, 0);
   r.prepare_for_backward(true);
   loss_of(net, 12).backward();
   r.finalize(0);
-  EXPECT_EQ(comm.async_calls.load(), 3);
+  EXPECT_EQ(testing::async_calls(comm), 3);
   auto a = grads_of(ref), b = grads_of(net);
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(at::allclose(a[i], b[i], 1e-6, 1e-6)) << i;
 }

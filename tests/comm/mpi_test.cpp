@@ -279,16 +279,16 @@ void check_bucketed_equals_flat(Communicator& c) {
   // Bucket 0 (last layers) must be in flight before the first layer's gradient is computed.
   int launched_at_first_layer = -1;
   m.net->tok_emb->weight.register_hook([&](const at::Tensor& g) {
-    if (launched_at_first_layer < 0) launched_at_first_layer = counting.async_calls.load();
+    if (launched_at_first_layer < 0) launched_at_first_layer = testing::async_calls(counting);
     return g;
   });
-  counting.async_calls = 0;
+  counting.reset();
   r.prepare_for_backward(true);
   m.loss(c.rank()).backward();
   r.finalize(0);
   EXPECT_GE(launched_at_first_layer, 1);
   EXPECT_EQ(r.last_stats().buckets_launched_in_backward, static_cast<int>(nb));
-  EXPECT_EQ(counting.async_calls.load(), static_cast<int>(nb));
+  EXPECT_EQ(testing::async_calls(counting), static_cast<int>(nb));
   at::Tensor bucketed = m.flat_grads();
 
   m.net->zero_grad();
@@ -321,17 +321,17 @@ TEST(GradReducer, AccumulationMicroStepsDoNotCommunicate) {
     GradReducer rr(c, *ref.net, cst_buckets());
     rr.broadcast_parameters(ref.cfg.hash());
   }
-  const int before = counting.total();
+  const int64_t before = counting.total().calls;
   for (int micro = 0; micro < 3; ++micro) {
     r.prepare_for_backward(false);
     m.loss(c.rank(), micro).backward();
   }
   r.finalize(0);
-  EXPECT_EQ(counting.total(), before);
+  EXPECT_EQ(counting.total().calls, before);
   r.prepare_for_backward(true);
   m.loss(c.rank(), 3).backward();
   r.finalize(0);
-  EXPECT_EQ(counting.async_calls.load(), static_cast<int>(r.bucket_layout().size()));
+  EXPECT_EQ(testing::async_calls(counting), static_cast<int>(r.bucket_layout().size()));
 
   // Reference: the four micro-batches' gradients summed locally, then averaged over ranks.
   for (int micro = 0; micro < 4; ++micro) ref.loss(c.rank(), micro).backward();

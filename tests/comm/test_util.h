@@ -6,52 +6,22 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/linear.h>
 
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/counting_communicator.h"
 #include "comm/reducer.h"
 #include "model/config.h"
 
 namespace cst::comm::testing {
 
-// Forwards to another communicator and counts the calls (to see what the reducer communicates).
-class CountingCommunicator : public Communicator {
- public:
-  explicit CountingCommunicator(Communicator& inner) : inner_(inner) {}
-  int rank() const override { return inner_.rank(); }
-  int size() const override { return inner_.size(); }
-  const char* backend() const override { return inner_.backend(); }
-  void all_reduce(at::Tensor& t, ReduceOp op) override {
-    ++all_reduce_calls;
-    inner_.all_reduce(t, op);
-  }
-  std::unique_ptr<Work> all_reduce_async(at::Tensor t, ReduceOp op) override {
-    ++async_calls;
-    return inner_.all_reduce_async(t, op);
-  }
-  void broadcast(at::Tensor& t, int root) override {
-    ++broadcast_calls;
-    inner_.broadcast(t, root);
-  }
-  void all_gather(const at::Tensor& in, at::Tensor& out) override {
-    ++all_gather_calls;
-    inner_.all_gather(in, out);
-  }
-  void send_recv(const at::Tensor& s, int dst, at::Tensor& r, int src) override {
-    inner_.send_recv(s, dst, r, src);
-  }
-  void barrier() override { inner_.barrier(); }
+using comm::CountingCommunicator;  // comm/counting_communicator.h
 
-  int total() const { return all_reduce_calls + async_calls + broadcast_calls + all_gather_calls; }
-  std::atomic<int> all_reduce_calls{0}, async_calls{0}, broadcast_calls{0}, all_gather_calls{0};
-
- private:
-  Communicator& inner_;
-};
+// Calls of all_reduce_async counted by c.
+inline int64_t async_calls(const CountingCommunicator& c) { return c.count("all_reduce_async").calls; }
 
 // Registration order: a.weight [8,4], a.bias [8], b.weight [8,8], b.bias [8], c.weight [2,8],
 // c.bias [2] (float32: 128, 32, 256, 32, 64, 8 bytes); u [3,3] + [3] only if with_unused.

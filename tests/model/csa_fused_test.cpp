@@ -109,7 +109,8 @@ TEST(Halo, TwoChunksWithHalosEqualTheWholeSequence) {
       torch::manual_seed(12);
       CompositeSliceAttention att(cfg);
       const int64_t e = cfg.extension(), half = 8;
-      LayerContext pos{torch::randn({cfg.window(), 8}), torch::randn({cfg.max_slices(), 8}), /*all_real=*/true};
+      LayerContext pos{torch::randn({cfg.window(), 8}), torch::randn({cfg.max_slices(), 8}), /*all_real=*/true,
+                       /*sp=*/nullptr};
       Tensor x = torch::randn({2, 2 * half, 8});
       Tensor mask = torch::ones({2, 2 * half}, torch::kBool);
       Tensor whole = att.local(x, mask, pos);  // [B, n, L, D]

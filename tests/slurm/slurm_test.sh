@@ -52,7 +52,7 @@ finish() {
 trap finish EXIT
 
 # ---- 1. outside SLURM: fail fast ------------------------------------------------------------
-for script in train_mlm train_pg19; do
+for script in train_mlm train_pg19 train_pg19_sp; do
   out="$(env -u SLURM_JOB_ID bash "$src/slurm/$script.sbatch" 2>&1)"
   rc=$?
   # shellcheck disable=SC2016  # the bash -c script expands its own arguments

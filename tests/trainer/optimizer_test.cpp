@@ -118,6 +118,8 @@ class PairComm : public comm::Communicator {
   std::unique_ptr<comm::Work> all_reduce_async(at::Tensor, comm::ReduceOp) override { CST_THROW("not used"); }
   void broadcast(at::Tensor&, int) override { CST_THROW("PairComm: broadcast not used"); }
   void send_recv(const at::Tensor&, int, at::Tensor&, int) override { CST_THROW("PairComm: send_recv not used"); }
+  void reduce_scatter(const at::Tensor&, at::Tensor&, comm::ReduceOp) override { CST_THROW("not used"); }
+  std::unique_ptr<comm::Communicator> split(int, int) override { CST_THROW("PairComm: split not used"); }
   void barrier() override {}
 
  private:

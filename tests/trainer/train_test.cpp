@@ -1,5 +1,7 @@
 // cst-train end to end under mpirun: W = 2 and W = 4 equal W = 1, accumulation equals one big
-// batch, a failing or hanging rank ends the whole job quickly, and config errors exit 2.
+// batch, sequence parallelism (S = 2, 4) equals one rank and its checkpoints resume with another
+// S, activation checkpointing trains bitwise the same, a failing or hanging rank ends the whole
+// job quickly, and config errors exit 2.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -28,7 +30,7 @@ class TrainJob : public ::testing::Test {
     fs::create_directories(dir_->file("mlm"));
     dataio::testing::write_lm(dir_->file("lm/shard0.h5"), dataio::testing::random_tokens(6000, 64, 1, 5), 64, 500);
     dataio::testing::write_lm(dir_->file("lm/shard1.h5"), dataio::testing::random_tokens(4000, 64, 2, 5), 64, 700);
-    dataio::testing::write_mlm_fixture(dir_->file("mlm/shard0.h5"), 96, 24, 64, 3);
+    dataio::testing::write_mlm_fixture(dir_->file("mlm/shard0.h5"), 96, 32, 64, 3);
   }
   static void TearDownTestSuite() { delete dir_; }
 
@@ -120,6 +122,79 @@ TEST_F(TrainJob, FullAttentionThroughSdpaEqualsExplicitScores) {
   r = run(1, lm + " --dist.sdpa on");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("dist.sdpa = on applies to model.arch = full"), std::string::npos) << r.err;
+}
+
+// One sequence over S ranks (8 tokens per rank at S = 4: one slice), alone and beside data
+// parallelism (4 ranks = 2 x 2), with gradient accumulation: the parameters of one rank. With
+// the fused kernels (csa_kernel = auto without dropout) and, at S = 2, the explicit one.
+TEST_F(TrainJob, SequenceParallelEqualsOneRank) {
+  for (std::string task : {"lm", "mlm"}) {
+    const std::string batch = " --train.global_batch 8 --train.micro_batch 4";
+    auto one = train(1, task, batch);
+    ASSERT_FALSE(one.empty());
+    EXPECT_LT(max_diff(one, train(2, task, batch + " --dist.seq_parallel 2")), 1e-5) << task << " S = 2";
+    EXPECT_LT(max_diff(one, train(4, task, batch + " --dist.seq_parallel 4")), 1e-5) << task << " S = 4";
+    EXPECT_LT(max_diff(one, train(4, task, batch + " --dist.seq_parallel 2")), 1e-5) << task << " 2 x S = 2";
+    const std::string explicit_kernel = batch + " --model.csa_kernel explicit";
+    EXPECT_LT(max_diff(train(1, task, explicit_kernel), train(2, task, explicit_kernel + " --dist.seq_parallel 2")),
+              1e-5)
+        << task << " explicit kernel, S = 2";
+  }
+}
+
+// Dropout on: the recomputation replays the random state, so checkpointed blocks train to
+// bitwise the same parameters (under sequence parallelism too), with either CSA kernel.
+TEST_F(TrainJob, ActivationCheckpointingTrainsBitwiseTheSame) {
+  auto with_dropout = [](std::string a) { return a.replace(a.find("--model.dropout 0"), 17, "--model.dropout 0.2"); };
+  for (std::string kernel : {"explicit", "fused"}) {
+    const std::string args =
+        " --train.global_batch 8 --train.micro_batch 4 --dist.seq_parallel 2 --model.csa_kernel " + kernel;
+    const std::string none = dir_->file("ac_none_" + kernel), block = dir_->file("ac_block_" + kernel);
+    JobResult plain = run(2, with_dropout(common_args("lm", 3)) + args + " --log.dir " + none);
+    JobResult ckpt =
+        run(2, with_dropout(common_args("lm", 3)) + args + " --train.activation_checkpointing block --log.dir " + block);
+    ASSERT_EQ(plain.code, 0) << plain.err;
+    ASSERT_EQ(ckpt.code, 0) << ckpt.err;
+    EXPECT_NE(ckpt.out.find("activation checkpointing"), std::string::npos) << ckpt.out;
+    EXPECT_TRUE(cst::testing::bitwise_equal(cst::testing::load_params(none + "/model.h5"),
+                                            cst::testing::load_params(block + "/model.h5")))
+        << kernel;
+  }
+}
+
+// A checkpoint written with S = 2 resumes with S = 1 (another world size) and S = 4: the same
+// parameters as the run that went on.
+TEST_F(TrainJob, CheckpointResumesWithAnotherSeqParallel) {
+  const std::string batch = " --train.global_batch 8 --train.micro_batch 4";
+  const std::string logdir = dir_->file("sp_ckpt");
+  JobResult r = run(2, common_args("lm", 4) + batch +
+                           " --dist.seq_parallel 2 --checkpoint.interval 2 --checkpoint.keep 0 --log.dir " + logdir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto straight = cst::testing::load_params(logdir + "/model.h5");
+  const std::string from = " --resume " + logdir + "/checkpoints/step_2";
+  EXPECT_LT(max_diff(straight, train(1, "lm", batch + from, 4)), 1e-5) << "S = 1";
+  EXPECT_LT(max_diff(straight, train(4, "lm", batch + " --dist.seq_parallel 4" + from, 4)), 1e-5) << "S = 4";
+}
+
+TEST_F(TrainJob, SequenceParallelConfigErrorsExitTwo) {
+  const std::string lm = common_args("lm", 1) + " --train.global_batch 8 --train.micro_batch 4";
+  JobResult r = run(2, lm + " --dist.seq_parallel 3");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("dist.seq_parallel = 3 does not divide the world size 2"), std::string::npos) << r.err;
+  r = run(4, lm + " --dist.seq_parallel 4 --model.arch full");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("needs model.arch = cst"), std::string::npos) << r.err;
+  const std::string odd = " --model.task lm --model.vocab_size 64 --model.max_seq_len 32 --model.slice_len 8"
+                          " --data.train " + dir_->file("lm") + " --data.seq_len 24 --train.global_batch 8"
+                          " --train.micro_batch 4 --dist.seq_parallel 2";
+  r = run(2, odd);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("data.seq_len = 24 split over dist.seq_parallel = 2 ranks gives chunks of 12 tokens"),
+            std::string::npos)
+      << r.err;
+  r = run(2, lm + " --train.activation_checkpointing layer");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("train.activation_checkpointing = 'layer'"), std::string::npos) << r.err;
 }
 
 TEST_F(TrainJob, RankThrowingAtStepThreeEndsBothRanksQuickly) {

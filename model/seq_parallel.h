@@ -1,0 +1,58 @@
+// Sequence parallelism for CST (docs/SEQUENCE_PARALLEL.md): one sequence split over the S ranks
+// of a group, each holding a contiguous chunk of whole slices, N/S tokens. Per CSA layer a rank
+// needs only the e boundary tokens of its neighbours' projected keys and values (the halo:
+// from the left only when causal) and the slice embeddings of every rank (an all-gather of
+// n = N/L rows) for global attention. Model code sees only the comm::Communicator interface.
+//
+// The operations below are collectives of the group: every rank of the group must call them in
+// the same order with tensors of the same shape (also in backward, which the autograd engine
+// runs in the same order on every rank for the same graph). Tensors live on the group's
+// collective_device().
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace cst::comm {
+class Communicator;
+}
+
+namespace cst::model {
+
+// The halos of this rank's chunk x [B, T, ...] (T >= e) of a sequence split over `group` in
+// rank order: left [B, e, ...] holds the last e tokens of rank r-1 (zeros on rank 0) and, when
+// `both`, right the first e tokens of rank r+1 (zeros on the last rank; undefined unless both).
+// x is returned too, as a new tensor sharing its storage, which the caller must use in place of
+// x: backward runs the exchange when x's gradient is computed, so every rank takes part even
+// where its halos are unused (rank 0's left). In backward each halo's gradient is sent back to
+// its owner and added to the gradient of its boundary tokens. Masks (bool) are exchanged alike.
+struct Halo {
+  at::Tensor x, left, right;
+};
+Halo halo_exchange(comm::Communicator& group, const at::Tensor& x, int64_t e, bool both);
+
+// x [B, T, ...] -> [B, S*T, ...]: the chunks of every rank, in rank order. Differentiable: the
+// gradient is a reduce-scatter (sum) of the gathered gradient.
+at::Tensor all_gather_seq(comm::Communicator& group, const at::Tensor& x);
+
+// What every CSA layer of one forward pass over a rank's chunk needs, made once per forward
+// (CstModelImpl) and shared by the layers through LayerContext::sp. The group must outlive it.
+struct SeqChunk {
+  comm::Communicator* group = nullptr;  // the S ranks holding the sequence
+  int rank = 0, size = 1;               // this rank in the group, S
+  int64_t first_slice = 0;              // global index of this chunk's first slice
+  int64_t total_slices = 0;             // slices in the whole sequence, n = N / L
+  at::Tensor mask_left, mask_right;     // [B, e] key-mask halos (false beyond the ends);
+                                        // undefined when e = 0 (right: also when causal)
+  at::Tensor slice_mask_all;            // [B, n] bool: the slice has a real token
+  bool masked = true;                   // false: the sequence came without a mask (all real)
+
+  // Collective over the group. mask [B, T] bool (this chunk; T = N / S, a multiple of L);
+  // masked: whether the caller passed a mask (the same on every rank).
+  static SeqChunk make(comm::Communicator& group, const at::Tensor& mask, bool masked, int64_t slice_len, int64_t ext,
+                       bool causal);
+};
+
+}  // namespace cst::model
