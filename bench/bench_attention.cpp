@@ -160,7 +160,8 @@ std::vector<Result> run(Device& dev, const std::vector<model::ModelConfig>& cfgs
   }
   for (int it = 0; it < iters; ++it)
     for (Point& p : pts)
-      if (p.r.ran) guarded(p, [&] {
+      if (p.r.ran)
+        guarded(p, [&] {
           const double t0 = dev.now();
           step(p);
           p.seconds += dev.now() - t0;
@@ -190,7 +191,8 @@ std::vector<int64_t> parse_list(const std::string& s) {
   while (std::getline(ss, item, ',')) {
     char* end = nullptr;
     const long long v = std::strtoll(item.c_str(), &end, 10);
-    CST_INPUT_CHECK(!item.empty() && *end == '\0' && v > 0, "--n: '" << item << "' in '" << s << "' is not a positive integer");
+    CST_INPUT_CHECK(!item.empty() && *end == '\0' && v > 0,
+                    "--n: '" << item << "' in '" << s << "' is not a positive integer");
     out.push_back(v);
   }
   CST_INPUT_CHECK(!out.empty(), "--n: empty list");
@@ -222,9 +224,9 @@ int main(int argc, char** argv) try {
       "bf16", po::value(&bf16)->default_value(bf16), "auto (on for cuda) | on | off: bfloat16 autocast")(
       "sdpa", po::value(&sdpa)->default_value(sdpa), "auto (on for cuda) | on | off: also full attention through SDPA")(
       "profile", po::value(&profile_top)->default_value(profile_top),
-      "after the table: the K operators (CPU self time) and CUDA kernels taking most time in one more step of each point")(
-      "csa-kernel", po::value(&csa_kernels)->default_value(csa_kernels),
-      "CSA kernels, comma-separated (auto | explicit | fused): one CST variant each")(
+      "after the table: the K operators (CPU self time) and CUDA kernels taking most time in one more step of each "
+      "point")("csa-kernel", po::value(&csa_kernels)->default_value(csa_kernels),
+               "CSA kernels, comma-separated (auto | explicit | fused): one CST variant each")(
       "set", po::value(&sets)->composing(), "model field override KEY=VALUE");
   if (!cst::parse_command_line(argc, argv, desc)) return 0;
   CST_INPUT_CHECK(device == "cpu" || device == "cuda", "--device: '" << device << "' is not cpu or cuda");

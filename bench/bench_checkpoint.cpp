@@ -20,7 +20,6 @@
 //    training step (0 = LibTorch's default); fewer than the cores leaves room for the writer.
 #include <ATen/ATen.h>
 #include <torch/torch.h>
-
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
@@ -29,11 +28,11 @@
 #include <filesystem>
 #include <iostream>
 
+#include "common/checksum.h"
 #include "launcher/tool_main.h"
 #include "model/loss.h"
 #include "model/model.h"
 #include "model/weights_io.h"
-#include "common/checksum.h"
 #include "trainer/checkpoint.h"
 #include "trainer/optimizer.h"
 
@@ -134,7 +133,8 @@ int main(int argc, char** argv) try {
       bytes = folder_bytes(step_dir);
       tc.checkpoint.resume = step_dir;
       t0 = Clock::now();
-      auto point = trainer::find_resume_point(tc, [](const std::string& w) { std::fprintf(stderr, "%s\n", w.c_str()); });
+      auto point =
+          trainer::find_resume_point(tc, [](const std::string& w) { std::fprintf(stderr, "%s\n", w.c_str()); });
       trainer::restore(*point, *m, opt, 0, 1, tc.train.seed, at::Generator());
       row.resume = std::min(row.resume, seconds_since(t0));
       t0 = Clock::now();
@@ -143,8 +143,9 @@ int main(int argc, char** argv) try {
     }
   }
   const double gb = static_cast<double>(bytes) / 1e9;
-  std::printf("| checksum | checkpoint (GB) | save (s) | save (GB/s) | resume (s) | resume (GB/s) | hash only (GB/s) |\n"
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  std::printf(
+      "| checksum | checkpoint (GB) | save (s) | save (GB/s) | resume (s) | resume (GB/s) | hash only (GB/s) |\n"
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   for (const Row& r : rows)
     std::printf("| %s | %.3f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", checksum_name(r.kind), gb, r.save, gb / r.save,
                 r.resume, gb / r.resume, gb / r.hash);

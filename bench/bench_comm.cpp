@@ -48,8 +48,8 @@ void bandwidth_table(comm::Communicator& c, int64_t min_bytes, int64_t max_bytes
   const int W = c.size();
   if (c.rank() == 0) {
     std::printf("# all_reduce(sum) float32, %d ranks, backend %s\n", W, c.backend());
-    std::printf("# %12s %12s %10s %11s %11s %8s\n", "size(B)", "count", "time(us)", "algbw(GB/s)",
-                "busbw(GB/s)", "iters");
+    std::printf("# %12s %12s %10s %11s %11s %8s\n", "size(B)", "count", "time(us)", "algbw(GB/s)", "busbw(GB/s)",
+                "iters");
   }
   for (int64_t bytes = min_bytes; bytes <= max_bytes; bytes *= 4) {
     const int64_t count = bytes / 4;
@@ -79,8 +79,8 @@ struct StepTimes {
 
 // One training step (forward, loss, backward, finalize) with `reducer` (null: no communication);
 // the slowest rank's times.
-StepTimes one_step(comm::Communicator& c, model::CstModel& net, const at::Tensor& ids,
-                   comm::GradReducer* reducer, int64_t step) {
+StepTimes one_step(comm::Communicator& c, model::CstModel& net, const at::Tensor& ids, comm::GradReducer* reducer,
+                   int64_t step) {
   net->zero_grad();
   c.barrier();
   auto t0 = Clock::now();
@@ -140,17 +140,15 @@ void overlap_table(comm::Communicator& c, model::ModelConfig cfg, int64_t batch,
         std::printf("round %d %-8s step %.1f bwd %.1f comm %.1f exposed %.1f\n", r, modes[m].first,
                     times[m][r].step * 1e3, times[m][r].backward * 1e3, times[m][r].comm * 1e3,
                     times[m][r].exposed * 1e3);
-  std::printf("\n# overlap of gradient all-reduce with backward: %d ranks, backend %s\n", c.size(),
-              c.backend());
+  std::printf("\n# overlap of gradient all-reduce with backward: %d ranks, backend %s\n", c.size(), c.backend());
   std::printf(
       "# model: d_model %lld, layers %lld, vocab %lld, N %lld, L %lld; batch %lld; %.2f MB of "
       "gradients in %zu buckets (first %.2f MiB, then %.2f MiB); median of %d interleaved steps\n",
-      static_cast<long long>(cfg.d_model), static_cast<long long>(cfg.n_layers),
-      static_cast<long long>(cfg.vocab_size), static_cast<long long>(seq),
-      static_cast<long long>(cfg.slice_len), static_cast<long long>(batch), bytes / 1e6,
+      static_cast<long long>(cfg.d_model), static_cast<long long>(cfg.n_layers), static_cast<long long>(cfg.vocab_size),
+      static_cast<long long>(seq), static_cast<long long>(cfg.slice_len), static_cast<long long>(batch), bytes / 1e6,
       overlap.bucket_layout().size(), ro.first_bucket_bytes / 1048576.0, ro.bucket_bytes / 1048576.0, steps);
-  std::printf("# %-8s %9s %12s %9s %12s %8s %18s\n", "mode", "step(ms)", "backward(ms)", "comm(ms)",
-              "exposed(ms)", "hidden", "launched-in-bwd");
+  std::printf("# %-8s %9s %12s %9s %12s %8s %18s\n", "mode", "step(ms)", "backward(ms)", "comm(ms)", "exposed(ms)",
+              "hidden", "launched-in-bwd");
   for (size_t m = 0; m < modes.size(); ++m) {
     auto col = [&](double StepTimes::*f) {
       std::vector<double> v;
@@ -183,14 +181,12 @@ int main(int argc, char** argv) {
     desc.add_options()("help", "this help")("verbose", "also print every round's times")(
         "backend", po::value(&backend)->default_value(backend), "auto | local | mpi | nccl")(
         "min-bytes", po::value(&min_bytes)->default_value(min_bytes), "smallest all-reduce message")(
-        "max-bytes", po::value(&max_bytes)->default_value(max_bytes),
-        "largest all-reduce message (x4 steps)")("preset", po::value(&preset)->default_value(preset),
-                                                 "model preset for the overlap table")(
+        "max-bytes", po::value(&max_bytes)->default_value(max_bytes), "largest all-reduce message (x4 steps)")(
+        "preset", po::value(&preset)->default_value(preset), "model preset for the overlap table")(
         "layers", po::value(&layers)->default_value(layers), "override n_layers (0: the preset's)")(
         "batch", po::value(&batch)->default_value(batch), "sequences per rank per step")(
         "seq", po::value(&seq)->default_value(seq), "sequence length (0: the preset's max_seq_len)")(
-        "steps", po::value(&steps)->default_value(steps),
-        "timed rounds of the three modes (after 1 warm-up)")(
+        "steps", po::value(&steps)->default_value(steps), "timed rounds of the three modes (after 1 warm-up)")(
         "first-bucket-mb", po::value(&first_mb)->default_value(first_mb), "GradReducer first bucket, MiB")(
         "bucket-mb", po::value(&bucket_mb)->default_value(bucket_mb), "GradReducer later buckets, MiB")(
         "progress-sleep-us", po::value(&sleep_us)->default_value(sleep_us),

@@ -212,7 +212,8 @@ void speed_table(comm::Communicator& world, const Options& o) {
     std::unique_ptr<comm::GradReducer> reducer;
     std::vector<double> times;
   };
-  Mode modes[2] = {{"data parallel (S = 1)", nullptr, nullptr, {}}, {"sequence parallel (S = W)", nullptr, nullptr, {}}};
+  Mode modes[2] = {{"data parallel (S = 1)", nullptr, nullptr, {}},
+                   {"sequence parallel (S = W)", nullptr, nullptr, {}}};
   for (int i = 0; i < 2; ++i) {
     torch::manual_seed(1);
     modes[i].m = model::CstModel(cfg);

@@ -4,19 +4,14 @@
 
 #include <sstream>
 
-
 namespace cst::comm {
 
 const char* to_string(ReduceOp op) {
   switch (op) {
-    case ReduceOp::kSum:
-      return "sum";
-    case ReduceOp::kAvg:
-      return "avg";
-    case ReduceOp::kMax:
-      return "max";
-    case ReduceOp::kMin:
-      return "min";
+    case ReduceOp::kSum: return "sum";
+    case ReduceOp::kAvg: return "avg";
+    case ReduceOp::kMax: return "max";
+    case ReduceOp::kMin: return "min";
   }
   return "?";
 }
@@ -112,8 +107,7 @@ void LocalCommunicator::send_recv(const at::Tensor& send, int dst, at::Tensor& r
   CST_CHECK((dst == 0) == (src == 0), "local send_recv: a send to self needs a receive from self");
   if (src == 0) {
     CST_CHECK(recv.sizes() == send.sizes() && recv.scalar_type() == send.scalar_type(),
-              "local send_recv: recv " << detail::describe(recv) << " does not match send "
-                                       << detail::describe(send));
+              "local send_recv: recv " << detail::describe(recv) << " does not match send " << detail::describe(send));
     recv.copy_(send);
   }
 }

@@ -13,7 +13,6 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
-
 #include <c10/core/Device.h>
 
 #include <cstdint>

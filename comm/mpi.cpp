@@ -34,8 +34,7 @@ MpiEnvironment::MpiEnvironment(int& argc, char**& argv) {
   if (provided < MPI_THREAD_MULTIPLE) {
     // Ask no more than we need: the library stays initialised at `provided`, which must be
     // at least FUNNELED for our use (one thread calls MPI, others compute).
-    CST_CHECK(provided >= MPI_THREAD_FUNNELED,
-              "MPI provides thread level " << provided << " < MPI_THREAD_FUNNELED");
+    CST_CHECK(provided >= MPI_THREAD_FUNNELED, "MPI provides thread level " << provided << " < MPI_THREAD_FUNNELED");
   }
   thread_level_ = provided >= MPI_THREAD_MULTIPLE ? MPI_THREAD_MULTIPLE : MPI_THREAD_FUNNELED;
   CST_CHECK_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));

@@ -28,10 +28,10 @@ class MpiEnvironment {
   MpiEnvironment(const MpiEnvironment&) = delete;
   MpiEnvironment& operator=(const MpiEnvironment&) = delete;
 
-  int rank() const { return rank_; }          // in MPI_COMM_WORLD
-  int size() const { return size_; }          // of MPI_COMM_WORLD
-  const std::string& host() const { return host_; }  // MPI_Get_processor_name
-  int thread_level() const { return thread_level_; } // MPI_THREAD_MULTIPLE or _FUNNELED
+  int rank() const { return rank_; }                  // in MPI_COMM_WORLD
+  int size() const { return size_; }                  // of MPI_COMM_WORLD
+  const std::string& host() const { return host_; }   // MPI_Get_processor_name
+  int thread_level() const { return thread_level_; }  // MPI_THREAD_MULTIPLE or _FUNNELED
   // Collective over MPI_COMM_WORLD: every rank must call it.
   void barrier() const;
   // Terminates every rank of MPI_COMM_WORLD with exit code `code` (so that no peer hangs
@@ -53,9 +53,8 @@ namespace detail {
 // Checks the return code of an MPI call; throws cst::Error with rank, host, the failing
 // expression, file:line and MPI's own message. MPI_COMM_WORLD's error handler is set to
 // MPI_ERRORS_RETURN by MpiEnvironment so that errors reach this macro instead of aborting.
-#define CST_CHECK_MPI(expr)                                                      \
-  do {                                                                           \
-    int cst_mpi_rc_ = (expr);                                                    \
-    if (cst_mpi_rc_ != MPI_SUCCESS)                                              \
-      ::cst::comm::detail::throw_mpi_error(cst_mpi_rc_, #expr, __FILE__, __LINE__); \
+#define CST_CHECK_MPI(expr)                                                                                       \
+  do {                                                                                                            \
+    int cst_mpi_rc_ = (expr);                                                                                     \
+    if (cst_mpi_rc_ != MPI_SUCCESS) ::cst::comm::detail::throw_mpi_error(cst_mpi_rc_, #expr, __FILE__, __LINE__); \
   } while (0)

@@ -26,20 +26,13 @@ constexpr int64_t kMaxChunk = int64_t{1} << 30;
 // The MPI type a reduction runs on (bf16 / f16 are reduced through float32).
 MPI_Datatype reduce_type(at::ScalarType st) {
   switch (st) {
-    case at::kFloat:
-      return MPI_FLOAT;
-    case at::kDouble:
-      return MPI_DOUBLE;
-    case at::kLong:
-      return MPI_INT64_T;
-    case at::kInt:
-      return MPI_INT32_T;
-    case at::kByte:
-      return MPI_UINT8_T;
-    case at::kBool:
-      return MPI_C_BOOL;
-    default:
-      return MPI_DATATYPE_NULL;
+    case at::kFloat: return MPI_FLOAT;
+    case at::kDouble: return MPI_DOUBLE;
+    case at::kLong: return MPI_INT64_T;
+    case at::kInt: return MPI_INT32_T;
+    case at::kByte: return MPI_UINT8_T;
+    case at::kBool: return MPI_C_BOOL;
+    default: return MPI_DATATYPE_NULL;
   }
 }
 
@@ -53,12 +46,9 @@ MPI_Op mpi_op(ReduceOp op, at::ScalarType st) {
   if (st == at::kBool) return op == ReduceOp::kMin ? MPI_LAND : MPI_LOR;
   switch (op) {
     case ReduceOp::kSum:
-    case ReduceOp::kAvg:
-      return MPI_SUM;
-    case ReduceOp::kMax:
-      return MPI_MAX;
-    case ReduceOp::kMin:
-      return MPI_MIN;
+    case ReduceOp::kAvg: return MPI_SUM;
+    case ReduceOp::kMax: return MPI_MAX;
+    case ReduceOp::kMin: return MPI_MIN;
   }
   return MPI_OP_NULL;
 }
@@ -83,8 +73,7 @@ namespace {
 
 class MpiWork : public Work {
  public:
-  MpiWork(std::shared_ptr<MpiCommunicator::TaskState> s, std::shared_ptr<bool> stuck, int rank,
-          std::string host)
+  MpiWork(std::shared_ptr<MpiCommunicator::TaskState> s, std::shared_ptr<bool> stuck, int rank, std::string host)
       : s_(std::move(s)), stuck_(std::move(stuck)), rank_(rank), host_(std::move(host)) {}
 
   bool done() override {
@@ -99,8 +88,8 @@ class MpiWork : public Work {
     } else if (!s_->cv.wait_for(lk, std::chrono::duration<double>(timeout_s), [&] { return s_->done; })) {
       *stuck_ = true;
       std::ostringstream os;
-      os << "MPI " << s_->op << " of " << s_->bytes << " bytes did not complete within " << timeout_s
-         << " s on rank " << rank_ << " (host " << host_ << ", pid " << getpid()
+      os << "MPI " << s_->op << " of " << s_->bytes << " bytes did not complete within " << timeout_s << " s on rank "
+         << rank_ << " (host " << host_ << ", pid " << getpid()
          << "): a peer is slow, hung or dead; the communicator is now unusable, abort the job";
       throw CommTimeout(os.str());
     }
@@ -153,14 +142,14 @@ struct MpiCommunicator::Queue {
 namespace {
 
 // Throws cst::Error "MPI <op> of <bytes> bytes failed on rank R of W (host H): <MPI message>".
-[[noreturn]] void fail(const MpiCommunicator::Ctx& ctx, int code, const char* expr, const char* file,
-                       int line, const std::string& op, int64_t bytes) {
+[[noreturn]] void fail(const MpiCommunicator::Ctx& ctx, int code, const char* expr, const char* file, int line,
+                       const std::string& op, int64_t bytes) {
   char msg[MPI_MAX_ERROR_STRING] = {0};
   int len = 0;
   if (MPI_Error_string(code, msg, &len) != MPI_SUCCESS) std::snprintf(msg, sizeof(msg), "code %d", code);
   std::ostringstream os;
-  os << "MPI " << op << " of " << bytes << " bytes failed on rank " << ctx.rank << " of " << ctx.size
-     << " (host " << ctx.host << ", pid " << getpid() << "): " << msg;
+  os << "MPI " << op << " of " << bytes << " bytes failed on rank " << ctx.rank << " of " << ctx.size << " (host "
+     << ctx.host << ", pid " << getpid() << "): " << msg;
   ::cst::detail::throw_error(file, line, expr, os.str());
 }
 
@@ -238,9 +227,8 @@ MpiCommunicator::~MpiCommunicator() {
 
 void MpiCommunicator::check_cpu(const at::Tensor& t, const char* op) const {
   CST_CHECK(t.defined(), "MPI " << op << " on rank " << rank_ << ": undefined tensor");
-  CST_CHECK(t.device().is_cpu(), "MPI " << op << " on rank " << rank_
-                                        << ": MpiCommunicator needs CPU tensors, got " << detail::describe(t)
-                                        << " (use the nccl backend on CUDA)");
+  CST_CHECK(t.device().is_cpu(), "MPI " << op << " on rank " << rank_ << ": MpiCommunicator needs CPU tensors, got "
+                                        << detail::describe(t) << " (use the nccl backend on CUDA)");
   CST_CHECK(movable(t.scalar_type()), "MPI " << op << " on rank " << rank_ << ": unsupported dtype in "
                                              << detail::describe(t)
                                              << " (supported: float32, float64, bfloat16, float16, "
@@ -278,9 +266,8 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(at::Tensor t, ReduceOp o
   check_cpu(t, name.c_str());
   CST_CHECK(t.scalar_type() != at::kBool || op != ReduceOp::kAvg,
             "MPI " << name << " on rank " << rank_ << ": kAvg is not defined for " << detail::describe(t));
-  CST_CHECK(
-      op != ReduceOp::kAvg || at::isFloatingType(t.scalar_type()),
-      "MPI " << name << " on rank " << rank_ << ": kAvg needs a floating dtype, got " << detail::describe(t));
+  CST_CHECK(op != ReduceOp::kAvg || at::isFloatingType(t.scalar_type()),
+            "MPI " << name << " on rank " << rank_ << ": kAvg needs a floating dtype, got " << detail::describe(t));
   const int64_t bytes = nbytes(t);
   const int sleep_us = threaded_ ? opts_.progress_sleep_us : 0;
   auto fn = [ctx = ctx_, t, op, name, bytes, sleep_us]() mutable {
@@ -300,8 +287,7 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(at::Tensor t, ReduceOp o
         continue;
       }
       MPI_Request req = MPI_REQUEST_NULL;
-      CST_MPI_OP(ctx, MPI_Iallreduce(MPI_IN_PLACE, p + off * esize, n, type, mop, ctx.comm, &req), name,
-                 bytes);
+      CST_MPI_OP(ctx, MPI_Iallreduce(MPI_IN_PLACE, p + off * esize, n, type, mop, ctx.comm, &req), name, bytes);
       for (int flag = 0;;) {
         CST_MPI_OP(ctx, MPI_Test(&req, &flag, MPI_STATUS_IGNORE), name, bytes);
         if (flag) break;
@@ -315,9 +301,7 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(at::Tensor t, ReduceOp o
   return std::make_unique<MpiWork>(st, stuck_, rank_, ctx_.host);
 }
 
-void MpiCommunicator::all_reduce(at::Tensor& t, ReduceOp op) {
-  all_reduce_async(t, op)->wait(opts_.timeout_s);
-}
+void MpiCommunicator::all_reduce(at::Tensor& t, ReduceOp op) { all_reduce_async(t, op)->wait(opts_.timeout_s); }
 
 void MpiCommunicator::broadcast(at::Tensor& t, int root) {
   check_cpu(t, "broadcast");
@@ -341,16 +325,16 @@ void MpiCommunicator::all_gather(const at::Tensor& in, at::Tensor& out) {
   check_cpu(out, "all_gather");
   CST_CHECK(out.is_contiguous() && out.scalar_type() == in.scalar_type() && out.dim() == in.dim() + 1 &&
                 out.size(0) == size_ && out.sizes().slice(1) == in.sizes(),
-            "MPI all_gather on rank " << rank_ << ": out must be contiguous [" << size_ << ", " << in.sizes()
-                                      << "] " << in.scalar_type() << ", got " << detail::describe(out));
+            "MPI all_gather on rank " << rank_ << ": out must be contiguous [" << size_ << ", " << in.sizes() << "] "
+                                      << in.scalar_type() << ", got " << detail::describe(out));
   const int64_t bytes = nbytes(in);
   CST_CHECK(bytes <= INT_MAX,
             "MPI all_gather on rank " << rank_ << ": " << bytes << " bytes per rank exceed MPI's int count");
   at::Tensor src = in.contiguous(), dst = out;
   run_blocking("all_gather", bytes, [ctx = ctx_, src, dst, bytes]() {
     CST_MPI_OP(ctx,
-               MPI_Allgather(src.data_ptr(), static_cast<int>(bytes), MPI_BYTE, dst.data_ptr(),
-                             static_cast<int>(bytes), MPI_BYTE, ctx.comm),
+               MPI_Allgather(src.data_ptr(), static_cast<int>(bytes), MPI_BYTE, dst.data_ptr(), static_cast<int>(bytes),
+                             MPI_BYTE, ctx.comm),
                "all_gather", bytes);
   });
 }
@@ -392,14 +376,14 @@ std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
 }
 
 void MpiCommunicator::send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) {
-  CST_CHECK(dst >= -1 && dst < size_ && src >= -1 && src < size_,
-            "MPI send_recv on rank " << rank_ << ": dst " << dst << " / src " << src << " out of [-1, "
-                                     << size_ << ")");
+  CST_CHECK(dst >= -1 && dst < size_ && src >= -1 && src < size_, "MPI send_recv on rank "
+                                                                      << rank_ << ": dst " << dst << " / src " << src
+                                                                      << " out of [-1, " << size_ << ")");
   if (dst >= 0) check_cpu(send, "send_recv");
   if (src >= 0) {
     check_cpu(recv, "send_recv");
-    CST_CHECK(recv.is_contiguous(), "MPI send_recv on rank " << rank_ << ": recv must be contiguous, got "
-                                                             << detail::describe(recv));
+    CST_CHECK(recv.is_contiguous(),
+              "MPI send_recv on rank " << rank_ << ": recv must be contiguous, got " << detail::describe(recv));
   }
   const int64_t sbytes = dst >= 0 ? nbytes(send) : 0, rbytes = src >= 0 ? nbytes(recv) : 0;
   CST_CHECK(sbytes <= INT_MAX && rbytes <= INT_MAX,

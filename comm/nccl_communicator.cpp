@@ -24,37 +24,25 @@ using Clock = std::chrono::steady_clock;
 
 ncclDataType_t nccl_type(at::ScalarType st) {
   switch (st) {
-    case at::kFloat:
-      return ncclFloat32;
-    case at::kDouble:
-      return ncclFloat64;
-    case at::kHalf:
-      return ncclFloat16;
-    case at::kBFloat16:
-      return ncclBfloat16;
-    case at::kLong:
-      return ncclInt64;
-    case at::kInt:
-      return ncclInt32;
+    case at::kFloat: return ncclFloat32;
+    case at::kDouble: return ncclFloat64;
+    case at::kHalf: return ncclFloat16;
+    case at::kBFloat16: return ncclBfloat16;
+    case at::kLong: return ncclInt64;
+    case at::kInt: return ncclInt32;
     case at::kByte:
-    case at::kBool:
-      return ncclUint8;
-    default:
-      return ncclNumTypes;  // unsupported
+    case at::kBool: return ncclUint8;
+    default: return ncclNumTypes;  // unsupported
   }
 }
 
 ncclRedOp_t nccl_op(ReduceOp op, at::ScalarType st) {
   if (st == at::kBool) return op == ReduceOp::kMin ? ncclMin : ncclMax;
   switch (op) {
-    case ReduceOp::kSum:
-      return ncclSum;
-    case ReduceOp::kAvg:
-      return ncclAvg;
-    case ReduceOp::kMax:
-      return ncclMax;
-    case ReduceOp::kMin:
-      return ncclMin;
+    case ReduceOp::kSum: return ncclSum;
+    case ReduceOp::kAvg: return ncclAvg;
+    case ReduceOp::kMax: return ncclMax;
+    case ReduceOp::kMin: return ncclMin;
   }
   return ncclSum;
 }
@@ -68,17 +56,17 @@ std::string host_name() {
 }  // namespace
 
 // Throws cst::Error "NCCL <op> of <bytes> bytes failed on rank R (host H): <message>".
-#define CST_CHECK_NCCL(expr, op, bytes)                                                                 \
-  do {                                                                                                  \
-    ncclResult_t cst_nrc_ = (expr);                                                                     \
-    if (cst_nrc_ != ncclSuccess) {                                                                      \
-      std::ostringstream cst_os_;                                                                       \
-      cst_os_ << "NCCL " << (op) << " of " << (bytes) << " bytes failed on rank " << rank_ << " (host " \
-              << env_.host() << ", pid " << getpid() << "): " << ncclGetErrorString(cst_nrc_);          \
-      const char* cst_last_ = ncclGetLastError(nullptr);                                                \
-      if (cst_last_ != nullptr && *cst_last_ != 0) cst_os_ << " (" << cst_last_ << ")";                 \
-      ::cst::detail::throw_error(__FILE__, __LINE__, #expr, cst_os_.str());                             \
-    }                                                                                                   \
+#define CST_CHECK_NCCL(expr, op, bytes)                                                                                \
+  do {                                                                                                                 \
+    ncclResult_t cst_nrc_ = (expr);                                                                                    \
+    if (cst_nrc_ != ncclSuccess) {                                                                                     \
+      std::ostringstream cst_os_;                                                                                      \
+      cst_os_ << "NCCL " << (op) << " of " << (bytes) << " bytes failed on rank " << rank_ << " (host " << env_.host() \
+              << ", pid " << getpid() << "): " << ncclGetErrorString(cst_nrc_);                                        \
+      const char* cst_last_ = ncclGetLastError(nullptr);                                                               \
+      if (cst_last_ != nullptr && *cst_last_ != 0) cst_os_ << " (" << cst_last_ << ")";                                \
+      ::cst::detail::throw_error(__FILE__, __LINE__, #expr, cst_os_.str());                                            \
+    }                                                                                                                  \
   } while (0)
 
 struct NcclCommunicator::Impl {
@@ -94,9 +82,8 @@ namespace {
 // caller's current stream after it.
 class NcclWork : public Work {
  public:
-  NcclWork(ncclComm_t comm, std::shared_ptr<c10::cuda::CUDAEvent> start,
-           std::shared_ptr<c10::cuda::CUDAEvent> end, at::Tensor keep, std::string op, int64_t bytes,
-           int rank, int device)
+  NcclWork(ncclComm_t comm, std::shared_ptr<c10::cuda::CUDAEvent> start, std::shared_ptr<c10::cuda::CUDAEvent> end,
+           at::Tensor keep, std::string op, int64_t bytes, int rank, int device)
       : comm_(comm),
         start_(std::move(start)),
         end_(std::move(end)),
@@ -114,12 +101,12 @@ class NcclWork : public Work {
       ncclResult_t async = ncclSuccess;
       ncclCommGetAsyncError(comm_, &async);
       CST_CHECK(async == ncclSuccess || async == ncclInProgress,
-                "NCCL " << op_ << " of " << bytes_ << " bytes failed on rank " << rank_ << " (host "
-                        << host_name() << "): " << ncclGetErrorString(async));
+                "NCCL " << op_ << " of " << bytes_ << " bytes failed on rank " << rank_ << " (host " << host_name()
+                        << "): " << ncclGetErrorString(async));
       if (timeout_s > 0 && std::chrono::duration<double>(Clock::now() - t0).count() > timeout_s) {
         std::ostringstream os;
-        os << "NCCL " << op_ << " of " << bytes_ << " bytes did not complete within " << timeout_s
-           << " s on rank " << rank_ << " (host " << host_name() << ", pid " << getpid()
+        os << "NCCL " << op_ << " of " << bytes_ << " bytes did not complete within " << timeout_s << " s on rank "
+           << rank_ << " (host " << host_name() << ", pid " << getpid()
            << "): a peer is slow, hung or dead; abort the job";
         throw CommTimeout(os.str());
       }
@@ -149,8 +136,8 @@ bool NcclCommunicator::cuda_available() { return c10::cuda::device_count() > 0; 
 
 NcclCommunicator::NcclCommunicator(MpiEnvironment& env, int device, double timeout_s)
     : env_(env), rank_(env.rank()), size_(env.size()), timeout_s_(timeout_s) {
-  CST_CHECK(cuda_available(), "NcclCommunicator on rank " << rank_ << " (host " << env.host()
-                                                          << "): no CUDA device is visible");
+  CST_CHECK(cuda_available(),
+            "NcclCommunicator on rank " << rank_ << " (host " << env.host() << "): no CUDA device is visible");
   device_ = device >= 0 ? device : static_cast<int>(c10::cuda::current_device());
   c10::cuda::CUDAGuard g(static_cast<c10::DeviceIndex>(device_));
   impl_ = std::make_unique<Impl>(
@@ -210,21 +197,20 @@ struct Launch {
 
 // Orders the side stream after the current stream, runs `body` on the side stream between two
 // timing events, and records `tensors` on the side stream for the caching allocator.
-#define CST_NCCL_LAUNCH(launch, tensors, body)                                                     \
-  do {                                                                                             \
-    c10::cuda::CUDAGuard cst_g_(static_cast<c10::DeviceIndex>(device_));                           \
-    auto cst_cur_ = c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device_));       \
-    c10::cuda::CUDAEvent cst_ready_;                                                               \
-    cst_ready_.record(cst_cur_);                                                                   \
-    cst_ready_.block(impl_->stream);                                                               \
-    (launch).start = std::make_shared<c10::cuda::CUDAEvent>(cudaEventDefault);                     \
-    (launch).end = std::make_shared<c10::cuda::CUDAEvent>(cudaEventDefault);                       \
-    (launch).start->record(impl_->stream);                                                         \
-    body;                                                                                          \
-    (launch).end->record(impl_->stream);                                                           \
-    for (const at::Tensor& cst_t_ : tensors)                                                       \
-      if (cst_t_.defined())                                                                        \
-        c10::cuda::CUDACachingAllocator::recordStream(cst_t_.storage().data_ptr(), impl_->stream); \
+#define CST_NCCL_LAUNCH(launch, tensors, body)                                                                         \
+  do {                                                                                                                 \
+    c10::cuda::CUDAGuard cst_g_(static_cast<c10::DeviceIndex>(device_));                                               \
+    auto cst_cur_ = c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device_));                           \
+    c10::cuda::CUDAEvent cst_ready_;                                                                                   \
+    cst_ready_.record(cst_cur_);                                                                                       \
+    cst_ready_.block(impl_->stream);                                                                                   \
+    (launch).start = std::make_shared<c10::cuda::CUDAEvent>(cudaEventDefault);                                         \
+    (launch).end = std::make_shared<c10::cuda::CUDAEvent>(cudaEventDefault);                                           \
+    (launch).start->record(impl_->stream);                                                                             \
+    body;                                                                                                              \
+    (launch).end->record(impl_->stream);                                                                               \
+    for (const at::Tensor& cst_t_ : tensors)                                                                           \
+      if (cst_t_.defined()) c10::cuda::CUDACachingAllocator::recordStream(cst_t_.storage().data_ptr(), impl_->stream); \
   } while (0)
 
 namespace {
@@ -232,8 +218,8 @@ void check_cuda_tensor(const at::Tensor& t, int device, int rank, const char* op
   CST_CHECK(t.defined() && t.is_cuda() && t.get_device() == device,
             "NCCL " << op << " on rank " << rank << ": needs a CUDA tensor on device " << device << ", got "
                     << detail::describe(t));
-  CST_CHECK(t.is_contiguous(), "NCCL " << op << " on rank " << rank << ": needs a contiguous tensor, got "
-                                       << detail::describe(t));
+  CST_CHECK(t.is_contiguous(),
+            "NCCL " << op << " on rank " << rank << ": needs a contiguous tensor, got " << detail::describe(t));
   CST_CHECK(nccl_type(t.scalar_type()) != ncclNumTypes,
             "NCCL " << op << " on rank " << rank << ": unsupported dtype in " << detail::describe(t));
 }
@@ -243,16 +229,14 @@ std::unique_ptr<Work> NcclCommunicator::all_reduce_async(at::Tensor t, ReduceOp 
   std::string name = std::string("all_reduce(") + to_string(op) + ")";
   check_cuda_tensor(t, device_, rank_, name.c_str());
   CST_CHECK(op != ReduceOp::kAvg || at::isFloatingType(t.scalar_type()),
-            "NCCL " << name << " on rank " << rank_ << ": kAvg needs a floating dtype, got "
-                    << detail::describe(t));
+            "NCCL " << name << " on rank " << rank_ << ": kAvg needs a floating dtype, got " << detail::describe(t));
   const int64_t bytes = nbytes(t);
   Launch l;
   std::vector<at::Tensor> ts{t};
-  CST_NCCL_LAUNCH(
-      l, ts,
-      CST_CHECK_NCCL(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()),
-                                   nccl_op(op, t.scalar_type()), impl_->comm, impl_->stream.stream()),
-                     name, bytes));
+  CST_NCCL_LAUNCH(l, ts,
+                  CST_CHECK_NCCL(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()),
+                                               nccl_op(op, t.scalar_type()), impl_->comm, impl_->stream.stream()),
+                                 name, bytes));
   return std::make_unique<NcclWork>(impl_->comm, l.start, l.end, t, name, bytes, rank_, device_);
 }
 
@@ -265,8 +249,8 @@ void NcclCommunicator::broadcast(at::Tensor& t, int root) {
   Launch l;
   std::vector<at::Tensor> ts{t};
   CST_NCCL_LAUNCH(l, ts,
-                  CST_CHECK_NCCL(ncclBroadcast(t.data_ptr(), t.data_ptr(), bytes, ncclUint8, root,
-                                               impl_->comm, impl_->stream.stream()),
+                  CST_CHECK_NCCL(ncclBroadcast(t.data_ptr(), t.data_ptr(), bytes, ncclUint8, root, impl_->comm,
+                                               impl_->stream.stream()),
                                  "broadcast", bytes));
   NcclWork(impl_->comm, l.start, l.end, t, "broadcast", bytes, rank_, device_).wait(timeout_s_);
 }
@@ -276,8 +260,8 @@ void NcclCommunicator::all_gather(const at::Tensor& in, at::Tensor& out) {
   check_cuda_tensor(out, device_, rank_, "all_gather");
   CST_CHECK(out.scalar_type() == in.scalar_type() && out.dim() == in.dim() + 1 && out.size(0) == size_ &&
                 out.sizes().slice(1) == in.sizes(),
-            "NCCL all_gather on rank " << rank_ << ": out must be [" << size_ << ", " << in.sizes()
-                                       << "], got " << detail::describe(out));
+            "NCCL all_gather on rank " << rank_ << ": out must be [" << size_ << ", " << in.sizes() << "], got "
+                                       << detail::describe(out));
   const int64_t bytes = nbytes(in);
   Launch l;
   std::vector<at::Tensor> ts{in, out};

@@ -16,9 +16,7 @@ namespace cst::comm {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 GradReducer::NamedTensors to_named(const torch::OrderedDict<std::string, at::Tensor>& d) {
   GradReducer::NamedTensors out;
@@ -67,8 +65,7 @@ class GradReducer::Hook : public torch::autograd::FunctionPostHook {
 };
 
 GradReducer::GradReducer(Communicator& comm, torch::nn::Module& module, ReducerOptions opts)
-    : GradReducer(comm, to_named(module.named_parameters(true)), to_named(module.named_buffers(true)), opts) {
-}
+    : GradReducer(comm, to_named(module.named_parameters(true)), to_named(module.named_buffers(true)), opts) {}
 
 GradReducer::GradReducer(Communicator& comm, NamedTensors params, NamedTensors buffers, ReducerOptions opts)
     : comm_(comm), opts_(opts), buffers_(std::move(buffers)) {
@@ -93,8 +90,7 @@ GradReducer::GradReducer(Communicator& comm, NamedTensors params, NamedTensors b
       const Bucket& cur = buckets_.back();
       const at::Tensor& first = vars_[cur.vars.front()].param;
       const int64_t limit = buckets_.size() == 1 ? opts_.first_bucket_bytes : opts_.bucket_bytes;
-      if (cur.bytes >= limit || first.scalar_type() != v.param.scalar_type() ||
-          first.device() != v.param.device())
+      if (cur.bytes >= limit || first.scalar_type() != v.param.scalar_type() || first.device() != v.param.device())
         buckets_.emplace_back();
     } else {
       buckets_.emplace_back();
@@ -107,8 +103,7 @@ GradReducer::GradReducer(Communicator& comm, NamedTensors params, NamedTensors b
   }
   for (Bucket& b : buckets_) {
     const at::Tensor& p = vars_[b.vars.front()].param;
-    b.buffer =
-        at::zeros({b.bytes / static_cast<int64_t>(p.element_size())}, p.options().requires_grad(false));
+    b.buffer = at::zeros({b.bytes / static_cast<int64_t>(p.element_size())}, p.options().requires_grad(false));
   }
 
   for (size_t k = 0; k < vars_.size(); ++k) {
@@ -158,10 +153,9 @@ void GradReducer::mark_ready(size_t k) {
   std::lock_guard<std::mutex> lk(mu_);
   if (!armed_ || !sync_) return;  // accumulation micro-step, or a backward outside a step
   Var& v = vars_[k];
-  CST_CHECK(!v.ready, "GradReducer: the gradient of '"
-                          << v.name
-                          << "' became ready twice in one synchronising "
-                             "backward (call prepare_for_backward before each backward)");
+  CST_CHECK(!v.ready, "GradReducer: the gradient of '" << v.name
+                                                       << "' became ready twice in one synchronising "
+                                                          "backward (call prepare_for_backward before each backward)");
   v.ready = true;
   Bucket& b = buckets_[v.bucket];
   at::Tensor slot = b.buffer.narrow(0, v.offset, v.numel);
@@ -227,10 +221,10 @@ void GradReducer::finalize(int64_t step) {
       bk.work->wait(opts_.timeout_s);
     } catch (const CommTimeout& e) {
       std::ostringstream os;
-      os << "GradReducer watchdog: all_reduce of bucket " << b << " of " << buckets_.size() << " ("
-         << bk.bytes << " bytes, " << bk.vars.size() << " parameters from '" << vars_[bk.vars.front()].name
-         << "') did not complete within " << opts_.timeout_s << " s at step " << step << " on rank "
-         << comm_.rank() << ": " << e.what();
+      os << "GradReducer watchdog: all_reduce of bucket " << b << " of " << buckets_.size() << " (" << bk.bytes
+         << " bytes, " << bk.vars.size() << " parameters from '" << vars_[bk.vars.front()].name
+         << "') did not complete within " << opts_.timeout_s << " s at step " << step << " on rank " << comm_.rank()
+         << ": " << e.what();
       throw CommTimeout(os.str());
     }
     st.wait_seconds += seconds_since(tw);
@@ -266,11 +260,11 @@ void GradReducer::broadcast_parameters(uint64_t config_hash) {
   for (const auto& b : buffers_) all.push_back(b);
 
   // 1. counts and config hash.
-  at::Tensor head = at::tensor(std::vector<int64_t>{static_cast<int64_t>(vars_.size()),
-                                                    static_cast<int64_t>(buffers_.size()),
-                                                    static_cast<int64_t>(config_hash)},
-                               at::TensorOptions().dtype(at::kLong))
-                        .to(dev);
+  at::Tensor head =
+      at::tensor(std::vector<int64_t>{static_cast<int64_t>(vars_.size()), static_cast<int64_t>(buffers_.size()),
+                                      static_cast<int64_t>(config_hash)},
+                 at::TensorOptions().dtype(at::kLong))
+          .to(dev);
   at::Tensor heads = at::empty({world, 3}, on_dev);
   comm_.all_gather(head, heads);
   heads = heads.cpu();
@@ -278,14 +272,13 @@ void GradReducer::broadcast_parameters(uint64_t config_hash) {
   for (int r = 1; r < world; ++r) {
     const int64_t* o = h + 3 * r;
     CST_CHECK(o[2] == h[2], "GradReducer::broadcast_parameters: model config hash differs: rank 0 has 0x"
-                                << std::hex << static_cast<uint64_t>(h[2]) << ", rank " << std::dec << r
-                                << " has 0x" << std::hex << static_cast<uint64_t>(o[2]) << std::dec
-                                << ": every rank must build the same model configuration (seen on rank " << me
-                                << ")");
+                                << std::hex << static_cast<uint64_t>(h[2]) << ", rank " << std::dec << r << " has 0x"
+                                << std::hex << static_cast<uint64_t>(o[2]) << std::dec
+                                << ": every rank must build the same model configuration (seen on rank " << me << ")");
     CST_CHECK(o[0] == h[0] && o[1] == h[1], "GradReducer::broadcast_parameters: rank 0 has "
-                                                << h[0] << " trainable parameters and " << h[1]
-                                                << " buffers, rank " << r << " has " << o[0] << " and "
-                                                << o[1] << " (seen on rank " << me << ")");
+                                                << h[0] << " trainable parameters and " << h[1] << " buffers, rank "
+                                                << r << " has " << o[0] << " and " << o[1] << " (seen on rank " << me
+                                                << ")");
   }
 
   // 2. per tensor: names, shapes, dtypes.
@@ -315,13 +308,12 @@ void GradReducer::broadcast_parameters(uint64_t config_hash) {
         if (std::equal(r0, r0 + kFpCols, rr)) continue;
         const char* what = i < static_cast<int64_t>(vars_.size()) ? "parameter" : "buffer";
         if (r0[2 + kMaxDims] != rr[2 + kMaxDims] && std::equal(r0, r0 + 2 + kMaxDims, rr))
-          CST_THROW("GradReducer::broadcast_parameters: " << what << " " << i << " ('" << all[i].first
-                                                          << "' on rank " << me
-                                                          << ") has a different name on rank " << r
+          CST_THROW("GradReducer::broadcast_parameters: " << what << " " << i << " ('" << all[i].first << "' on rank "
+                                                          << me << ") has a different name on rank " << r
                                                           << " than on rank 0 (seen on rank " << me << ")");
-        CST_THROW("GradReducer::broadcast_parameters: "
-                  << what << " '" << all[i].first << "' (index " << i << ") is " << shape_of(r0)
-                  << " on rank 0 but " << shape_of(rr) << " on rank " << r << " (seen on rank " << me << ")");
+        CST_THROW("GradReducer::broadcast_parameters: " << what << " '" << all[i].first << "' (index " << i << ") is "
+                                                        << shape_of(r0) << " on rank 0 but " << shape_of(rr)
+                                                        << " on rank " << r << " (seen on rank " << me << ")");
       }
     }
   }

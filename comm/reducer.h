@@ -63,7 +63,7 @@ namespace cst::comm {
 struct ReducerOptions {
   int64_t first_bucket_bytes = int64_t{1} << 20;  // bucket 0: small, so its all-reduce starts early
   int64_t bucket_bytes = int64_t{25} << 20;       // later buckets: fewer, larger messages
-  double timeout_s = 600.0;  // watchdog: finalize() throws CommTimeout when a bucket takes longer
+  double timeout_s = 600.0;                       // watchdog: finalize() throws CommTimeout when a bucket takes longer
   // Launch buckets from autograd hooks during backward. false: all buckets are launched in
   // finalize() (no overlap; the benchmark's baseline).
   bool overlap = true;

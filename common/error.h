@@ -27,28 +27,27 @@ class InputError : public Error {
 
 namespace detail {
 [[noreturn]] void throw_error(const char* file, int line, const char* expr, const std::string& msg);
-[[noreturn]] void throw_input_error(const char* file, int line, const char* expr,
-                                    const std::string& msg);
+[[noreturn]] void throw_input_error(const char* file, int line, const char* expr, const std::string& msg);
 }  // namespace detail
 
 }  // namespace cst
 
-#define CST_CHECK(cond, msg)                                                     \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      std::ostringstream cst_os_;                                                \
-      cst_os_ << msg;                                                            \
-      ::cst::detail::throw_error(__FILE__, __LINE__, #cond, cst_os_.str());      \
-    }                                                                            \
+#define CST_CHECK(cond, msg)                                                \
+  do {                                                                      \
+    if (!(cond)) {                                                          \
+      std::ostringstream cst_os_;                                           \
+      cst_os_ << msg;                                                       \
+      ::cst::detail::throw_error(__FILE__, __LINE__, #cond, cst_os_.str()); \
+    }                                                                       \
   } while (0)
 
-#define CST_INPUT_CHECK(cond, msg)                                               \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      std::ostringstream cst_os_;                                                \
-      cst_os_ << msg;                                                            \
+#define CST_INPUT_CHECK(cond, msg)                                                \
+  do {                                                                            \
+    if (!(cond)) {                                                                \
+      std::ostringstream cst_os_;                                                 \
+      cst_os_ << msg;                                                             \
       ::cst::detail::throw_input_error(__FILE__, __LINE__, #cond, cst_os_.str()); \
-    }                                                                            \
+    }                                                                             \
   } while (0)
 
 #define CST_THROW_INPUT(msg) CST_INPUT_CHECK(false, msg)

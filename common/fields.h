@@ -13,7 +13,7 @@ namespace cst {
 int64_t parse_int(const std::string& key, const std::string& text);
 double parse_float(const std::string& key, const std::string& text);  // finite only
 bool parse_bool(const std::string& key, const std::string& text);     // true/false/1/0/yes/no/on/off
-std::string format_float(double v);                                    // round-trips exactly
+std::string format_float(double v);                                   // round-trips exactly
 
 // Enum <-> name tables: {{"name", value}, ...}.
 template <class E>
@@ -64,28 +64,28 @@ const Field<C>& find_field(const std::vector<Field<C>>& fields, const std::strin
 }  // namespace cst
 
 // Field<C> initialisers for a member of C named by KEY.
-#define CST_FIELD_INT(C, KEY, MEMBER, HELP)                                       \
-  ::cst::Field<C> {                                                               \
-    KEY, "int", HELP, [](const C& c) { return std::to_string(c.MEMBER); },        \
-        [](C& c, const std::string& s) { c.MEMBER = ::cst::parse_int(KEY, s); }   \
+#define CST_FIELD_INT(C, KEY, MEMBER, HELP)                                     \
+  ::cst::Field<C> {                                                             \
+    KEY, "int", HELP, [](const C& c) { return std::to_string(c.MEMBER); },      \
+        [](C& c, const std::string& s) { c.MEMBER = ::cst::parse_int(KEY, s); } \
   }
 #define CST_FIELD_FLOAT(C, KEY, MEMBER, HELP)                                     \
   ::cst::Field<C> {                                                               \
     KEY, "float", HELP, [](const C& c) { return ::cst::format_float(c.MEMBER); }, \
         [](C& c, const std::string& s) { c.MEMBER = ::cst::parse_float(KEY, s); } \
   }
-#define CST_FIELD_BOOL(C, KEY, MEMBER, HELP)                                            \
-  ::cst::Field<C> {                                                                     \
+#define CST_FIELD_BOOL(C, KEY, MEMBER, HELP)                                                \
+  ::cst::Field<C> {                                                                         \
     KEY, "bool", HELP, [](const C& c) { return std::string(c.MEMBER ? "true" : "false"); }, \
-        [](C& c, const std::string& s) { c.MEMBER = ::cst::parse_bool(KEY, s); }        \
+        [](C& c, const std::string& s) { c.MEMBER = ::cst::parse_bool(KEY, s); }            \
   }
-#define CST_FIELD_STRING(C, KEY, MEMBER, HELP)                           \
-  ::cst::Field<C> {                                                      \
+#define CST_FIELD_STRING(C, KEY, MEMBER, HELP)                             \
+  ::cst::Field<C> {                                                        \
     KEY, "string", HELP, [](const C& c) { return std::string(c.MEMBER); }, \
-        [](C& c, const std::string& s) { c.MEMBER = s; }                 \
+        [](C& c, const std::string& s) { c.MEMBER = s; }                   \
   }
-#define CST_FIELD_ENUM(C, KEY, MEMBER, TABLE, HELP)                                        \
-  ::cst::Field<C> {                                                                        \
+#define CST_FIELD_ENUM(C, KEY, MEMBER, TABLE, HELP)                                                 \
+  ::cst::Field<C> {                                                                                 \
     KEY, "string", HELP, [](const C& c) { return std::string(::cst::enum_name(TABLE, c.MEMBER)); }, \
-        [](C& c, const std::string& s) { c.MEMBER = ::cst::enum_parse(TABLE, KEY, s); }    \
+        [](C& c, const std::string& s) { c.MEMBER = ::cst::enum_parse(TABLE, KEY, s); }             \
   }

@@ -90,11 +90,10 @@ std::string shape_str(const std::vector<int64_t>& dims) {
 Dataset::Dataset(Handle h, std::string file, std::string name)
     : h_(std::move(h)), file_(std::move(file)), name_(std::move(name)) {
   Handle space(H5Dget_space(h_.id()), H5Sclose);
-  CST_INPUT_CHECK(space.valid(), "HDF5 file '" << file_ << "' dataset '" << name_
-                                               << "': cannot read dataspace: " << last_error());
+  CST_INPUT_CHECK(space.valid(),
+                  "HDF5 file '" << file_ << "' dataset '" << name_ << "': cannot read dataspace: " << last_error());
   int rank = H5Sget_simple_extent_ndims(space.id());
-  CST_INPUT_CHECK(rank >= 0, "HDF5 file '" << file_ << "' dataset '" << name_
-                                           << "': bad dataspace: " << last_error());
+  CST_INPUT_CHECK(rank >= 0, "HDF5 file '" << file_ << "' dataset '" << name_ << "': bad dataspace: " << last_error());
   CST_INPUT_CHECK(rank <= H5S_MAX_RANK, "HDF5 file '" << file_ << "' dataset '" << name_ << "': rank " << rank);
   std::vector<hsize_t> d(static_cast<size_t>(rank));
   H5Sget_simple_extent_dims(space.id(), d.data(), nullptr);
@@ -103,8 +102,8 @@ Dataset::Dataset(Handle h, std::string file, std::string name)
   hsize_t n = 1;
   for (hsize_t x : d) {
     CST_INPUT_CHECK(x < kMax && (x == 0 || n <= kMax / x), "HDF5 file '" << file_ << "' dataset '" << name_
-                                                                           << "': shape with a dimension " << x
-                                                                           << " holds 2^62 or more elements");
+                                                                         << "': shape with a dimension " << x
+                                                                         << " holds 2^62 or more elements");
     n *= x;
   }
   shape_.assign(d.begin(), d.end());
@@ -116,16 +115,16 @@ void Dataset::check_stored() const {
   Handle dcpl(H5Dget_create_plist(h_.id()), H5Pclose);
   const size_t elem = H5Tget_size(t.id());
   const int filters = dcpl.valid() ? H5Pget_nfilters(dcpl.id()) : 0;
-  CST_INPUT_CHECK(elem > 0 && elem <= 64 && filters >= 0,
-                  "HDF5 file '" << file_ << "' dataset '" << name_ << "': bad element type or filters: " << last_error());
+  CST_INPUT_CHECK(elem > 0 && elem <= 64 && filters >= 0, "HDF5 file '"
+                                                              << file_ << "' dataset '" << name_
+                                                              << "': bad element type or filters: " << last_error());
   const long double declared = static_cast<long double>(numel()) * static_cast<long double>(elem);
   const long double stored = static_cast<long double>(H5Dget_storage_size(h_.id()));
   const long double need = filters > 0 ? declared / kMaxCompression : declared;
   CST_INPUT_CHECK(stored >= need, "HDF5 file '" << file_ << "' dataset '" << name_ << "': shape " << shape_str(shape_)
                                                 << " declares " << static_cast<double>(declared)
                                                 << " bytes but the file stores " << static_cast<double>(stored)
-                                                << (filters > 0 ? " (compressed)" : "")
-                                                << ": truncated or damaged");
+                                                << (filters > 0 ? " (compressed)" : "") << ": truncated or damaged");
 }
 
 int64_t Dataset::numel() const { return product(shape_); }
@@ -142,8 +141,12 @@ DType Dataset::dtype() const {
     switch (size) {
       case 1: return is_signed ? DType::kInt8 : DType::kUInt8;
       case 2: return is_signed ? DType::kInt16 : DType::kUInt16;
-      case 4: if (is_signed) return DType::kInt32; break;
-      case 8: if (is_signed) return DType::kInt64; break;
+      case 4:
+        if (is_signed) return DType::kInt32;
+        break;
+      case 8:
+        if (is_signed) return DType::kInt64;
+        break;
       default: break;
     }
   }
@@ -160,22 +163,19 @@ void Dataset::read_raw(DType as, void* out) const {
   quiet();
   if (numel() == 0) return;
   herr_t st = H5Dread(h_.id(), native_type(as), H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
-  CST_INPUT_CHECK(st >= 0, "HDF5 file '" << file_ << "' dataset '" << name_ << "': read of "
-                                         << shape_str(shape_) << " as " << dtype_name(as)
-                                         << " failed: " << last_error());
+  CST_INPUT_CHECK(st >= 0, "HDF5 file '" << file_ << "' dataset '" << name_ << "': read of " << shape_str(shape_)
+                                         << " as " << dtype_name(as) << " failed: " << last_error());
 }
 
-void Dataset::read_slab_raw(DType as, const std::vector<int64_t>& start,
-                            const std::vector<int64_t>& count, void* out) const {
+void Dataset::read_slab_raw(DType as, const std::vector<int64_t>& start, const std::vector<int64_t>& count,
+                            void* out) const {
   quiet();
   CST_CHECK(start.size() == shape_.size() && count.size() == shape_.size(),
-            "dataset '" << name_ << "': slab rank " << start.size() << " != dataset rank "
-                        << shape_.size());
+            "dataset '" << name_ << "': slab rank " << start.size() << " != dataset rank " << shape_.size());
   for (size_t i = 0; i < shape_.size(); ++i) {
     CST_INPUT_CHECK(start[i] >= 0 && count[i] >= 0 && start[i] + count[i] <= shape_[i],
-                    "HDF5 file '" << file_ << "' dataset '" << name_ << "': slab start "
-                                  << shape_str(start) << " count " << shape_str(count)
-                                  << " outside shape " << shape_str(shape_));
+                    "HDF5 file '" << file_ << "' dataset '" << name_ << "': slab start " << shape_str(start)
+                                  << " count " << shape_str(count) << " outside shape " << shape_str(shape_));
   }
   if (product(count) == 0) return;
   Handle fspace(H5Dget_space(h_.id()), H5Sclose);
@@ -183,9 +183,8 @@ void Dataset::read_slab_raw(DType as, const std::vector<int64_t>& start,
   H5Sselect_hyperslab(fspace.id(), H5S_SELECT_SET, hs.data(), nullptr, hc.data(), nullptr);
   Handle mspace(H5Screate_simple(static_cast<int>(hc.size()), hc.data(), nullptr), H5Sclose);
   herr_t st = H5Dread(h_.id(), native_type(as), mspace.id(), fspace.id(), H5P_DEFAULT, out);
-  CST_INPUT_CHECK(st >= 0, "HDF5 file '" << file_ << "' dataset '" << name_ << "': read of slab at "
-                                         << shape_str(start) << " count " << shape_str(count)
-                                         << " failed: " << last_error());
+  CST_INPUT_CHECK(st >= 0, "HDF5 file '" << file_ << "' dataset '" << name_ << "': read of slab at " << shape_str(start)
+                                         << " count " << shape_str(count) << " failed: " << last_error());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -201,11 +200,12 @@ File::File(const std::string& path, Mode mode) : path_(path) {
     std::string why = last_error();
     if (mode != Mode::kCreate) {
       FILE* f = std::fopen(path.c_str(), "rb");
-      if (!f) why = "no such file or not readable";
-      else std::fclose(f);
+      if (!f)
+        why = "no such file or not readable";
+      else
+        std::fclose(f);
     }
-    CST_THROW_INPUT("cannot " << (mode == Mode::kCreate ? "create" : "open") << " HDF5 file '"
-                              << path << "': " << why);
+    CST_THROW_INPUT("cannot " << (mode == Mode::kCreate ? "create" : "open") << " HDF5 file '" << path << "': " << why);
   }
   h_ = Handle(id, H5Fclose);
 }
@@ -217,8 +217,7 @@ bool File::has(const std::string& name) const {
   while (true) {
     pos = name.find('/', pos + 1);
     std::string prefix = name.substr(0, pos);
-    if (!prefix.empty() && prefix != "/" && H5Lexists(h_.id(), prefix.c_str(), H5P_DEFAULT) <= 0)
-      return false;
+    if (!prefix.empty() && prefix != "/" && H5Lexists(h_.id(), prefix.c_str(), H5P_DEFAULT) <= 0) return false;
     if (pos == std::string::npos) return true;
   }
 }
@@ -232,8 +231,8 @@ std::vector<std::string> File::names(const std::string& group) const {
   std::vector<std::string> out;
   for (hsize_t i = 0; i < info.nlinks; ++i) {
     ssize_t n = H5Lget_name_by_idx(g.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
-    CST_INPUT_CHECK(n >= 0, "HDF5 file '" << path_ << "': cannot read link " << i << " of '" << group
-                                          << "': " << last_error());
+    CST_INPUT_CHECK(n >= 0,
+                    "HDF5 file '" << path_ << "': cannot read link " << i << " of '" << group << "': " << last_error());
     std::string s(static_cast<size_t>(n), '\0');
     H5Lget_name_by_idx(g.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, s.data(), s.size() + 1, H5P_DEFAULT);
     out.push_back(s);
@@ -245,20 +244,18 @@ Dataset File::open(const std::string& name) const {
   quiet();
   CST_INPUT_CHECK(has(name), "HDF5 file '" << path_ << "': missing dataset '" << name << "'");
   hid_t id = H5Dopen2(h_.id(), name.c_str(), H5P_DEFAULT);
-  CST_INPUT_CHECK(id >= 0, "HDF5 file '" << path_ << "': cannot open dataset '" << name
-                                         << "': " << last_error());
+  CST_INPUT_CHECK(id >= 0, "HDF5 file '" << path_ << "': cannot open dataset '" << name << "': " << last_error());
   return Dataset(Handle(id, H5Dclose), path_, name);
 }
 
 void File::create_group(const std::string& name) {
   quiet();
   Handle g(H5Gcreate2(h_.id(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
-  CST_INPUT_CHECK(g.valid(), "HDF5 file '" << path_ << "': cannot create group '" << name
-                                           << "': " << last_error());
+  CST_INPUT_CHECK(g.valid(), "HDF5 file '" << path_ << "': cannot create group '" << name << "': " << last_error());
 }
 
-void File::write_raw(const std::string& name, DType t, const void* data,
-                     const std::vector<int64_t>& dims, const WriteOptions& opt) {
+void File::write_raw(const std::string& name, DType t, const void* data, const std::vector<int64_t>& dims,
+                     const WriteOptions& opt) {
   quiet();
   auto hd = to_h(dims);
   Handle space(H5Screate_simple(static_cast<int>(hd.size()), hd.data(), nullptr), H5Sclose);
@@ -271,15 +268,13 @@ void File::write_raw(const std::string& name, DType t, const void* data,
     H5Pset_chunk(plist.id(), static_cast<int>(ch.size()), ch.data());
     if (opt.deflate > 0) H5Pset_deflate(plist.id(), static_cast<unsigned>(opt.deflate));
   }
-  Handle ds(H5Dcreate2(h_.id(), name.c_str(), native_type(t), space.id(), H5P_DEFAULT, plist.id(),
-                       H5P_DEFAULT),
+  Handle ds(H5Dcreate2(h_.id(), name.c_str(), native_type(t), space.id(), H5P_DEFAULT, plist.id(), H5P_DEFAULT),
             H5Dclose);
-  CST_INPUT_CHECK(ds.valid(), "HDF5 file '" << path_ << "': cannot create dataset '" << name
-                                            << "' " << shape_str(dims) << ": " << last_error());
+  CST_INPUT_CHECK(ds.valid(), "HDF5 file '" << path_ << "': cannot create dataset '" << name << "' " << shape_str(dims)
+                                            << ": " << last_error());
   if (product(dims) == 0) return;
   herr_t st = H5Dwrite(ds.id(), native_type(t), H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-  CST_INPUT_CHECK(st >= 0, "HDF5 file '" << path_ << "': write of dataset '" << name
-                                         << "' failed: " << last_error());
+  CST_INPUT_CHECK(st >= 0, "HDF5 file '" << path_ << "': write of dataset '" << name << "' failed: " << last_error());
 }
 
 void File::create_extendible(const std::string& name, DType t, const std::vector<int64_t>& row_dims,
@@ -296,11 +291,9 @@ void File::create_extendible(const std::string& name, DType t, const std::vector
   auto ch = to_h(chunk);
   H5Pset_chunk(plist.id(), static_cast<int>(ch.size()), ch.data());
   if (deflate > 0) H5Pset_deflate(plist.id(), static_cast<unsigned>(deflate));
-  Handle ds(H5Dcreate2(h_.id(), name.c_str(), native_type(t), space.id(), H5P_DEFAULT, plist.id(),
-                       H5P_DEFAULT),
+  Handle ds(H5Dcreate2(h_.id(), name.c_str(), native_type(t), space.id(), H5P_DEFAULT, plist.id(), H5P_DEFAULT),
             H5Dclose);
-  CST_INPUT_CHECK(ds.valid(), "HDF5 file '" << path_ << "': cannot create dataset '" << name
-                                            << "': " << last_error());
+  CST_INPUT_CHECK(ds.valid(), "HDF5 file '" << path_ << "': cannot create dataset '" << name << "': " << last_error());
 }
 
 void File::append_raw(const std::string& name, DType t, const void* data, int64_t rows) {

@@ -43,15 +43,40 @@ class Handle {
 enum class DType { kInt8, kUInt8, kInt16, kUInt16, kInt32, kInt64, kFloat32, kFloat64 };
 const char* dtype_name(DType t);
 hid_t native_type(DType t);
-template <class T> constexpr DType dtype_of();
-template <> constexpr DType dtype_of<int8_t>() { return DType::kInt8; }
-template <> constexpr DType dtype_of<uint8_t>() { return DType::kUInt8; }
-template <> constexpr DType dtype_of<int16_t>() { return DType::kInt16; }
-template <> constexpr DType dtype_of<uint16_t>() { return DType::kUInt16; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::kInt32; }
-template <> constexpr DType dtype_of<int64_t>() { return DType::kInt64; }
-template <> constexpr DType dtype_of<float>() { return DType::kFloat32; }
-template <> constexpr DType dtype_of<double>() { return DType::kFloat64; }
+template <class T>
+constexpr DType dtype_of();
+template <>
+constexpr DType dtype_of<int8_t>() {
+  return DType::kInt8;
+}
+template <>
+constexpr DType dtype_of<uint8_t>() {
+  return DType::kUInt8;
+}
+template <>
+constexpr DType dtype_of<int16_t>() {
+  return DType::kInt16;
+}
+template <>
+constexpr DType dtype_of<uint16_t>() {
+  return DType::kUInt16;
+}
+template <>
+constexpr DType dtype_of<int32_t>() {
+  return DType::kInt32;
+}
+template <>
+constexpr DType dtype_of<int64_t>() {
+  return DType::kInt64;
+}
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::kFloat32;
+}
+template <>
+constexpr DType dtype_of<double>() {
+  return DType::kFloat64;
+}
 
 std::string shape_str(const std::vector<int64_t>& dims);  // "[2, 3]"
 
@@ -64,7 +89,7 @@ class Dataset {
   const std::string& file() const { return file_; }
   std::vector<int64_t> shape() const { return shape_; }
   int64_t numel() const;  // < 2^62: larger shapes are refused when the dataset is opened
-  DType dtype() const;  // stored type; throws InputError for types we do not store
+  DType dtype() const;    // stored type; throws InputError for types we do not store
   bool is_integer() const;
   // Throws InputError unless the file stores the elements the shape declares: an unfiltered
   // dataset must hold numel * element size bytes, a filtered (compressed) one at least
@@ -75,8 +100,12 @@ class Dataset {
   static constexpr int64_t kMaxCompression = 1100;  // deflate's ratio is at most 1032:1
 
   // Reads the whole dataset into out (numel() elements).
-  template <class T> void read(T* out) const { read_raw(dtype_of<T>(), out); }
-  template <class T> std::vector<T> read() const {
+  template <class T>
+  void read(T* out) const {
+    read_raw(dtype_of<T>(), out);
+  }
+  template <class T>
+  std::vector<T> read() const {
     std::vector<T> v(static_cast<size_t>(numel()));
     read(v.data());
     return v;
@@ -87,8 +116,7 @@ class Dataset {
     read_slab_raw(dtype_of<T>(), start, count, out);
   }
   void read_raw(DType as, void* out) const;
-  void read_slab_raw(DType as, const std::vector<int64_t>& start, const std::vector<int64_t>& count,
-                     void* out) const;
+  void read_slab_raw(DType as, const std::vector<int64_t>& start, const std::vector<int64_t>& count, void* out) const;
 
  private:
   Handle h_;
@@ -110,25 +138,25 @@ class File {
   const std::string& path() const { return path_; }
   hid_t id() const { return h_.id(); }
 
-  bool has(const std::string& name) const;         // a link of that name exists (path allowed)
+  bool has(const std::string& name) const;                               // a link of that name exists (path allowed)
   std::vector<std::string> names(const std::string& group = "/") const;  // direct children
-  Dataset open(const std::string& name) const;     // throws naming file and dataset
+  Dataset open(const std::string& name) const;                           // throws naming file and dataset
   void create_group(const std::string& name);
 
   // Writes a new dataset of shape dims from data (numel(dims) elements of type T).
   template <class T>
-  void write(const std::string& name, const T* data, const std::vector<int64_t>& dims,
-             const WriteOptions& opt = {}) {
+  void write(const std::string& name, const T* data, const std::vector<int64_t>& dims, const WriteOptions& opt = {}) {
     write_raw(name, dtype_of<T>(), data, dims, opt);
   }
-  void write_raw(const std::string& name, DType t, const void* data,
-                 const std::vector<int64_t>& dims, const WriteOptions& opt = {});
+  void write_raw(const std::string& name, DType t, const void* data, const std::vector<int64_t>& dims,
+                 const WriteOptions& opt = {});
   // Creates an empty extendible 1-D or N-D dataset (first dim unlimited) for appending.
   void create_extendible(const std::string& name, DType t, const std::vector<int64_t>& row_dims,
                          const std::vector<int64_t>& chunk, int deflate = 0);
   // Appends rows (first dimension) to an extendible dataset.
   void append_raw(const std::string& name, DType t, const void* data, int64_t rows);
-  template <class T> void append(const std::string& name, const T* data, int64_t rows) {
+  template <class T>
+  void append(const std::string& name, const T* data, int64_t rows) {
     append_raw(name, dtype_of<T>(), data, rows);
   }
 

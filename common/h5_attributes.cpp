@@ -9,8 +9,7 @@
 namespace cst::h5 {
 
 namespace {
-void write_attr(hid_t obj, const std::string& file, const std::string& key, hid_t type,
-                const void* value) {
+void write_attr(hid_t obj, const std::string& file, const std::string& key, hid_t type, const void* value) {
   if (H5Aexists(obj, key.c_str()) > 0) H5Adelete(obj, key.c_str());
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
   Handle a(H5Acreate2(obj, key.c_str(), type, space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
@@ -56,8 +55,8 @@ std::vector<std::string> File::attr_names(const std::string& obj) const {
   std::vector<std::string> out;
   for (hsize_t i = 0; i < info.num_attrs; ++i) {
     ssize_t n = H5Aget_name_by_idx(o.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
-    CST_INPUT_CHECK(n >= 0, "HDF5 file '" << path_ << "': cannot read attribute " << i << " of '" << obj
-                                          << "': " << last_error());
+    CST_INPUT_CHECK(
+        n >= 0, "HDF5 file '" << path_ << "': cannot read attribute " << i << " of '" << obj << "': " << last_error());
     std::string s(static_cast<size_t>(n), '\0');
     H5Aget_name_by_idx(o.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, s.data(), s.size() + 1, H5P_DEFAULT);
     out.push_back(s);
@@ -71,8 +70,7 @@ struct OpenAttr {
   H5T_class_t cls;
 };
 
-OpenAttr open_attr(hid_t obj, const std::string& file, const std::string& where,
-                   const std::string& key) {
+OpenAttr open_attr(hid_t obj, const std::string& file, const std::string& where, const std::string& key) {
   CST_INPUT_CHECK(H5Aexists(obj, key.c_str()) > 0,
                   "HDF5 file '" << file << "': missing attribute '" << key << "' on '" << where << "'");
   Handle a(H5Aopen(obj, key.c_str(), H5P_DEFAULT), H5Aclose);
@@ -91,8 +89,7 @@ OpenAttr open_attr(hid_t obj, const std::string& file, const std::string& where,
 std::string File::attr_string(const std::string& key, const std::string& obj) const {
   Handle o = open_obj(obj);
   OpenAttr a = open_attr(o.id(), path_, obj, key);
-  CST_INPUT_CHECK(a.cls == H5T_STRING, "HDF5 file '" << path_ << "': attribute '" << key
-                                                     << "' is not a string");
+  CST_INPUT_CHECK(a.cls == H5T_STRING, "HDF5 file '" << path_ << "': attribute '" << key << "' is not a string");
   if (H5Tis_variable_str(a.type.id()) > 0) {
     char* s = nullptr;
     Handle mt(H5Tcopy(H5T_C_S1), H5Tclose);
@@ -105,8 +102,8 @@ std::string File::attr_string(const std::string& key, const std::string& obj) co
     return out;
   }
   size_t n = H5Tget_size(a.type.id());
-  CST_INPUT_CHECK(n > 0 && n <= (size_t{1} << 20), "HDF5 file '" << path_ << "': attribute '" << key
-                                                                 << "' is a string of " << n << " bytes");
+  CST_INPUT_CHECK(n > 0 && n <= (size_t{1} << 20),
+                  "HDF5 file '" << path_ << "': attribute '" << key << "' is a string of " << n << " bytes");
   std::string s(n, '\0');
   CST_INPUT_CHECK(H5Aread(a.attr.id(), a.type.id(), s.data()) >= 0,
                   "HDF5 file '" << path_ << "': cannot read attribute '" << key << "'");
@@ -117,8 +114,7 @@ std::string File::attr_string(const std::string& key, const std::string& obj) co
 int64_t File::attr_int(const std::string& key, const std::string& obj) const {
   Handle o = open_obj(obj);
   OpenAttr a = open_attr(o.id(), path_, obj, key);
-  CST_INPUT_CHECK(a.cls == H5T_INTEGER, "HDF5 file '" << path_ << "': attribute '" << key
-                                                      << "' is not an integer");
+  CST_INPUT_CHECK(a.cls == H5T_INTEGER, "HDF5 file '" << path_ << "': attribute '" << key << "' is not an integer");
   int64_t v = 0;
   CST_INPUT_CHECK(H5Aread(a.attr.id(), H5T_NATIVE_INT64, &v) >= 0,
                   "HDF5 file '" << path_ << "': attribute '" << key << "' is not an int64 value: " << last_error());

@@ -122,8 +122,8 @@ OutputFolder::~OutputFolder() {
 }
 
 void OutputFolder::write_manifest(const std::set<std::string>& files, bool complete) const {
-  Json m = {{"format", kManifestFormat}, {"version", 1},          {"tool", tool_},
-            {"complete", complete},     {"files", Json::array()}};
+  Json m = {
+      {"format", kManifestFormat}, {"version", 1}, {"tool", tool_}, {"complete", complete}, {"files", Json::array()}};
   for (const std::string& f : files) m["files"].push_back(f);
   try {
     write_file_atomic((fs::path(dir_) / manifest_name(tool_)).string(), m.dump(1) + "\n");
@@ -136,8 +136,10 @@ void OutputFolder::write_manifest(const std::set<std::string>& files, bool compl
 void OutputFolder::remove_owned(const std::string& rel) const {
   std::error_code ec;
   const fs::path p = fs::path(dir_) / rel;
-  if (fs::is_directory(fs::symlink_status(p, ec))) fs::remove_all(p, ec);
-  else fs::remove(p, ec);  // a symlink itself, never its target
+  if (fs::is_directory(fs::symlink_status(p, ec)))
+    fs::remove_all(p, ec);
+  else
+    fs::remove(p, ec);  // a symlink itself, never its target
   CST_INPUT_CHECK(!ec, option_ << " '" << dir_ << "': cannot remove '" << p.string() << "': " << ec.message());
   // Folders that held it and are now empty (never the output folder itself).
   for (fs::path d = fs::path(rel).parent_path(); !d.empty(); d = d.parent_path())
@@ -150,9 +152,9 @@ void OutputFolder::commit(const std::vector<std::string>& files) {
   std::error_code ec;
   for (const std::string& f : fresh) {
     CST_CHECK(safe_relative(f) && fs::exists(fs::path(staging()) / f, ec), "commit: '" << f << "' was not staged");
-    CST_INPUT_CHECK(old_.count(f) || !fs::exists(fs::symlink_status(fs::path(dir_) / f, ec)),
-                    where << ": '" << f << "' exists and was not written by " << tool_
-                          << ": not replaced, even with --overwrite");
+    CST_INPUT_CHECK(
+        old_.count(f) || !fs::exists(fs::symlink_status(fs::path(dir_) / f, ec)),
+        where << ": '" << f << "' exists and was not written by " << tool_ << ": not replaced, even with --overwrite");
   }
   std::set<std::string> journal = old_;
   journal.insert(fresh.begin(), fresh.end());

@@ -48,8 +48,8 @@ void check_no_overlap(const NamedPath& output, const std::vector<NamedPath>& inp
     const bool same = out == src || fs::equivalent(out, src, ec);  // hard links too
     CST_INPUT_CHECK(!same, output.option << " '" << output.path << "' is " << in.option << " '" << in.path
                                          << "': refusing to write over an input");
-    CST_INPUT_CHECK(!contains(src, out), output.option << " '" << output.path << "' lies inside " << in.option
-                                                       << " '" << in.path << "': refusing to write into an input");
+    CST_INPUT_CHECK(!contains(src, out), output.option << " '" << output.path << "' lies inside " << in.option << " '"
+                                                       << in.path << "': refusing to write into an input");
     CST_INPUT_CHECK(!contains(out, src), in.option << " '" << in.path << "' lies inside " << output.option << " '"
                                                    << output.path << "': refusing to write around an input");
   }
@@ -66,8 +66,7 @@ void check_folder_usable(const NamedPath& dir) {
                     dir.option << " '" << dir.path << "': folder is not writable");
   } else {
     CST_INPUT_CHECK(::access(have.c_str(), W_OK | X_OK) == 0,
-                    dir.option << " '" << dir.path << "': cannot create it, '" << have.string()
-                               << "' is not writable");
+                    dir.option << " '" << dir.path << "': cannot create it, '" << have.string() << "' is not writable");
   }
 }
 
@@ -76,8 +75,8 @@ void check_output_file(const NamedPath& out, bool overwrite, const std::string& 
   const fs::path p = resolve_path(out.path);
   const fs::path dir = p.parent_path();
   std::error_code ec;
-  CST_INPUT_CHECK(fs::is_directory(dir, ec), out.option << " '" << out.path << "': folder '" << dir.string()
-                                                        << "' does not exist");
+  CST_INPUT_CHECK(fs::is_directory(dir, ec),
+                  out.option << " '" << out.path << "': folder '" << dir.string() << "' does not exist");
   CST_INPUT_CHECK(::access(dir.c_str(), W_OK | X_OK) == 0,
                   out.option << " '" << out.path << "': folder '" << dir.string() << "' is not writable");
   const fs::file_status st = fs::status(p, ec);

@@ -24,13 +24,12 @@ void write_meta(h5::File& f, const ShardMeta& m) {
 
 }  // namespace
 
-void write_lm_shard(const std::string& path, const ShardMeta& meta,
-                    const std::vector<int32_t>& tokens, const std::vector<int64_t>& doc_offsets) {
-  CST_CHECK(!doc_offsets.empty() && doc_offsets.front() == 0 &&
-                doc_offsets.back() == static_cast<int64_t>(tokens.size()) &&
-                std::is_sorted(doc_offsets.begin(), doc_offsets.end()),
-            "write_lm_shard '" << path << "': doc_offsets must run from 0 to " << tokens.size()
-                               << " without decreasing");
+void write_lm_shard(const std::string& path, const ShardMeta& meta, const std::vector<int32_t>& tokens,
+                    const std::vector<int64_t>& doc_offsets) {
+  CST_CHECK(
+      !doc_offsets.empty() && doc_offsets.front() == 0 && doc_offsets.back() == static_cast<int64_t>(tokens.size()) &&
+          std::is_sorted(doc_offsets.begin(), doc_offsets.end()),
+      "write_lm_shard '" << path << "': doc_offsets must run from 0 to " << tokens.size() << " without decreasing");
   h5::File f(path, h5::File::Mode::kCreate);
   ShardMeta m = meta;
   m.format = kLmFormat;
@@ -43,8 +42,7 @@ void write_lm_shard(const std::string& path, const ShardMeta& meta,
   } else {
     f.write("tokens", tokens.data(), {n}, tok_opt);
   }
-  f.write("doc_offsets", doc_offsets.data(), {static_cast<int64_t>(doc_offsets.size())},
-          h5::WriteOptions{{4096}, 0});
+  f.write("doc_offsets", doc_offsets.data(), {static_cast<int64_t>(doc_offsets.size())}, h5::WriteOptions{{4096}, 0});
 }
 
 void write_mlm_shard(const std::string& path, const ShardMeta& meta, int64_t rows, int64_t seq_len,

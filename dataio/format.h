@@ -37,7 +37,7 @@ struct SpecialTokens {
 
 // What a shard says about itself (root attributes).
 struct ShardMeta {
-  std::string format;            // kLmFormat or kMlmFormat
+  std::string format;  // kLmFormat or kMlmFormat
   int64_t version = kFormatVersion;
   int64_t vocab_size = 0;        // every token id is < vocab_size
   std::string tokenizer_sha256;  // hex sha256 of the SentencePiece .model file's bytes
@@ -47,8 +47,8 @@ struct ShardMeta {
 };
 
 // Writes an LM shard (truncating path). doc_offsets as above; tokens < meta.vocab_size.
-void write_lm_shard(const std::string& path, const ShardMeta& meta,
-                    const std::vector<int32_t>& tokens, const std::vector<int64_t>& doc_offsets);
+void write_lm_shard(const std::string& path, const ShardMeta& meta, const std::vector<int32_t>& tokens,
+                    const std::vector<int64_t>& doc_offsets);
 
 // Writes an MLM shard of `rows` rows of `seq_len` tokens (row-major vectors of rows*seq_len).
 void write_mlm_shard(const std::string& path, const ShardMeta& meta, int64_t rows, int64_t seq_len,

@@ -11,10 +11,9 @@ void MaskingOptions::validate() const {
             "masking fractions mask " << mask_frac << " + random " << random_frac << " must be in [0, 1]");
 }
 
-void apply_mlm_masking(int32_t* input_ids, const uint8_t* attention_mask, int32_t* labels,
-                       int64_t len, const SpecialTokens& special, int64_t vocab_size,
-                       const MaskingOptions& opt, uint64_t seed, int64_t epoch,
-                       int64_t sample_index) {
+void apply_mlm_masking(int32_t* input_ids, const uint8_t* attention_mask, int32_t* labels, int64_t len,
+                       const SpecialTokens& special, int64_t vocab_size, const MaskingOptions& opt, uint64_t seed,
+                       int64_t epoch, int64_t sample_index) {
   CST_INPUT_CHECK(special.mask >= 0, "dynamic MLM masking needs a [MASK] token, the shards have none");
   CST_CHECK(vocab_size > 4, "vocab_size " << vocab_size << " too small for masking");
   const uint64_t key = mix(mix(seed, static_cast<uint64_t>(epoch)), static_cast<uint64_t>(sample_index));

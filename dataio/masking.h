@@ -27,9 +27,8 @@ struct MaskingOptions {
 
 // Masks one row of `len` tokens in place. input_ids, attention_mask and labels: [len].
 // special.mask must be >= 0 and vocab_size must exceed the number of special ids.
-void apply_mlm_masking(int32_t* input_ids, const uint8_t* attention_mask, int32_t* labels,
-                       int64_t len, const SpecialTokens& special, int64_t vocab_size,
-                       const MaskingOptions& opt, uint64_t seed, int64_t epoch,
-                       int64_t sample_index);
+void apply_mlm_masking(int32_t* input_ids, const uint8_t* attention_mask, int32_t* labels, int64_t len,
+                       const SpecialTokens& special, int64_t vocab_size, const MaskingOptions& opt, uint64_t seed,
+                       int64_t epoch, int64_t sample_index);
 
 }  // namespace cst::dataio

@@ -364,7 +364,7 @@ PrepSummary run_prep(const PrepOptions& opt, const PrepWorld& world) {
     corpora.push_back(std::move(c));
   }
   std::unique_ptr<OutputFolder> out;  // rank 0: the output folder, its files committed at the end
-  std::vector<std::string> written;    // rank 0: relative to the output
+  std::vector<std::string> written;   // rank 0: relative to the output
   if (world.rank == 0) {
     check_no_overlap({"--output", opt.output}, prep_inputs(opt));
     std::vector<std::string> reserved{kTokenizer};

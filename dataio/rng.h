@@ -24,9 +24,7 @@ constexpr uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 constexpr uint64_t mix(uint64_t a, uint64_t b) { return splitmix64(a ^ splitmix64(b)); }
-constexpr uint64_t counter_hash(uint64_t key, uint64_t i) {
-  return splitmix64(key + (i + 1) * 0xd1b54a32d192ed03ULL);
-}
+constexpr uint64_t counter_hash(uint64_t key, uint64_t i) { return splitmix64(key + (i + 1) * 0xd1b54a32d192ed03ULL); }
 constexpr double unit(uint64_t h) { return static_cast<double>(h >> 11) * 0x1.0p-53; }
 
 // A keyed permutation of [0, n) evaluated point-wise in O(1) memory (expected < 4 network

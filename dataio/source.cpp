@@ -24,26 +24,24 @@ std::vector<std::string> list_shards(const std::string& path) {
 namespace {
 
 // Opens `name` and checks its element type and rank.
-h5::Dataset expect(const h5::File& f, const std::string& name, std::vector<DType> dtypes,
-                   size_t rank) {
+h5::Dataset expect(const h5::File& f, const std::string& name, std::vector<DType> dtypes, size_t rank) {
   h5::Dataset d = f.open(name);
   DType t = d.dtype();
   if (std::find(dtypes.begin(), dtypes.end(), t) == dtypes.end()) {
     std::string want;
     for (DType w : dtypes) want += std::string(want.empty() ? "" : " or ") + h5::dtype_name(w);
-    CST_THROW_INPUT("HDF5 file '" << f.path() << "' dataset '" << name << "': dtype "
-                                  << h5::dtype_name(t) << ", expected " << want);
+    CST_THROW_INPUT("HDF5 file '" << f.path() << "' dataset '" << name << "': dtype " << h5::dtype_name(t)
+                                  << ", expected " << want);
   }
-  CST_INPUT_CHECK(d.shape().size() == rank, "HDF5 file '" << f.path() << "' dataset '" << name
-                                                          << "': shape " << h5::shape_str(d.shape())
-                                                          << ", expected rank " << rank);
+  CST_INPUT_CHECK(d.shape().size() == rank, "HDF5 file '" << f.path() << "' dataset '" << name << "': shape "
+                                                          << h5::shape_str(d.shape()) << ", expected rank " << rank);
   return d;
 }
 
 void expect_shape(const h5::Dataset& d, const std::vector<int64_t>& shape) {
-  CST_INPUT_CHECK(d.shape() == shape, "HDF5 file '" << d.file() << "' dataset '" << d.name()
-                                                    << "': shape " << h5::shape_str(d.shape())
-                                                    << ", expected " << h5::shape_str(shape));
+  CST_INPUT_CHECK(d.shape() == shape, "HDF5 file '" << d.file() << "' dataset '" << d.name() << "': shape "
+                                                    << h5::shape_str(d.shape()) << ", expected "
+                                                    << h5::shape_str(shape));
 }
 
 const std::vector<DType> kMaskTypes{DType::kInt8, DType::kUInt8};
@@ -105,8 +103,7 @@ Hdf5Source::Scan Hdf5Source::scan(const std::string& path) const {
                     "HDF5 file '" << path << "': format_version " << s.meta.version
                                   << " not supported (this build reads 1.." << kFormatVersion << ")");
     s.meta.vocab_size = f.attr_int("vocab_size");
-    CST_INPUT_CHECK(s.meta.vocab_size > 0, "HDF5 file '" << path << "': vocab_size "
-                                                         << s.meta.vocab_size << " <= 0");
+    CST_INPUT_CHECK(s.meta.vocab_size > 0, "HDF5 file '" << path << "': vocab_size " << s.meta.vocab_size << " <= 0");
     s.meta.tokenizer_sha256 = f.attr_string("tokenizer_sha256");
     SpecialTokens& sp = s.meta.special;
     sp.pad = static_cast<int32_t>(f.attr_int("pad_id"));
@@ -124,8 +121,7 @@ Hdf5Source::Scan Hdf5Source::scan(const std::string& path) const {
     h5::Dataset offsets = expect(f, "doc_offsets", {DType::kInt64}, 1);
     const int64_t t = tokens.shape()[0], d = offsets.shape()[0];
     CST_INPUT_CHECK(t > 0, "HDF5 file '" << path << "' dataset 'tokens': empty shard (0 tokens)");
-    CST_INPUT_CHECK(d >= 2, "HDF5 file '" << path << "' dataset 'doc_offsets': " << d
-                                          << " entries, expected >= 2");
+    CST_INPUT_CHECK(d >= 2, "HDF5 file '" << path << "' dataset 'doc_offsets': " << d << " entries, expected >= 2");
     tokens.check_stored();
     offsets.check_stored();
     check_doc_offsets(offsets, t);
@@ -136,9 +132,9 @@ Hdf5Source::Scan Hdf5Source::scan(const std::string& path) const {
   h5::Dataset ids = expect(f, "input_ids", int32, 2);
   const std::vector<int64_t> shape = ids.shape();
   CST_INPUT_CHECK(shape[0] > 0, "HDF5 file '" << path << "' dataset 'input_ids': empty shard (0 rows)");
-  CST_INPUT_CHECK(shape[1] >= 1 && shape[1] <= kMaxSampleLen, "HDF5 file '" << path << "' dataset 'input_ids': "
-                                                                        << shape[1] << " tokens per row, expected 1 to "
-                                                                        << kMaxSampleLen);
+  CST_INPUT_CHECK(shape[1] >= 1 && shape[1] <= kMaxSampleLen,
+                  "HDF5 file '" << path << "' dataset 'input_ids': " << shape[1] << " tokens per row, expected 1 to "
+                                << kMaxSampleLen);
   ids.check_stored();
   for (const char* name : {"input_mask", "segment_ids"}) {
     h5::Dataset d = expect(f, name, s.nvidia ? std::vector<DType>{DType::kInt8} : kMaskTypes, 2);
@@ -150,14 +146,15 @@ Hdf5Source::Scan Hdf5Source::scan(const std::string& path) const {
   if (s.nvidia) {
     h5::Dataset pos = expect(f, "masked_lm_positions", int32, 2);
     CST_INPUT_CHECK(pos.shape()[0] == shape[0], "HDF5 file '" << path << "' dataset 'masked_lm_positions': shape "
-                                                              << h5::shape_str(pos.shape()) << ", expected "
-                                                              << shape[0] << " rows");
+                                                              << h5::shape_str(pos.shape()) << ", expected " << shape[0]
+                                                              << " rows");
     s.positions = pos.shape()[1];
-    CST_INPUT_CHECK(s.positions <= shape[1], "HDF5 file '" << path << "' dataset 'masked_lm_positions': "
-                                                           << s.positions << " positions per row, more than the "
-                                                           << shape[1] << " tokens of a row");
+    CST_INPUT_CHECK(s.positions <= shape[1], "HDF5 file '" << path << "' dataset 'masked_lm_positions': " << s.positions
+                                                           << " positions per row, more than the " << shape[1]
+                                                           << " tokens of a row");
     pos.check_stored();
-    h5::Dataset mlm_ids = expect(f, "masked_lm_ids", int32, 2), nsp = expect(f, "next_sentence_labels", {DType::kInt8}, 1);
+    h5::Dataset mlm_ids = expect(f, "masked_lm_ids", int32, 2),
+                nsp = expect(f, "next_sentence_labels", {DType::kInt8}, 1);
     expect_shape(mlm_ids, pos.shape());
     expect_shape(nsp, {shape[0]});
     mlm_ids.check_stored();
@@ -181,18 +178,17 @@ Hdf5Source::Hdf5Source(std::vector<std::string> files, SourceOptions opt)
       first = s;
     } else {
       CST_INPUT_CHECK(s.nvidia == first.nvidia && s.meta.format == first.meta.format,
-                      "HDF5 file '" << f << "': format '" << s.meta.format << "' differs from '"
-                                    << files_[0] << "' ('" << first.meta.format << "')");
+                      "HDF5 file '" << f << "': format '" << s.meta.format << "' differs from '" << files_[0] << "' ('"
+                                    << first.meta.format << "')");
       CST_INPUT_CHECK(s.meta.vocab_size == first.meta.vocab_size,
-                      "HDF5 file '" << f << "': vocab_size " << s.meta.vocab_size << " differs from '"
-                                    << files_[0] << "' (" << first.meta.vocab_size << ")");
+                      "HDF5 file '" << f << "': vocab_size " << s.meta.vocab_size << " differs from '" << files_[0]
+                                    << "' (" << first.meta.vocab_size << ")");
       CST_INPUT_CHECK(s.meta.tokenizer_sha256 == first.meta.tokenizer_sha256,
-                      "HDF5 file '" << f << "': tokenizer_sha256 " << s.meta.tokenizer_sha256
-                                    << " differs from '" << files_[0] << "' ("
-                                    << first.meta.tokenizer_sha256 << ")");
+                      "HDF5 file '" << f << "': tokenizer_sha256 " << s.meta.tokenizer_sha256 << " differs from '"
+                                    << files_[0] << "' (" << first.meta.tokenizer_sha256 << ")");
       CST_INPUT_CHECK(s.seq == first.seq && s.positions == first.positions,
-                      "HDF5 file '" << f << "' dataset 'input_ids': sequence length " << s.seq
-                                    << " differs from '" << files_[0] << "' (" << first.seq << ")");
+                      "HDF5 file '" << f << "' dataset 'input_ids': sequence length " << s.seq << " differs from '"
+                                    << files_[0] << "' (" << first.seq << ")");
     }
     starts_.push_back(starts_.back() + s.samples);
   }
@@ -218,8 +214,8 @@ Hdf5Source::Hdf5Source(std::vector<std::string> files, SourceOptions opt)
                   "HDF5 file '" << files_[0] << "' dataset 'input_ids': sequence length " << sample_len_
                                 << " but the model config needs " << opt_.seq_len);
   CST_INPUT_CHECK(num_samples() > 0, "shards starting with '" << files_[0] << "' hold no sample: every "
-                                                              << "shard is shorter than one window of "
-                                                              << sample_len_ << " tokens");
+                                                              << "shard is shorter than one window of " << sample_len_
+                                                              << " tokens");
 }
 
 Hdf5Source::~Hdf5Source() {
@@ -241,32 +237,31 @@ Hdf5Source::Open& Hdf5Source::open(size_t shard) {
   } else {
     for (const char* n : {"input_ids", "input_mask", "segment_ids"}) ds.push_back(f.open(n));
     if (nvidia_)
-      for (const char* n : {"masked_lm_positions", "masked_lm_ids", "next_sentence_labels"})
-        ds.push_back(f.open(n));
+      for (const char* n : {"masked_lm_positions", "masked_lm_ids", "next_sentence_labels"}) ds.push_back(f.open(n));
   }
   open_.push_front(std::make_unique<Open>(Open{shard, std::move(f), std::move(ds)}));
   return *open_.front();
 }
 
-void Hdf5Source::check_ids(const Open& o, const char* dataset, int64_t first, const int32_t* ids,
-                           int64_t n) const {
+void Hdf5Source::check_ids(const Open& o, const char* dataset, int64_t first, const int32_t* ids, int64_t n) const {
   for (int64_t i = 0; i < n; ++i) {
     CST_INPUT_CHECK(ids[i] >= 0 && ids[i] < vocab_size_,
-                    "HDF5 file '" << files_[o.shard] << "' dataset '" << dataset << "' index "
-                                  << first + i << ": token id " << ids[i] << " outside [0, vocab size "
-                                  << vocab_size_ << ")");
+                    "HDF5 file '" << files_[o.shard] << "' dataset '" << dataset << "' index " << first + i
+                                  << ": token id " << ids[i] << " outside [0, vocab size " << vocab_size_ << ")");
   }
 }
 
 void Hdf5Source::read(int64_t index, const SampleRow& out) {
   CST_CHECK(index >= 0 && index < num_samples(), "sample " << index << " outside [0, " << num_samples() << ")");
-  const size_t shard = static_cast<size_t>(std::upper_bound(starts_.begin(), starts_.end(), index) -
-                                           starts_.begin() - 1);
+  const size_t shard =
+      static_cast<size_t>(std::upper_bound(starts_.begin(), starts_.end(), index) - starts_.begin() - 1);
   auto lock = h5::lock_library();
   Open& o = open(shard);
   const int64_t local = index - starts_[shard];
-  if (opt_.kind == SampleKind::kLm) read_lm(o, local, out);
-  else read_mlm(o, local, out);
+  if (opt_.kind == SampleKind::kLm)
+    read_lm(o, local, out);
+  else
+    read_mlm(o, local, out);
 }
 
 void Hdf5Source::read_lm(Open& o, int64_t local, const SampleRow& out) {
@@ -303,22 +298,20 @@ void Hdf5Source::read_mlm(Open& o, int64_t row, const SampleRow& out) {
 // ---------------------------------------------------------------------------------------------
 MemoryLmSource::MemoryLmSource(std::vector<int32_t> tokens, int64_t seq_len, int64_t vocab_size)
     : tokens_(std::move(tokens)), seq_len_(seq_len), vocab_size_(vocab_size) {
-  CST_CHECK(seq_len_ > 0 && num_samples() > 0, "MemoryLmSource: " << tokens_.size()
-                                                                  << " tokens hold no window of " << seq_len_ + 1);
+  CST_CHECK(seq_len_ > 0 && num_samples() > 0,
+            "MemoryLmSource: " << tokens_.size() << " tokens hold no window of " << seq_len_ + 1);
 }
 
-int64_t MemoryLmSource::num_samples() const {
-  return static_cast<int64_t>(tokens_.size()) / (seq_len_ + 1);
-}
+int64_t MemoryLmSource::num_samples() const { return static_cast<int64_t>(tokens_.size()) / (seq_len_ + 1); }
 
 void MemoryLmSource::read(int64_t index, const SampleRow& out) {
   CST_CHECK(index >= 0 && index < num_samples(), "sample " << index << " outside [0, " << num_samples() << ")");
   const int64_t first = index * (seq_len_ + 1);
   for (int64_t i = 0; i <= seq_len_; ++i) {
     const int32_t id = tokens_[static_cast<size_t>(first + i)];
-    CST_INPUT_CHECK(id >= 0 && id < vocab_size_, "in-memory tokens index " << first + i << ": token id "
-                                                                           << id << " outside [0, vocab size "
-                                                                           << vocab_size_ << ")");
+    CST_INPUT_CHECK(id >= 0 && id < vocab_size_, "in-memory tokens index " << first + i << ": token id " << id
+                                                                           << " outside [0, vocab size " << vocab_size_
+                                                                           << ")");
     out.input_ids[i] = id;
   }
 }

@@ -13,8 +13,8 @@ namespace cst::dataio {
 namespace fs = std::filesystem;
 
 InputFormat parse_input_format(const std::string& name) {
-  for (InputFormat f : {InputFormat::kAuto, InputFormat::kPg19, InputFormat::kWikiExtractor,
-                        InputFormat::kJsonl, InputFormat::kTxt})
+  for (InputFormat f :
+       {InputFormat::kAuto, InputFormat::kPg19, InputFormat::kWikiExtractor, InputFormat::kJsonl, InputFormat::kTxt})
     if (name == input_format_name(f)) return f;
   CST_THROW_INPUT("unknown input format '" << name << "' (auto, pg19, wikiextractor, jsonl, txt)");
 }
@@ -48,8 +48,7 @@ bool has_ext(const fs::path& p, std::initializer_list<const char*> exts) {
 }
 
 // Regular, non-hidden files below root (or root itself) accepted by keep, sorted by rel path.
-std::vector<InputFile> collect(const fs::path& root, const std::function<bool(const fs::path&)>& keep,
-                               int split) {
+std::vector<InputFile> collect(const fs::path& root, const std::function<bool(const fs::path&)>& keep, int split) {
   std::vector<InputFile> out;
   auto add = [&](const fs::path& p) {
     std::string rel = fs::relative(p, fs::is_directory(root) ? root : root.parent_path()).generic_string();
@@ -97,10 +96,14 @@ std::vector<InputFile> list_inputs(const std::string& input, InputFormat& format
   auto is_json = [](const fs::path& p) { return has_ext(p, {".jsonl", ".json"}); };
   auto is_wiki = [](const fs::path& p) { return p.filename().string().rfind("wiki_", 0) == 0; };
   if (format == InputFormat::kAuto) {
-    if (fs::is_directory(root / "train")) format = InputFormat::kPg19;
-    else if (any_file(root, is_json)) format = InputFormat::kJsonl;
-    else if (any_file(root, is_wiki)) format = InputFormat::kWikiExtractor;
-    else format = InputFormat::kTxt;
+    if (fs::is_directory(root / "train"))
+      format = InputFormat::kPg19;
+    else if (any_file(root, is_json))
+      format = InputFormat::kJsonl;
+    else if (any_file(root, is_wiki))
+      format = InputFormat::kWikiExtractor;
+    else
+      format = InputFormat::kTxt;
   }
   std::vector<InputFile> files;
   switch (format) {
@@ -116,11 +119,13 @@ std::vector<InputFile> list_inputs(const std::string& input, InputFormat& format
       }
       break;
     case InputFormat::kJsonl: files = collect(root, is_json, -1); break;
-    case InputFormat::kWikiExtractor: files = collect(root, [](const fs::path&) { return true; }, -1); break;
+    case InputFormat::kWikiExtractor:
+      files = collect(
+          root, [](const fs::path&) { return true; }, -1);
+      break;
     default: files = collect(root, is_txt, -1); break;
   }
-  CST_INPUT_CHECK(!files.empty(), "input '" << input << "' holds no " << input_format_name(format)
-                                            << " input file");
+  CST_INPUT_CHECK(!files.empty(), "input '" << input << "' holds no " << input_format_name(format) << " input file");
   return files;
 }
 
@@ -188,8 +193,7 @@ std::vector<std::string> split_sentences(const std::string& text) {
   return out;
 }
 
-std::string json_string_field(const std::string& line, const std::string& field,
-                              const std::string& where) {
+std::string json_string_field(const std::string& line, const std::string& field, const std::string& where) {
   const Json doc = parse_json(line, where, kJsonlMaxDepth);
   CST_INPUT_CHECK(doc.is_object(), where << ": expected a JSON object, got " << doc.type_name());
   const auto it = doc.find(field);

@@ -28,9 +28,9 @@ inline constexpr int kNumSplits = 3;
 const char* split_name(Split s);  // "train", "validation", "test"
 
 struct InputFile {
-  std::string path;     // as opened
-  std::string rel;      // relative to the input root (hashing, messages)
-  int split = -1;       // pg19: the folder's Split; -1: decided per document
+  std::string path;  // as opened
+  std::string rel;   // relative to the input root (hashing, messages)
+  int split = -1;    // pg19: the folder's Split; -1: decided per document
   int64_t bytes = 0;
 };
 
@@ -56,7 +56,6 @@ std::vector<std::string> split_sentences(const std::string& text);
 // naming `where` (file and line) and what is wrong when the line is not valid JSON, nests deeper
 // than kJsonlMaxDepth, is not an object, or lacks the string field.
 inline constexpr int kJsonlMaxDepth = 64;
-std::string json_string_field(const std::string& line, const std::string& field,
-                              const std::string& where);
+std::string json_string_field(const std::string& line, const std::string& field, const std::string& where);
 
 }  // namespace cst::dataio

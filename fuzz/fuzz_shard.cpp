@@ -34,11 +34,13 @@ void write_shard(FuzzedDataProvider& in, const std::string& path, Layout layout,
   if (layout == Layout::kLm) {
     const int64_t t = in.ConsumeIntegralInRange<int64_t>(0, 3000);
     std::vector<int64_t> offsets{0};
-    while (offsets.back() < t) offsets.push_back(std::min(t, offsets.back() + in.ConsumeIntegralInRange<int64_t>(1, 900)));
+    while (offsets.back() < t)
+      offsets.push_back(std::min(t, offsets.back() + in.ConsumeIntegralInRange<int64_t>(1, 900)));
     if (offsets.size() == 1) offsets.push_back(t);
     gen.dataset("tokens", vocab <= 65536 ? DType::kUInt16 : DType::kInt32, {t}, token);
-    gen.dataset("doc_offsets", DType::kInt64, {static_cast<int64_t>(offsets.size())},
-                [&](int64_t i) { return i < static_cast<int64_t>(offsets.size()) ? offsets[static_cast<size_t>(i)] : t; });
+    gen.dataset("doc_offsets", DType::kInt64, {static_cast<int64_t>(offsets.size())}, [&](int64_t i) {
+      return i < static_cast<int64_t>(offsets.size()) ? offsets[static_cast<size_t>(i)] : t;
+    });
   } else {
     const int64_t rows = in.ConsumeIntegralInRange<int64_t>(0, 40), s = in.ConsumeIntegralInRange<int64_t>(0, 64);
     const DType mask_t = layout == Layout::kNvidia ? DType::kInt8 : DType::kUInt8;
@@ -69,8 +71,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   dataio::SourceOptions opt;
   opt.kind = (layout == Layout::kLm) != (in.ConsumeIntegralInRange<int>(0, 15) == 15) ? dataio::SampleKind::kLm
                                                                                       : dataio::SampleKind::kMlm;
-  opt.seq_len = opt.kind == dataio::SampleKind::kLm ? in.ConsumeIntegralInRange<int64_t>(1, 80)
-                                                    : (in.ConsumeBool() ? 0 : in.ConsumeIntegralInRange<int64_t>(0, 64));
+  opt.seq_len = opt.kind == dataio::SampleKind::kLm
+                    ? in.ConsumeIntegralInRange<int64_t>(1, 80)
+                    : (in.ConsumeBool() ? 0 : in.ConsumeIntegralInRange<int64_t>(0, 64));
   opt.vocab_size = in.ConsumeBool() ? 0 : vocab;
   fuzz::input_errors_only([&] {
     dataio::Hdf5Source src(files, opt);

@@ -58,8 +58,8 @@ class H5Gen {
   bool damage() { return in_.ConsumeIntegralInRange<int>(0, 15) == 15; }  // never on an exhausted input
 
   int64_t some_int() {
-    static const int64_t kEdges[] = {0, -1, 1, 2, 255, 65536, int64_t{1} << 31, int64_t{1} << 40, 1000000000000,
-                                     INT64_MAX, INT64_MIN};
+    static const int64_t kEdges[] = {
+        0, -1, 1, 2, 255, 65536, int64_t{1} << 31, int64_t{1} << 40, 1000000000000, INT64_MAX, INT64_MIN};
     return in_.ConsumeBool() ? kEdges[in_.ConsumeIntegralInRange<size_t>(0, std::size(kEdges) - 1)]
                              : in_.ConsumeIntegral<int64_t>();
   }
@@ -93,8 +93,8 @@ class H5Gen {
         case 0: return;  // missing
         case 1: t = static_cast<h5::DType>(in_.ConsumeIntegralInRange<int>(0, 7)); break;
         case 2:
-          if (!shape.empty()) shape[in_.ConsumeIntegralInRange<size_t>(0, shape.size() - 1)] =
-                                  in_.ConsumeIntegralInRange<int64_t>(0, 70);
+          if (!shape.empty())
+            shape[in_.ConsumeIntegralInRange<size_t>(0, shape.size() - 1)] = in_.ConsumeIntegralInRange<int64_t>(0, 70);
           break;
         case 3: shape.resize(in_.ConsumeIntegralInRange<size_t>(0, 3), 3); break;
         default: return unwritten(name, t, shape);
@@ -115,9 +115,12 @@ class H5Gen {
     for (int i = 0; i < n; ++i) {
       const std::string name = in_.ConsumeRandomLengthString(16);
       if (name.empty() || name.find('/') != std::string::npos || name == ".") continue;
-      if (in_.ConsumeBool()) input_errors_only([&] { file_.set_attr(name, some_int()); });
-      else input_errors_only([&] { dataset(name, h5::DType::kInt32, {in_.ConsumeIntegralInRange<int64_t>(0, 8)},
-                                           [](int64_t i) { return i; }); });
+      if (in_.ConsumeBool())
+        input_errors_only([&] { file_.set_attr(name, some_int()); });
+      else
+        input_errors_only([&] {
+          dataset(name, h5::DType::kInt32, {in_.ConsumeIntegralInRange<int64_t>(0, 8)}, [](int64_t i) { return i; });
+        });
     }
   }
 
@@ -125,8 +128,7 @@ class H5Gen {
   void attr_array(const std::string& key) {
     hsize_t n = in_.ConsumeIntegralInRange<hsize_t>(0, 4);
     h5::Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
-    h5::Handle a(H5Acreate2(file_.id(), key.c_str(), H5T_NATIVE_INT64, space.id(), H5P_DEFAULT, H5P_DEFAULT),
-                 H5Aclose);
+    h5::Handle a(H5Acreate2(file_.id(), key.c_str(), H5T_NATIVE_INT64, space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
     const int64_t vals[4] = {1, 2, 3, 4};
     if (a.valid() && n > 0) H5Awrite(a.id(), H5T_NATIVE_INT64, vals);
   }
@@ -141,9 +143,9 @@ class H5Gen {
     h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
     H5Pset_chunk(dcpl.id(), static_cast<int>(chunk.size()), chunk.data());
     if (in_.ConsumeBool()) H5Pset_deflate(dcpl.id(), 1);
-    h5::Handle ds(H5Dcreate2(file_.id(), name.c_str(), h5::native_type(t), space.id(), H5P_DEFAULT, dcpl.id(),
-                             H5P_DEFAULT),
-                  H5Dclose);
+    h5::Handle ds(
+        H5Dcreate2(file_.id(), name.c_str(), h5::native_type(t), space.id(), H5P_DEFAULT, dcpl.id(), H5P_DEFAULT),
+        H5Dclose);
   }
 
   void write_converted(const std::string& name, h5::DType t, const std::vector<int64_t>& shape,
@@ -151,9 +153,9 @@ class H5Gen {
     h5::Handle space(H5Screate_simple(static_cast<int>(shape.size()),
                                       std::vector<hsize_t>(shape.begin(), shape.end()).data(), nullptr),
                      H5Sclose);
-    h5::Handle ds(H5Dcreate2(file_.id(), name.c_str(), h5::native_type(t), space.id(), H5P_DEFAULT, H5P_DEFAULT,
-                             H5P_DEFAULT),
-                  H5Dclose);
+    h5::Handle ds(
+        H5Dcreate2(file_.id(), name.c_str(), h5::native_type(t), space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+        H5Dclose);
     // HDF5 converts double to the stored type (saturating out-of-range values).
     if (ds.valid() && !v.empty()) H5Dwrite(ds.id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data());
   }

@@ -42,9 +42,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     gen.attr_int("format_version", model::kWeightsVersion);
     for (const auto& f : model::ModelConfig::fields()) {
       const std::string key = model::kWeightsConfigPrefix + f.name, text = f.get(cfg);
-      if (f.kind == "int") gen.attr_int(key, std::stoll(text));
-      else if (f.kind == "float" && !gen.damage()) gen.file().set_attr(key, std::stod(text));
-      else gen.attr_string(key, text);
+      if (f.kind == "int")
+        gen.attr_int(key, std::stoll(text));
+      else if (f.kind == "float" && !gen.damage())
+        gen.file().set_attr(key, std::stod(text));
+      else
+        gen.attr_string(key, text);
     }
     fuzz::input_errors_only([&] {
       cfg.validate();

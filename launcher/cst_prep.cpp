@@ -12,7 +12,6 @@
 // Exit codes: 0 success, 2 bad input or options, 1 any other failure. Under mpirun a failing
 // rank prints its error and aborts the job (MPI_Abort) so that no rank hangs.
 #include <boost/program_options.hpp>
-
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -21,8 +20,8 @@
 
 #include "comm/mpi.h"
 #include "common/error.h"
-#include "launcher/tool_main.h"
 #include "dataio/prep.h"
+#include "launcher/tool_main.h"
 
 namespace po = boost::program_options;
 using cst::dataio::PrepOptions;
@@ -35,28 +34,34 @@ bool parse(int argc, char** argv, PrepOptions& opt, bool print) {
   std::vector<std::string> inputs, formats;
   bool quiet = false;
   po::options_description desc("cst-prep: tokenize raw text into HDF5 shards.\nOptions");
-  desc.add_options()
-      ("help,h", "print this help")
-      ("input,i", po::value(&inputs)->required(), "[name=]corpus file or folder; repeat for several corpora with "
-                                                  "one tokenizer (output <output>/<name>/)")
-      ("format", po::value(&formats), "auto (default) | pg19 | wikiextractor | jsonl | txt; once for all "
-                                      "inputs or once per input")
-      ("jsonl-field", po::value(&opt.jsonl_field)->default_value(opt.jsonl_field), "jsonl: field with the text")
-      ("output,o", po::value(&opt.output)->required(), "output folder (new, empty, or one cst-prep wrote)")
-      ("overwrite", po::bool_switch(&opt.overwrite), "replace the files an earlier cst-prep run wrote in --output")
-      ("task", po::value(&task)->default_value(task), "lm (token streams) | mlm (packed sequences)")
-      ("tokenizer", po::value(&opt.tokenizer), "use this SentencePiece .model instead of training one")
-      ("vocab-size", po::value(&opt.vocab_size)->default_value(opt.vocab_size), "trained tokenizer: vocabulary size")
-      ("model-type", po::value(&opt.model_type)->default_value(opt.model_type), "trained tokenizer: unigram | bpe | char | word")
-      ("character-coverage", po::value(&opt.character_coverage)->default_value(opt.character_coverage, "0.9995"), "trained tokenizer: character coverage")
-      ("spm-max-bytes", po::value(&opt.spm_max_bytes)->default_value(opt.spm_max_bytes), "trained tokenizer: bytes of train text it sees")
-      ("seq-len", po::value(&opt.seq_len)->default_value(opt.seq_len), "mlm: tokens per row incl. [CLS]/[SEP]")
-      ("shard-tokens", po::value(&opt.shard_tokens)->default_value(opt.shard_tokens), "lm: tokens per shard (documents are not split)")
-      ("shard-rows", po::value(&opt.shard_rows)->default_value(opt.shard_rows), "mlm: rows per shard")
-      ("valid-fraction", po::value(&opt.valid_fraction)->default_value(opt.valid_fraction), "non-pg19: share of documents for validation")
-      ("test-fraction", po::value(&opt.test_fraction)->default_value(opt.test_fraction), "non-pg19: share of documents for test")
-      ("seed", po::value(&opt.seed)->default_value(opt.seed), "tokenizer training seed")
-      ("quiet,q", po::bool_switch(&quiet), "no progress output");
+  desc.add_options()("help,h", "print this help")("input,i", po::value(&inputs)->required(),
+                                                  "[name=]corpus file or folder; repeat for several corpora with "
+                                                  "one tokenizer (output <output>/<name>/)")(
+      "format", po::value(&formats),
+      "auto (default) | pg19 | wikiextractor | jsonl | txt; once for all "
+      "inputs or once per input")("jsonl-field", po::value(&opt.jsonl_field)->default_value(opt.jsonl_field),
+                                  "jsonl: field with the text")("output,o", po::value(&opt.output)->required(),
+                                                                "output folder (new, empty, or one cst-prep wrote)")(
+      "overwrite", po::bool_switch(&opt.overwrite), "replace the files an earlier cst-prep run wrote in --output")(
+      "task", po::value(&task)->default_value(task), "lm (token streams) | mlm (packed sequences)")(
+      "tokenizer", po::value(&opt.tokenizer), "use this SentencePiece .model instead of training one")(
+      "vocab-size", po::value(&opt.vocab_size)->default_value(opt.vocab_size), "trained tokenizer: vocabulary size")(
+      "model-type", po::value(&opt.model_type)->default_value(opt.model_type),
+      "trained tokenizer: unigram | bpe | char | word")(
+      "character-coverage", po::value(&opt.character_coverage)->default_value(opt.character_coverage, "0.9995"),
+      "trained tokenizer: character coverage")("spm-max-bytes",
+                                               po::value(&opt.spm_max_bytes)->default_value(opt.spm_max_bytes),
+                                               "trained tokenizer: bytes of train text it sees")(
+      "seq-len", po::value(&opt.seq_len)->default_value(opt.seq_len), "mlm: tokens per row incl. [CLS]/[SEP]")(
+      "shard-tokens", po::value(&opt.shard_tokens)->default_value(opt.shard_tokens),
+      "lm: tokens per shard (documents are not split)")(
+      "shard-rows", po::value(&opt.shard_rows)->default_value(opt.shard_rows), "mlm: rows per shard")(
+      "valid-fraction", po::value(&opt.valid_fraction)->default_value(opt.valid_fraction),
+      "non-pg19: share of documents for validation")("test-fraction",
+                                                     po::value(&opt.test_fraction)->default_value(opt.test_fraction),
+                                                     "non-pg19: share of documents for test")(
+      "seed", po::value(&opt.seed)->default_value(opt.seed), "tokenizer training seed")(
+      "quiet,q", po::bool_switch(&quiet), "no progress output");
   po::variables_map vm;
   cst::reject_option_placeholders(argc, argv);
   try {
@@ -85,13 +90,13 @@ void print_summary(const PrepOptions& opt, const cst::dataio::PrepSummary& s) {
     for (int i = 0; i < cst::dataio::kNumSplits; ++i) {
       const auto k = static_cast<size_t>(i);
       if (c.shards[k] == 0) continue;
-      std::printf("%-10s: %lld documents, %lld tokens%s, %lld shards in %s/%s/\n",
-                  cst::dataio::split_name(static_cast<cst::dataio::Split>(i)),
-                  static_cast<long long>(c.documents[k]), static_cast<long long>(c.tokens[k]),
-                  opt.task == cst::dataio::SampleKind::kMlm
-                      ? (", " + std::to_string(c.samples[k]) + " rows").c_str() : "",
-                  static_cast<long long>(c.shards[k]), c.dir.c_str(),
-                  cst::dataio::split_name(static_cast<cst::dataio::Split>(i)));
+      std::printf(
+          "%-10s: %lld documents, %lld tokens%s, %lld shards in %s/%s/\n",
+          cst::dataio::split_name(static_cast<cst::dataio::Split>(i)), static_cast<long long>(c.documents[k]),
+          static_cast<long long>(c.tokens[k]),
+          opt.task == cst::dataio::SampleKind::kMlm ? (", " + std::to_string(c.samples[k]) + " rows").c_str() : "",
+          static_cast<long long>(c.shards[k]), c.dir.c_str(),
+          cst::dataio::split_name(static_cast<cst::dataio::Split>(i)));
     }
 }
 

@@ -40,8 +40,8 @@ class Inputs {
   Inputs(const std::string& path, int64_t vocab, int64_t max_len)
       : path_(path), vocab_(vocab), file_(path, h5::File::Mode::kRead), ids_(file_.open("input_ids")) {
     shape_ = ids_.shape();
-    CST_INPUT_CHECK(shape_.size() == 2, where("input_ids") << ": expected rank 2 [batch, seq], got "
-                                                           << h5::shape_str(shape_));
+    CST_INPUT_CHECK(shape_.size() == 2, where("input_ids")
+                                            << ": expected rank 2 [batch, seq], got " << h5::shape_str(shape_));
     CST_INPUT_CHECK(ids_.is_integer(), where("input_ids") << ": element type " << h5::dtype_name(ids_.dtype())
                                                           << " is not an integer type");
     CST_INPUT_CHECK(rows() >= 1 && len() >= 1 && len() <= max_len,
@@ -50,9 +50,9 @@ class Inputs {
     ids_.check_stored();  // the batch dimension sizes the loop and the output
     if (file_.has("attention_mask")) {
       mask_.emplace(file_.open("attention_mask"));
-      CST_INPUT_CHECK(mask_->shape() == shape_, where("attention_mask") << ": shape " << h5::shape_str(mask_->shape())
-                                                                       << " != input_ids shape "
-                                                                       << h5::shape_str(shape_));
+      CST_INPUT_CHECK(mask_->shape() == shape_, where("attention_mask")
+                                                    << ": shape " << h5::shape_str(mask_->shape())
+                                                    << " != input_ids shape " << h5::shape_str(shape_));
       mask_->check_stored();
     }
   }
@@ -66,9 +66,9 @@ class Inputs {
     ids_.read_slab<int64_t>({b0, 0}, {nb, n}, ids.data_ptr<int64_t>());
     const int64_t* p = ids.data_ptr<int64_t>();
     for (int64_t i = 0; i < nb * n; ++i)
-      CST_INPUT_CHECK(p[i] >= 0 && p[i] < vocab_, where("input_ids") << " index [" << b0 + i / n << ", " << i % n
-                                                                     << "]: token id " << p[i]
-                                                                     << " outside [0, vocab_size = " << vocab_ << ")");
+      CST_INPUT_CHECK(p[i] >= 0 && p[i] < vocab_, where("input_ids")
+                                                      << " index [" << b0 + i / n << ", " << i % n << "]: token id "
+                                                      << p[i] << " outside [0, vocab_size = " << vocab_ << ")");
     if (mask_) {
       std::vector<int64_t> m(static_cast<size_t>(nb * n));
       mask_->read_slab<int64_t>({b0, 0}, {nb, n}, m.data());
@@ -143,13 +143,15 @@ int main(int argc, char** argv) try {
   const double seq_mb = 2.0 * 4.0 * static_cast<double>(cls ? 1 : N) * static_cast<double>(width) / 1048576.0;
   CST_INPUT_CHECK(seq_mb <= static_cast<double>(budget_mb),
                   "file '" << input << "' dataset 'input_ids': one sequence of " << N << " tokens over vocab_size "
-                           << width << " needs " << seq_mb << " MiB of logits, above --memory-budget-mb = "
-                           << budget_mb << ": raise it or score shorter sequences");
+                           << width << " needs " << seq_mb << " MiB of logits, above --memory-budget-mb = " << budget_mb
+                           << ": raise it or score shorter sequences");
   const int64_t step = std::max<int64_t>(
       1, std::min<int64_t>(batch_size, static_cast<int64_t>(static_cast<double>(budget_mb) / seq_mb)));
   if (step < batch_size)
-    std::fprintf(stderr, "cst-score: %ld sequences per forward pass (--batch-size %ld) to keep logits within "
-                         "--memory-budget-mb %ld\n", (long)step, (long)batch_size, (long)budget_mb);
+    std::fprintf(stderr,
+                 "cst-score: %ld sequences per forward pass (--batch-size %ld) to keep logits within "
+                 "--memory-budget-mb %ld\n",
+                 (long)step, (long)batch_size, (long)budget_mb);
 
   StagedFile staged(output);
   {

@@ -26,8 +26,8 @@ int main(int argc, char** argv) try {
   int64_t batch = 8, seq = 256, steps = 10, seed = 1234;
   std::vector<std::string> overrides;
   po::options_description desc("cst-smoke options");
-  desc.add_options()("help,h", "show this help")(
-      "preset", po::value(&preset)->default_value(preset), "model preset: tiny_lm, tiny_mlm, base_mlm, pg19_longctx")(
+  desc.add_options()("help,h", "show this help")("preset", po::value(&preset)->default_value(preset),
+                                                 "model preset: tiny_lm, tiny_mlm, base_mlm, pg19_longctx")(
       "set", po::value(&overrides)->composing(), "model field override KEY=VALUE (repeatable)")(
       "batch", po::value(&batch)->default_value(batch), "sequences per step")(
       "seq", po::value(&seq)->default_value(seq), "tokens per sequence")(
@@ -42,19 +42,18 @@ int main(int argc, char** argv) try {
     cfg.set(kv.substr(0, eq), kv.substr(eq + 1));
   }
   cfg.validate();
-  CST_INPUT_CHECK(seq >= 2 && seq <= cfg.max_seq_len, "--seq = " << seq << " must be in [2, max_seq_len = "
-                                                                  << cfg.max_seq_len << "]");
+  CST_INPUT_CHECK(seq >= 2 && seq <= cfg.max_seq_len,
+                  "--seq = " << seq << " must be in [2, max_seq_len = " << cfg.max_seq_len << "]");
   CST_INPUT_CHECK(batch >= 1 && batch <= 4096, "--batch = " << batch << " must be in [1, 4096]");
   CST_INPUT_CHECK(steps >= 1 && steps <= 1000000, "--steps = " << steps << " must be in [1, 1000000]");
   torch::manual_seed(static_cast<uint64_t>(seed));
 
   trainer::GemmPeak peak = trainer::measure_gemm_peak();
-  std::printf("GEMM peak: %.1f GFLOP/s (%ldx%ldx%ld %s on %s)\n", peak.flops_per_s / 1e9, (long)peak.n,
-              (long)peak.n, (long)peak.n, peak.dtype.c_str(), peak.device.c_str());
+  std::printf("GEMM peak: %.1f GFLOP/s (%ldx%ldx%ld %s on %s)\n", peak.flops_per_s / 1e9, (long)peak.n, (long)peak.n,
+              (long)peak.n, peak.dtype.c_str(), peak.device.c_str());
 
   model::CstModel m(cfg);
-  std::printf("model: %s, %.2fM parameters\n%s", preset.c_str(), m->num_parameters() / 1e6,
-              cfg.to_string().c_str());
+  std::printf("model: %s, %.2fM parameters\n%s", preset.c_str(), m->num_parameters() / 1e6, cfg.to_string().c_str());
   torch::optim::AdamW opt(m->parameters(), torch::optim::AdamWOptions(1e-3));
   const double flops_tok = 3.0 * trainer::forward_flops_per_token(cfg, seq);
   torch::Tensor ids = torch::randint(cfg.vocab_size, {batch, seq}, torch::kLong);
@@ -75,8 +74,8 @@ int main(int argc, char** argv) try {
     opt.step();
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     double tok_s = static_cast<double>(batch * seq) / dt;
-    std::printf("step %3ld  loss %.4f  step %.3f s  %.0f tok/s  MFU %.1f%%\n", (long)step,
-                loss.mean().item<double>(), dt, tok_s, 100.0 * tok_s * flops_tok / peak.flops_per_s);
+    std::printf("step %3ld  loss %.4f  step %.3f s  %.0f tok/s  MFU %.1f%%\n", (long)step, loss.mean().item<double>(),
+                dt, tok_s, 100.0 * tok_s * flops_tok / peak.flops_per_s);
   }
   return 0;
 } catch (...) {

@@ -39,8 +39,8 @@ inline void reject_option_placeholders(const std::string& text, const std::strin
     if (b == std::string::npos) return;
     bool word = b > a + 1;
     for (size_t i = a + 1; i < b; ++i) word = word && ((text[i] >= 'a' && text[i] <= 'z') || text[i] == '_');
-    CST_INPUT_CHECK(!word, where << ": '" << text.substr(a, b - a + 1)
-                                 << "' is not allowed (a placeholder of the option parser)");
+    CST_INPUT_CHECK(
+        !word, where << ": '" << text.substr(a, b - a + 1) << "' is not allowed (a placeholder of the option parser)");
   }
 }
 

@@ -13,9 +13,14 @@ namespace po = boost::program_options;
 
 namespace {
 
-const std::vector<std::pair<std::string, std::string>> kGroups = {
-    {"model", "Model"},         {"data", "Data"},     {"train", "Batching and steps"}, {"optim", "Optimizer"},
-    {"dist", "Distributed"},    {"checkpoint", "Checkpoint"}, {"log", "Logging"}, {"debug", "Fault injection (tests)"}};
+const std::vector<std::pair<std::string, std::string>> kGroups = {{"model", "Model"},
+                                                                  {"data", "Data"},
+                                                                  {"train", "Batching and steps"},
+                                                                  {"optim", "Optimizer"},
+                                                                  {"dist", "Distributed"},
+                                                                  {"checkpoint", "Checkpoint"},
+                                                                  {"log", "Logging"},
+                                                                  {"debug", "Fault injection (tests)"}};
 
 }  // namespace
 
@@ -24,7 +29,7 @@ bool parse_train_options(const std::vector<std::string>& args, trainer::TrainCon
   const trainer::TrainConfig defaults;
   po::options_description generic("cst-train options");
   generic.add_options()("help,h", "show this help")("config,c", po::value<std::string>(),
-                                                     "INI config file ([group] sections; command line wins)")(
+                                                    "INI config file ([group] sections; command line wins)")(
       "resume", po::value<std::string>(),
       "same as --checkpoint.resume: auto = newest complete checkpoint in checkpoint.dir, or a step_<N> folder");
   std::map<std::string, po::options_description> groups;

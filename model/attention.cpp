@@ -29,8 +29,8 @@ Tensor merge_heads5(const Tensor& x) {
   return x.permute({0, 2, 3, 1, 4}).reshape({b, n, t, h * d});
 }
 
-void make_projections(torch::nn::Module& m, const ModelConfig& cfg, torch::nn::Linear& q,
-                      torch::nn::Linear& k, torch::nn::Linear& v, torch::nn::Linear& o) {
+void make_projections(torch::nn::Module& m, const ModelConfig& cfg, torch::nn::Linear& q, torch::nn::Linear& k,
+                      torch::nn::Linear& v, torch::nn::Linear& o) {
   q = m.register_module("q_proj", torch::nn::Linear(cfg.d_model, cfg.d_model));
   k = m.register_module("k_proj", torch::nn::Linear(cfg.d_model, cfg.d_model));
   v = m.register_module("v_proj", torch::nn::Linear(cfg.d_model, cfg.d_model));
@@ -89,10 +89,10 @@ Tensor CompositeSliceAttention::local_explicit(const Tensor& xp, const Tensor& m
                                                const KvHalo& left, const KvHalo& right) {
   const int64_t L = cfg_.slice_len, e = cfg_.extension(), H = cfg_.n_heads;
   const bool causal = cfg_.causal();
-  Tensor s = csa::to_slices(xp, L);                                   // [B, n, L, D]
+  Tensor s = csa::to_slices(xp, L);  // [B, n, L, D]
   // Q_l = (S + P_l[e : e+L]) W_q
   Tensor q_in = pos.local.defined() ? s + pos.local.narrow(0, e, L) : s;
-  Tensor q = split_heads5(q_proj(q_in), H);                       // [B, H, n, L, d]
+  Tensor q = split_heads5(q_proj(q_in), H);  // [B, H, n, L, d]
   // K_l = (S_ext + P_l) W_k = ext(X W_k) + P_l W_k^T (linearity: project N tokens, not alpha*N)
   Tensor k_ext = csa::extend(k_proj(xp), L, e, causal, left.k, right.k);  // [B, n, W, D]
   if (pos.local.defined()) k_ext = k_ext + at::matmul(pos.local, k_proj->weight.t());
@@ -101,9 +101,9 @@ Tensor CompositeSliceAttention::local_explicit(const Tensor& xp, const Tensor& m
     return h.k.defined() && !h.mask.defined() ? at::ones({xp.size(0), e}, mp.options()) : h.mask;
   };
   Tensor key_mask = csa::extend(mp, L, e, causal, halo_mask(left), halo_mask(right));  // [B, n, W]
-  Tensor y = csa::local_attention(q, split_heads5(k_ext, H), split_heads5(v_ext, H), key_mask, e,
-                                  causal, cfg_.dropout, is_training());
-  return merge_heads5(y);                                          // [B, n, L, D]
+  Tensor y = csa::local_attention(q, split_heads5(k_ext, H), split_heads5(v_ext, H), key_mask, e, causal, cfg_.dropout,
+                                  is_training());
+  return merge_heads5(y);  // [B, n, L, D]
 }
 
 Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const LayerContext& pos, const KvHalo& left,
@@ -116,8 +116,8 @@ Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const 
   Tensor q = q_proj(xp);
   if (pos.local.defined())
     q = (csa::to_slices(q, L) + at::matmul(pos.local.narrow(0, e, L), q_proj->weight.t())).view_as(q);
-  const bool per_token_mask = !pos.all_real || (left.k.defined() && left.mask.defined()) ||
-                              (right.k.defined() && right.mask.defined());
+  const bool per_token_mask =
+      !pos.all_real || (left.k.defined() && left.mask.defined()) || (right.k.defined() && right.mask.defined());
   const csa::LocalKernel kernel = local_kernel(q, per_token_mask);
   if (kernel == csa::LocalKernel::kExplicit) return local_explicit(xp, mp, pos, left, right);
   csa::LocalGeometry g;
@@ -133,7 +133,7 @@ Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const 
   }
   Tensor y = csa::local_attention_fused(q, k_proj(xp), v_proj(xp), left, right, pos.local, k_proj->weight, key_mask, g,
                                         kernel, cfg_.dropout, is_training(), nullptr, &plans_);
-  return csa::to_slices(y, L);                                     // [B, n, L, D]
+  return csa::to_slices(y, L);  // [B, n, L, D]
 }
 
 namespace {
@@ -145,8 +145,8 @@ bool all_slices_real(const LayerContext& pos) { return pos.sp ? !pos.sp->masked 
 
 Tensor CompositeSliceAttention::global(const Tensor& s_bar, const Tensor& slice_mask, const LayerContext& pos,
                                        int64_t first_query, int64_t n_q) {
-  const GlobalWeights w{pos.global, q_proj->weight, q_proj->bias, k_proj->weight, k_proj->bias, v_proj->weight,
-                        v_proj->bias};
+  const GlobalWeights w{pos.global,   q_proj->weight, q_proj->bias, k_proj->weight,
+                        k_proj->bias, v_proj->weight, v_proj->bias};
   const bool f = fused();
   return global_branch(s_bar, f && all_slices_real(pos) ? Tensor() : slice_mask, w, cfg_.n_heads, cfg_.causal(), f,
                        cfg_.dropout, is_training(), first_query, n_q);
@@ -182,8 +182,8 @@ Tensor CompositeSliceAttention::global_of_local(const Tensor& y_l, const Tensor&
   // all-gather stay outside: it keeps the gathered slice embeddings and no collective is repeated.
   const SeqChunk* sp = pos.sp.get();
   const Tensor first = sp ? all_gather_seq(*sp->group, csa::pool_slices(y_l, ms, cfg_.aggregation, agg_weight)) : y_l;
-  std::vector<Tensor> in{first, ms, q_proj->weight, q_proj->bias, k_proj->weight, k_proj->bias, v_proj->weight,
-                         v_proj->bias, o_proj->weight};
+  std::vector<Tensor> in{first,          ms,           q_proj->weight, q_proj->bias, k_proj->weight, k_proj->bias,
+                         v_proj->weight, v_proj->bias, o_proj->weight};
   const Tensor mask_in = sp ? sp->slice_mask_all : slice_mask;
   const bool has_mask = !all_slices_real(pos), has_pg = pos.global.defined(), has_agg = !sp && agg_weight.defined();
   for (const Tensor& t : {has_mask ? mask_in : Tensor(), pos.global, has_agg ? agg_weight : Tensor()})
@@ -212,9 +212,9 @@ Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, con
             "CSA: sequence length " << n_total << " exceeds max_seq_len = " << cfg_.max_seq_len);
   CST_CHECK(!sp || N % L == 0, "CSA: a sequence-parallel chunk of " << N << " tokens is not a multiple of L = " << L);
   auto [xp, mp] = csa::pad_to_slices(x, mask, L);
-  Tensor ms = csa::to_slices(mp, L);                                  // [B, n, L]
-  Tensor slice_mask = ms.any(-1);                                 // [B, n]
-  Tensor y_l, y_g;  // [B, n, L, D], [B, n, D]
+  Tensor ms = csa::to_slices(mp, L);  // [B, n, L]
+  Tensor slice_mask = ms.any(-1);     // [B, n]
+  Tensor y_l, y_g;                    // [B, n, L, D], [B, n, D]
   switch (cfg_.composition) {
     case Composition::kLocalGlobal: {  // global attention reads the local output
       y_l = local_part(xp, mp, pos, N);

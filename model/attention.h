@@ -72,8 +72,7 @@ class CompositeSliceAttention : public AttentionBase {
   torch::Tensor global_part(const torch::Tensor& s, const torch::Tensor& slice_mask, const LayerContext& pos);
   // Y_l [B, n, L, D] of this chunk: under sequence parallelism with the e boundary tokens of the
   // neighbouring ranks' local input x_in [B, n*L, D] (a collective), projected here.
-  torch::Tensor local_part(const torch::Tensor& x_in, const torch::Tensor& mp, const LayerContext& pos,
-                           int64_t tokens);
+  torch::Tensor local_part(const torch::Tensor& x_in, const torch::Tensor& mp, const LayerContext& pos, int64_t tokens);
   // Y_g W_o^T [B, n, D] of the local-global composition from Y_l [B, n, L, D] (pooled inside),
   // recomputed in backward when fused and without dropout (under sequence parallelism from the
   // gathered slice embeddings: the all-gather is not repeated).

@@ -17,8 +17,7 @@ const EnumTable<Composition> kComp = {{"local-global", Composition::kLocalGlobal
                                       {"parallel", Composition::kParallel}};
 const EnumTable<Aggregation> kAgg = {
     {"mean", Aggregation::kMean}, {"max", Aggregation::kMax}, {"linear", Aggregation::kLinear}};
-const EnumTable<PosEmb> kPos = {
-    {"auto", PosEmb::kAuto}, {"msvipe", PosEmb::kMsVipe}, {"absolute", PosEmb::kAbsolute}};
+const EnumTable<PosEmb> kPos = {{"auto", PosEmb::kAuto}, {"msvipe", PosEmb::kMsVipe}, {"absolute", PosEmb::kAbsolute}};
 const EnumTable<CsaKernel> kCsaKernel = {
     {"auto", CsaKernel::kAuto}, {"explicit", CsaKernel::kExplicit}, {"fused", CsaKernel::kFused}};
 
@@ -99,9 +98,7 @@ int64_t ModelConfig::extension() const {
   return static_cast<int64_t>(std::llround((alpha - 1.0) * static_cast<double>(slice_len) / 2.0));
 }
 
-int64_t ModelConfig::window() const {
-  return causal() ? slice_len + extension() : slice_len + 2 * extension();
-}
+int64_t ModelConfig::window() const { return causal() ? slice_len + extension() : slice_len + 2 * extension(); }
 
 void ModelConfig::validate() const {
 #define CST_FIELD_CHECK(cond, field, why) \
@@ -112,12 +109,11 @@ void ModelConfig::validate() const {
                   "must be in [2, " << kMaxVocabSize << "] (token ids are int32)");
   CST_FIELD_CHECK(d_model >= 1 && d_model <= kMaxWidth, "d_model", "must be in [1, " << kMaxWidth << "]");
   CST_FIELD_CHECK(n_heads >= 1 && n_heads <= d_model, "n_heads", "must be in [1, d_model = " << d_model << "]");
-  CST_INPUT_CHECK(d_model % n_heads == 0, "model config: d_model = " << d_model << " is not divisible by n_heads = "
-                                                                     << n_heads);
+  CST_INPUT_CHECK(d_model % n_heads == 0,
+                  "model config: d_model = " << d_model << " is not divisible by n_heads = " << n_heads);
   CST_FIELD_CHECK(n_layers >= 1 && n_layers <= kMaxLayers, "n_layers", "must be in [1, " << kMaxLayers << "]");
   CST_FIELD_CHECK(d_ff >= 1 && d_ff <= kMaxFfnWidth, "d_ff", "must be in [1, " << kMaxFfnWidth << "]");
-  CST_FIELD_CHECK(max_seq_len >= 1 && max_seq_len <= kMaxSeqLen, "max_seq_len",
-                  "must be in [1, " << kMaxSeqLen << "]");
+  CST_FIELD_CHECK(max_seq_len >= 1 && max_seq_len <= kMaxSeqLen, "max_seq_len", "must be in [1, " << kMaxSeqLen << "]");
   CST_FIELD_CHECK(num_classes <= kMaxClasses, "num_classes", "must be <= " << kMaxClasses);
   CST_FIELD_CHECK(dropout >= 0.0 && dropout < 1.0, "dropout", "must be in [0, 1)");
   CST_FIELD_CHECK(layer_norm_eps > 0.0, "layer_norm_eps", "must be > 0");
@@ -129,10 +125,10 @@ void ModelConfig::validate() const {
     return;
   }
   CST_FIELD_CHECK(slice_len >= 1, "slice_len", "must be >= 1");
-  CST_INPUT_CHECK(slice_len <= max_seq_len, "model config: slice_len = " << slice_len
-                                                << " exceeds max_seq_len = " << max_seq_len);
-  CST_INPUT_CHECK(max_seq_len % slice_len == 0, "model config: max_seq_len = " << max_seq_len
-                                                    << " is not a multiple of slice_len = " << slice_len);
+  CST_INPUT_CHECK(slice_len <= max_seq_len,
+                  "model config: slice_len = " << slice_len << " exceeds max_seq_len = " << max_seq_len);
+  CST_INPUT_CHECK(max_seq_len % slice_len == 0,
+                  "model config: max_seq_len = " << max_seq_len << " is not a multiple of slice_len = " << slice_len);
   CST_FIELD_CHECK(alpha >= 1.0 && alpha <= 3.0, "alpha", "must be in [1, 3]");
   const double e = (alpha - 1.0) * static_cast<double>(slice_len) / 2.0;
   CST_INPUT_CHECK(std::fabs(e - std::round(e)) < 1e-9,

@@ -13,10 +13,14 @@
 
 namespace cst::model {
 
-enum class Arch { kCst, kFull };                                 // CSA, or the full-attention baseline
-enum class Task { kLm, kMlm, kCls };                             // causal LM / masked LM / classifier
-enum class Composition { kLocalGlobal, kGlobalLocal, kParallel };  // docs/CST.md "Blocks, heads and the baseline" (ablations)
-enum class Aggregation { kMean, kMax, kLinear };                 // slice embedding from a slice
+enum class Arch { kCst, kFull };      // CSA, or the full-attention baseline
+enum class Task { kLm, kMlm, kCls };  // causal LM / masked LM / classifier
+enum class Composition {
+  kLocalGlobal,
+  kGlobalLocal,
+  kParallel
+};                                                // docs/CST.md "Blocks, heads and the baseline" (ablations)
+enum class Aggregation { kMean, kMax, kLinear };  // slice embedding from a slice
 enum class PosEmb { kAuto, kMsVipe, kAbsolute };  // auto: MS-VIPE for cst, absolute for full
 // How CSA computes its attention (docs/MODEL.md "Kernels"): explicit scores (the reference), or
 // fused kernels (SDPA on slice blocks, FlashAttention-2 variable-length on CUDA). auto = fused,
@@ -26,37 +30,37 @@ enum class CsaKernel { kAuto, kExplicit, kFused };
 // Upper bounds of ModelConfig::validate(): far above any model trained today, low enough that no
 // product of sizes overflows int64 and that a damaged file cannot ask for an exabyte.
 inline constexpr int64_t kMaxVocabSize = 2147483647;  // 2^31 - 1: token ids are int32
-inline constexpr int64_t kMaxWidth = 65536;            // d_model
-inline constexpr int64_t kMaxFfnWidth = 1048576;       // d_ff
-inline constexpr int64_t kMaxLayers = 1024;            // n_layers
-inline constexpr int64_t kMaxSeqLen = 16777216;        // max_seq_len: 16M tokens
-inline constexpr int64_t kMaxClasses = 1048576;        // num_classes
+inline constexpr int64_t kMaxWidth = 65536;           // d_model
+inline constexpr int64_t kMaxFfnWidth = 1048576;      // d_ff
+inline constexpr int64_t kMaxLayers = 1024;           // n_layers
+inline constexpr int64_t kMaxSeqLen = 16777216;       // max_seq_len: 16M tokens
+inline constexpr int64_t kMaxClasses = 1048576;       // num_classes
 
 struct ModelConfig {
-  Arch arch = Arch::kCst;            // attention: Composite Slice Attention or full attention
-  Task task = Task::kLm;             // head and masking: lm = causal decoder + tied LM head
-  int64_t vocab_size = 8000;         // token ids are in [0, vocab_size)
-  int64_t d_model = 256;             // D, model width
-  int64_t n_heads = 4;               // H; head width d = D / H
-  int64_t n_layers = 4;              // number of pre-norm blocks
-  int64_t d_ff = 1024;               // F, FFN hidden width
-  int64_t max_seq_len = 1024;        // longest N; sizes P_g (max_seq_len / L rows) and abs. positions
-  int64_t slice_len = 32;            // L, tokens per slice (CST only)
-  double alpha = 2.0;                // slice extension ratio in [1, 3]; e = (alpha - 1) L / 2
-  double dropout = 0.1;              // residual / FFN / attention-probability dropout, in [0, 1)
-  double layer_norm_eps = 1e-5;      // LayerNorm epsilon
-  int64_t num_classes = 2;           // classifier head outputs (task = cls)
-  double init_std = 0.02;            // std of the normal init of weights and embeddings
+  Arch arch = Arch::kCst;        // attention: Composite Slice Attention or full attention
+  Task task = Task::kLm;         // head and masking: lm = causal decoder + tied LM head
+  int64_t vocab_size = 8000;     // token ids are in [0, vocab_size)
+  int64_t d_model = 256;         // D, model width
+  int64_t n_heads = 4;           // H; head width d = D / H
+  int64_t n_layers = 4;          // number of pre-norm blocks
+  int64_t d_ff = 1024;           // F, FFN hidden width
+  int64_t max_seq_len = 1024;    // longest N; sizes P_g (max_seq_len / L rows) and abs. positions
+  int64_t slice_len = 32;        // L, tokens per slice (CST only)
+  double alpha = 2.0;            // slice extension ratio in [1, 3]; e = (alpha - 1) L / 2
+  double dropout = 0.1;          // residual / FFN / attention-probability dropout, in [0, 1)
+  double layer_norm_eps = 1e-5;  // LayerNorm epsilon
+  int64_t num_classes = 2;       // classifier head outputs (task = cls)
+  double init_std = 0.02;        // std of the normal init of weights and embeddings
   Composition composition = Composition::kLocalGlobal;  // how local and global attention compose
   Aggregation aggregation = Aggregation::kMean;         // slice pooling
-  PosEmb pos_emb = PosEmb::kAuto;    // MS-VIPE on q/k in every layer, or learned absolute at input
+  PosEmb pos_emb = PosEmb::kAuto;                       // MS-VIPE on q/k in every layer, or learned absolute at input
 
   // ---- how to compute, not what: outside the field table, so not saved in weight files,
   // printed, hashed or compared; results are equal within rounding either way ----
-  bool full_sdpa = false;  // arch = full: at::scaled_dot_product_attention (fused flash /
-                           // memory-efficient kernels on CUDA) instead of explicit N x N scores
-  bool activation_checkpointing = false;  // training: keep only each block's input and
-                                          // recompute the block in backward (model/activation_checkpoint.h)
+  bool full_sdpa = false;                   // arch = full: at::scaled_dot_product_attention (fused flash /
+                                            // memory-efficient kernels on CUDA) instead of explicit N x N scores
+  bool activation_checkpointing = false;    // training: keep only each block's input and
+                                            // recompute the block in backward (model/activation_checkpoint.h)
   CsaKernel csa_kernel = CsaKernel::kAuto;  // arch = cst: explicit scores or fused kernels
 
   bool causal() const { return task == Task::kLm; }
@@ -66,7 +70,7 @@ struct ModelConfig {
   // Key window per slice: L + 2e (bidirectional) or L + e (causal). Rows of P_l.
   int64_t window() const;
   int64_t max_slices() const { return max_seq_len / slice_len; }  // rows of P_g
-  PosEmb effective_pos_emb() const;  // resolves kAuto
+  PosEmb effective_pos_emb() const;                               // resolves kAuto
 
   // Throws cst::InputError naming the field and value on any out-of-range or inconsistent value
   // (the bounds above included).
@@ -84,8 +88,8 @@ struct ModelConfig {
   static const std::vector<Field>& execution_fields();
   void set(const std::string& key, const std::string& value);  // by field or execution-field name
   std::string get(const std::string& key) const;
-  std::string to_string() const;   // "key = value" lines, INI style
-  uint64_t hash() const;           // FNV-1a of to_string(): equal configs, equal hash
+  std::string to_string() const;  // "key = value" lines, INI style
+  uint64_t hash() const;          // FNV-1a of to_string(): equal configs, equal hash
   bool operator==(const ModelConfig& o) const { return to_string() == o.to_string(); }
 };
 

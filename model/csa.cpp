@@ -45,8 +45,8 @@ Tensor masked_softmax(const Tensor& scores, const Tensor& mask) {
   // Work in float32 at least: the fill value is the dtype's lowest finite, so a fully masked
   // row is uniform (finite gradients) and is zeroed afterwards.
   Tensor s = scores.scalar_type() == at::kDouble ? scores : scores.to(at::kFloat);
-  const double lowest = s.scalar_type() == at::kDouble ? std::numeric_limits<double>::lowest()
-                                                       : std::numeric_limits<float>::lowest();
+  const double lowest =
+      s.scalar_type() == at::kDouble ? std::numeric_limits<double>::lowest() : std::numeric_limits<float>::lowest();
   Tensor p = at::softmax(s.masked_fill(mask.logical_not(), lowest), -1);
   Tensor any = mask.any(-1, /*keepdim=*/true);
   return p.masked_fill(any.logical_not(), 0.0).to(scores.scalar_type());
@@ -66,24 +66,24 @@ Tensor dropout_if(const Tensor& p, double dropout_p, bool training) {
 }
 }  // namespace
 
-Tensor local_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
-                       int64_t ext, bool causal, double dropout_p, bool training) {
+Tensor local_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask, int64_t ext,
+                       bool causal, double dropout_p, bool training) {
   const int64_t slice_len = q.size(3);
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  Tensor scores = at::matmul(q, k.transpose(-1, -2)) * scale;           // [B, H, n, L, W]
-  Tensor vis = local_visibility(slice_len, ext, causal, q.options());   // [L, W]
-  Tensor mask = key_mask.unsqueeze(1).unsqueeze(3).logical_and(vis);    // [B, 1, n, L, W]
+  Tensor scores = at::matmul(q, k.transpose(-1, -2)) * scale;          // [B, H, n, L, W]
+  Tensor vis = local_visibility(slice_len, ext, causal, q.options());  // [L, W]
+  Tensor mask = key_mask.unsqueeze(1).unsqueeze(3).logical_and(vis);   // [B, 1, n, L, W]
   Tensor p = dropout_if(masked_softmax(scores, mask), dropout_p, training);
-  return at::matmul(p, v);                                               // [B, H, n, L, d]
+  return at::matmul(p, v);  // [B, H, n, L, d]
 }
 
 Tensor pool_slices(const Tensor& y, const Tensor& mask, Aggregation agg, const Tensor& linear_w) {
-  Tensor m = mask.unsqueeze(-1);                 // [B, n, L, 1]
-  Tensor any = mask.any(-1).unsqueeze(-1);       // [B, n, 1]
+  Tensor m = mask.unsqueeze(-1);            // [B, n, L, 1]
+  Tensor any = mask.any(-1).unsqueeze(-1);  // [B, n, 1]
   switch (agg) {
     case Aggregation::kMean: {
       Tensor mf = m.to(y.scalar_type());
-      Tensor count = mf.sum(2).clamp_min(1.0);   // empty slices: 0 / 1 = 0
+      Tensor count = mf.sum(2).clamp_min(1.0);  // empty slices: 0 / 1 = 0
       return (y * mf).sum(2) / count;
     }
     case Aggregation::kMax: {
@@ -126,8 +126,8 @@ Tensor global_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
   const int64_t n = k.size(2), f = first_query, nq = n_q < 0 ? n - first_query : n_q;
   check_query_range(f, nq, n);
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  Tensor mask = slice_mask.unsqueeze(1).unsqueeze(2);  // [B, 1, 1, n] keys
-  if (causal) mask = mask.logical_and(earlier_slices(f, nq, n, q.options()));  // [B, 1, n_q, n]
+  Tensor mask = slice_mask.unsqueeze(1).unsqueeze(2);                                     // [B, 1, 1, n] keys
+  if (causal) mask = mask.logical_and(earlier_slices(f, nq, n, q.options()));             // [B, 1, n_q, n]
   Tensor scores = at::matmul(query_rows(q, causal, f, nq), k.transpose(-1, -2)) * scale;  // [B, H, n_q, n]
   Tensor p = dropout_if(masked_softmax(scores, mask), dropout_p, training);
   return at::matmul(p, v);
@@ -139,8 +139,8 @@ Tensor sdpa_masked(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
   return out * any.to(out.scalar_type());
 }
 
-Tensor global_attention_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask,
-                             bool causal, double dropout_p, bool training, int64_t first_query, int64_t n_q) {
+Tensor global_attention_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask, bool causal,
+                             double dropout_p, bool training, int64_t first_query, int64_t n_q) {
   const int64_t b = q.size(0), n = k.size(2), f = first_query, nq = n_q < 0 ? n - first_query : n_q;
   check_query_range(f, nq, n);
   const double p = training ? dropout_p : 0.0;

@@ -29,8 +29,8 @@ Tensor to_slices(const Tensor& seq, int64_t slice_len);
 // left_halo / right_halo [B, e, ...] supply the tokens beyond the sequence ends (from the
 // neighbouring ranks under sequence parallelism); when undefined, zeros are used (and the caller
 // masks them). Works for features and for masks alike.
-Tensor extend(const Tensor& seq, int64_t slice_len, int64_t ext, bool causal,
-              const Tensor& left_halo = {}, const Tensor& right_halo = {});
+Tensor extend(const Tensor& seq, int64_t slice_len, int64_t ext, bool causal, const Tensor& left_halo = {},
+              const Tensor& right_halo = {});
 
 // Softmax over the last dim with keys where mask is false removed (-inf). Rows with no visible
 // key give all-zero weights (no NaN, also in backward). scores [..., K], mask broadcastable.
@@ -43,8 +43,8 @@ Tensor local_visibility(int64_t slice_len, int64_t ext, bool causal, const at::T
 // Local attention inside each extended slice.
 // q [B, H, n, L, d], k/v [B, H, n, W, d], key_mask [B, n, W] -> [B, H, n, L, d].
 // dropout_p applies to the attention probabilities when training.
-Tensor local_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
-                       int64_t ext, bool causal, double dropout_p, bool training);
+Tensor local_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask, int64_t ext,
+                       bool causal, double dropout_p, bool training);
 
 // Slice embeddings [B, n, D] from y [B, n, L, D] and mask [B, n, L]. kMean: masked mean;
 // kMax: masked max; kLinear: sum_j w[j] m[j] y[j] with w [L]. Slices without a real token
@@ -63,9 +63,8 @@ Tensor global_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
 // 1..n-1 (slice 0 gets 0). slice_mask undefined: every slice has a real token. A range of query
 // slices [first_query, first_query + n_q) (a sequence-parallel rank's own) goes through an
 // explicit mask; returns [B, H, n_q, d].
-Tensor global_attention_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask,
-                             bool causal, double dropout_p, bool training, int64_t first_query = 0,
-                             int64_t n_q = -1);
+Tensor global_attention_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask, bool causal,
+                             double dropout_p, bool training, int64_t first_query = 0, int64_t n_q = -1);
 
 // at::scaled_dot_product_attention with a boolean mask (true = visible) broadcastable to the
 // scores, where a query row with no visible key gets 0 and zero gradients (SDPA's kernels differ

@@ -75,14 +75,15 @@ Chunk prepare(const Tensor& q, const Tensor& keys, const Tensor& values, const T
             "local attention: q " << q.sizes() << " and key sequences " << keys.sizes() << " do not fit n = " << c.n
                                   << " slices of L = " << c.L << " with window W = " << c.W);
   c.q = q.contiguous(), c.keys = keys, c.values = values, c.pk = pk;
-  Tensor valid = key_validity(g, c.B, key_mask, q.options());  // [B, T]
+  Tensor valid = key_validity(g, c.B, key_mask, q.options());        // [B, T]
   Tensor vis = local_visibility(c.L, g.ext, g.causal, q.options());  // [L, W]
   if (valid.defined())
     c.mask = valid.unfold(1, c.W, c.L).unsqueeze(2).logical_and(vis);  // [B, n, L, W]
   else if (g.causal)
     c.mask = vis.view({1, 1, c.L, c.W});
   if (c.mask.defined() && additive)
-    c.mask = at::where(c.mask, at::zeros({}, q.options()), at::full({}, -std::numeric_limits<double>::infinity(), q.options()));
+    c.mask = at::where(c.mask, at::zeros({}, q.options()),
+                       at::full({}, -std::numeric_limits<double>::infinity(), q.options()));
   return c;
 }
 
@@ -116,7 +117,10 @@ Tensor covered(const Tensor& seq, const Chunk& c, const Group& gr) {
 
 // The group's rows of a [B, n*L, D] tensor as blocks [count, H, L, d] (a view).
 Tensor query_blocks(const Tensor& t, const Chunk& c, const Group& gr) {
-  return t.narrow(0, gr.b0, gr.rows).narrow(1, gr.s0 * c.L, gr.ns * c.L).view({gr.count(), c.L, c.H, c.d}).transpose(1, 2);
+  return t.narrow(0, gr.b0, gr.rows)
+      .narrow(1, gr.s0 * c.L, gr.ns * c.L)
+      .view({gr.count(), c.L, c.H, c.d})
+      .transpose(1, 2);
 }
 
 // Queries [count, H, L, d], keys / values [count, H, W, d] (views of [count, L|W, H, d] storage),
@@ -132,7 +136,11 @@ Blocks blocks(const Chunk& c, const Group& gr) {
   Tensor kw = covered(c.keys, c, gr).unfold(1, c.W, c.L).transpose(2, 3);  // [rows, ns, W, D]
   Tensor k = c.pk.defined() ? kw + c.pk : kw.contiguous();
   b.k = k.view({gr.count(), c.W, c.H, c.d}).transpose(1, 2);
-  b.v = covered(c.values, c, gr).unfold(1, c.W, c.L).transpose(2, 3).contiguous().view({gr.count(), c.W, c.H, c.d})
+  b.v = covered(c.values, c, gr)
+            .unfold(1, c.W, c.L)
+            .transpose(2, 3)
+            .contiguous()
+            .view({gr.count(), c.W, c.H, c.d})
             .transpose(1, 2);
   if (c.mask.defined())
     b.mask = c.mask.size(0) == 1 && c.mask.size(1) == 1  // [1, 1, L, W]: the same for every block
@@ -272,9 +280,8 @@ Tensor sdpa_blocks(const Tensor& q, const Tensor& kx, const Tensor& vx, const Kv
 
 Tensor local_attention_fused(const Tensor& q, const Tensor& kx, const Tensor& vx, const KvHalo& left,
                              const KvHalo& right, const Tensor& p_local, const Tensor& w_k, const Tensor& key_mask,
-                             const LocalGeometry& g,
-                             LocalKernel kernel, double dropout_p, bool training, const VarlenKernel* varlen,
-                             VarlenPlanCache* plans) {
+                             const LocalGeometry& g, LocalKernel kernel, double dropout_p, bool training,
+                             const VarlenKernel* varlen, VarlenPlanCache* plans) {
   CST_CHECK(left.k.defined() == g.left_halo && right.k.defined() == g.right_halo && !(g.causal && g.right_halo),
             "local attention: halos given (left " << left.k.defined() << ", right " << right.k.defined()
                                                   << ") do not match the geometry");
@@ -285,14 +292,12 @@ Tensor local_attention_fused(const Tensor& q, const Tensor& kx, const Tensor& vx
       return FlashCpuLocal::apply(q, kx, vx, optional(left.k), optional(left.v), optional(right.k), optional(right.v),
                                   optional(p_local), optional(p_local.defined() ? w_k : Tensor()), optional(key_mask),
                                   g);
-    case LocalKernel::kSdpaBlocks:
-      return sdpa_blocks(q, kx, vx, left, right, p_local, w_k, key_mask, g, p);
+    case LocalKernel::kSdpaBlocks: return sdpa_blocks(q, kx, vx, left, right, p_local, w_k, key_mask, g, p);
     case LocalKernel::kFlashVarlen:
       CST_CHECK(!key_mask.defined(), "local attention: the variable-length kernel takes no per-token key mask");
       return local_attention_varlen(q, kx, vx, left, right, p_local, w_k, g, p,
                                     varlen ? *varlen : flash_attention_varlen(), plans);
-    case LocalKernel::kExplicit:
-      break;
+    case LocalKernel::kExplicit: break;
   }
   CST_THROW("local_attention_fused: kernel " << to_string(kernel) << " is not a fused kernel");
 }

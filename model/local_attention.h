@@ -45,15 +45,15 @@ struct KvHalo {
 
 // Where the chunk sits in its sequence.
 struct LocalGeometry {
-  int64_t slice_len = 1;     // L
-  int64_t ext = 0;           // e
+  int64_t slice_len = 1;  // L
+  int64_t ext = 0;        // e
   bool causal = false;
-  int64_t heads = 1;         // H
-  int64_t tokens = 0;        // N, real tokens of the chunk (queries [0, N) of the n*L rows)
-  bool left_halo = false;    // the key sequence's first e rows are real keys (else: outside)
-  bool right_halo = false;   // bidirectional: its last e rows are real keys (needs N = n*L)
-  int64_t call_elements = 0; // kFlashCpu: window elements (blocks x W x D) per kernel call, which
-                             // bounds the rebuilt windows; 0 = 2^24
+  int64_t heads = 1;          // H
+  int64_t tokens = 0;         // N, real tokens of the chunk (queries [0, N) of the n*L rows)
+  bool left_halo = false;     // the key sequence's first e rows are real keys (else: outside)
+  bool right_halo = false;    // bidirectional: its last e rows are real keys (needs N = n*L)
+  int64_t call_elements = 0;  // kFlashCpu: window elements (blocks x W x D) per kernel call, which
+                              // bounds the rebuilt windows; 0 = 2^24
 
   int64_t window() const { return causal ? slice_len + ext : slice_len + 2 * ext; }
   int64_t slices() const { return (tokens + slice_len - 1) / slice_len; }
@@ -74,9 +74,9 @@ struct LocalGeometry {
 // plans caches its index tensors (may be null). kExplicit is not served.
 at::Tensor local_attention_fused(const at::Tensor& q, const at::Tensor& kx, const at::Tensor& vx, const KvHalo& left,
                                  const KvHalo& right, const at::Tensor& p_local, const at::Tensor& w_k,
-                                 const at::Tensor& key_mask,
-                                 const LocalGeometry& g, LocalKernel kernel, double dropout_p, bool training,
-                                 const VarlenKernel* varlen = nullptr, VarlenPlanCache* plans = nullptr);
+                                 const at::Tensor& key_mask, const LocalGeometry& g, LocalKernel kernel,
+                                 double dropout_p, bool training, const VarlenKernel* varlen = nullptr,
+                                 VarlenPlanCache* plans = nullptr);
 
 // The key sequence [B, T, ...] of a chunk [B, n*L, ...]: left halo (or zeros), the chunk, and
 // (bidirectional) right halo (or zeros). For keys, values and masks alike.
@@ -91,6 +91,7 @@ std::pair<at::Tensor, at::Tensor> position_keys_backward(const at::Tensor& grad_
 
 // The key validity [B, T] bool of the key sequence from its geometry and an optional token mask
 // [B, T]; undefined when every row is real (both halos, no mask).
-at::Tensor key_validity(const LocalGeometry& g, int64_t batch, const at::Tensor& key_mask, const at::TensorOptions& opt);
+at::Tensor key_validity(const LocalGeometry& g, int64_t batch, const at::Tensor& key_mask,
+                        const at::TensorOptions& opt);
 
 }  // namespace cst::model::csa

@@ -111,7 +111,9 @@ class ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy
                                                  torch::autograd::variable_list grads) {
     auto s = ctx->get_saved_variables();
     const at::Tensor& g = grads[0];
-    auto scaled = [&](const at::Tensor& t) { return t.defined() && t.numel() > 0 ? t * g.to(t.scalar_type()) : at::Tensor(); };
+    auto scaled = [&](const at::Tensor& t) {
+      return t.defined() && t.numel() > 0 ? t * g.to(t.scalar_type()) : at::Tensor();
+    };
     return {scaled(s[0]), scaled(s[1]), scaled(s[2]), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };

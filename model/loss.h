@@ -7,8 +7,8 @@
 namespace cst::model {
 
 struct LossSum {
-  at::Tensor sum;     // scalar, differentiable
-  int64_t count = 0;  // number of predicted tokens / examples in sum
+  at::Tensor sum;           // scalar, differentiable
+  int64_t count = 0;        // number of predicted tokens / examples in sum
   at::Tensor mean() const;  // sum / max(count, 1)
 };
 
@@ -25,11 +25,10 @@ LossSum cls_loss(const at::Tensor& logits, const at::Tensor& labels);
 // h [R, D] hidden rows, weight [V, D], bias [V] or undefined, labels [R] int64 (-100: row not
 // predicted). Each chunk of chunk_rows rows (0: about R x D logits, as many values as h, within
 // 2^20 to 2^24) gets its logits h W^T + b in the autocast dtype when autocast is on for h's
-// device (else h's dtype), then a float32 (float64 for float64 inputs) log-softmax. When an input requires grad, the forward
-// also computes the gradients of the sum (kept: [R, D] and [V, D]), so no logits are recomputed.
-// Returns the summed loss (differentiable in h, weight and bias) and the count of predicted
-// rows; correct, if given, receives the number of predicted rows whose argmax is the label
-// (a scalar int64 tensor, no device sync).
+// device (else h's dtype), then a float32 (float64 for float64 inputs) log-softmax. When an input requires grad, the
+// forward also computes the gradients of the sum (kept: [R, D] and [V, D]), so no logits are recomputed. Returns the
+// summed loss (differentiable in h, weight and bias) and the count of predicted rows; correct, if given, receives the
+// number of predicted rows whose argmax is the label (a scalar int64 tensor, no device sync).
 LossSum chunked_cross_entropy(const at::Tensor& h, const at::Tensor& weight, const at::Tensor& bias,
                               const at::Tensor& labels, int64_t chunk_rows = 0, at::Tensor* correct = nullptr);
 

@@ -16,8 +16,8 @@ class MemoryTracker {
   MemoryTracker(const MemoryTracker&) = delete;
   MemoryTracker& operator=(const MemoryTracker&) = delete;
 
-  int64_t current_bytes() const;     // allocated since construction minus freed
-  int64_t peak_bytes() const;        // max of current_bytes() over the scope
+  int64_t current_bytes() const;  // allocated since construction minus freed
+  int64_t peak_bytes() const;     // max of current_bytes() over the scope
   int64_t largest_alloc_bytes() const;
   int64_t num_allocs() const;
 

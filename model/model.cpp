@@ -138,13 +138,13 @@ Tensor CstModelImpl::forward_embeddings(const Tensor& x, const Tensor& attention
   Tensor mask = full_mask(x, attention_mask);
   // Only fused kernels ask (full attention's SDPA path; CSA's variable-length kernel on CUDA);
   // knowing it costs a device sync, once per forward.
-  const bool ask = cfg_.full_sdpa || (cfg_.arch == Arch::kCst && cfg_.csa_kernel != CsaKernel::kExplicit && x.is_cuda());
+  const bool ask =
+      cfg_.full_sdpa || (cfg_.arch == Arch::kCst && cfg_.csa_kernel != CsaKernel::kExplicit && x.is_cuda());
   const bool all_real = !attention_mask.defined() || (ask && mask.all().item<bool>());
   LayerContext pos = layer_context(all_real);
   if (sp_group_)
-    pos.sp =
-        std::make_shared<SeqChunk>(SeqChunk::make(*sp_group_, mask, attention_mask.defined(), cfg_.slice_len, cfg_.extension(),
-                                                 cfg_.causal()));
+    pos.sp = std::make_shared<SeqChunk>(
+        SeqChunk::make(*sp_group_, mask, attention_mask.defined(), cfg_.slice_len, cfg_.extension(), cfg_.causal()));
   const bool checkpoint = cfg_.activation_checkpointing && is_training();
   Tensor h = x;
   for (const auto& layer : *layers) {
@@ -180,8 +180,8 @@ Tensor CstModelImpl::forward(const Tensor& input_ids, const Tensor& attention_ma
   CST_THROW("unknown task");
 }
 
-LossSum CstModelImpl::loss(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& labels,
-                           Tensor* correct, int64_t chunk_rows) {
+LossSum CstModelImpl::loss(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& labels, Tensor* correct,
+                           int64_t chunk_rows) {
   if (cfg_.task == Task::kCls) {
     Tensor logits = forward(input_ids, attention_mask);
     if (correct) *correct = logits.argmax(-1).eq(labels).sum();

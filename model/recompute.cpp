@@ -17,7 +17,8 @@ struct Holder : torch::CustomClassHolder {
 
 class Recompute : public torch::autograd::Function<Recompute> {
  public:
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::TensorList inputs, c10::intrusive_ptr<Holder> h) {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::TensorList inputs,
+                            c10::intrusive_ptr<Holder> h) {
     ctx->save_for_backward(inputs.vec());
     ctx->saved_data["fn"] = c10::IValue::make_capsule(h);
     return h->fn(inputs.vec());  // grad mode is off here: nothing is kept

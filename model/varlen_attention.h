@@ -22,11 +22,11 @@
 namespace cst::model::csa {
 
 struct VarlenArgs {
-  at::Tensor cu_q, cu_k;  // [segments + 1] int32, on the device of q
+  at::Tensor cu_q, cu_k;         // [segments + 1] int32, on the device of q
   int64_t max_q = 0, max_k = 0;  // longest query / key segment
   bool causal = false;
-  double scale = 1.0;     // on q . k
-  double dropout_p = 0.0; // on the attention probabilities
+  double scale = 1.0;      // on q . k
+  double dropout_p = 0.0;  // on the attention probabilities
 };
 
 // A variable-length attention kernel. q [total_q, H, d], k / v [total_k, H, d], contiguous.

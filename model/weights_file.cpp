@@ -48,11 +48,11 @@ ModelConfig read_weights_config(const std::string& path) {
   CST_INPUT_CHECK(f.has_attr("format"), "weights file '" << path << "': missing attribute 'format' "
                                                          << "(not a cst-train weights file)");
   const std::string fmt = f.attr_string("format");
-  CST_INPUT_CHECK(fmt == kWeightsFormat, "weights file '" << path << "': attribute format = '" << fmt
-                                                          << "', expected '" << kWeightsFormat << "'");
+  CST_INPUT_CHECK(fmt == kWeightsFormat, "weights file '" << path << "': attribute format = '" << fmt << "', expected '"
+                                                          << kWeightsFormat << "'");
   const int64_t ver = f.attr_int("format_version");
-  CST_INPUT_CHECK(ver == kWeightsVersion, "weights file '" << path << "': attribute format_version = "
-                                                           << ver << ", this build reads " << kWeightsVersion);
+  CST_INPUT_CHECK(ver == kWeightsVersion, "weights file '" << path << "': attribute format_version = " << ver
+                                                           << ", this build reads " << kWeightsVersion);
   ModelConfig cfg;
   std::set<std::string> known;
   for (const auto& field : ModelConfig::fields()) {

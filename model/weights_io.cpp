@@ -27,9 +27,12 @@ void save_weights(CstModelImpl& model, const std::string& path) {
     const ModelConfig& cfg = model.config();
     for (const auto& field : ModelConfig::fields()) {
       const std::string key = kWeightsConfigPrefix + field.name, val = field.get(cfg);
-      if (field.kind == "int") f.set_attr(key, static_cast<int64_t>(std::stoll(val)));
-      else if (field.kind == "float") f.set_attr(key, std::stod(val));
-      else f.set_attr(key, val);
+      if (field.kind == "int")
+        f.set_attr(key, static_cast<int64_t>(std::stoll(val)));
+      else if (field.kind == "float")
+        f.set_attr(key, std::stod(val));
+      else
+        f.set_attr(key, val);
     }
     f.set_attr("config_hash", std::to_string(cfg.hash()));
     for (const auto& item : model.named_parameters()) {
@@ -55,13 +58,12 @@ void load_weights(CstModelImpl& model, const std::string& path) {
   // Check everything before changing anything.
   for (const auto& item : params) {
     CST_INPUT_CHECK(in_file.count(item.key()), "weights file '" << path << "': missing tensor '" << item.key()
-                                                                << "' (model shape " << h5::shape_str(dims_of(item.value()))
-                                                                << ")");
+                                                                << "' (model shape "
+                                                                << h5::shape_str(dims_of(item.value())) << ")");
     std::vector<int64_t> fshape = f.open(item.key()).shape();
     CST_INPUT_CHECK(fshape == dims_of(item.value()),
-                    "weights file '" << path << "': tensor '" << item.key() << "' has shape "
-                                     << h5::shape_str(fshape) << " in the file but "
-                                     << h5::shape_str(dims_of(item.value())) << " in the model");
+                    "weights file '" << path << "': tensor '" << item.key() << "' has shape " << h5::shape_str(fshape)
+                                     << " in the file but " << h5::shape_str(dims_of(item.value())) << " in the model");
   }
   for (const auto& n : in_file)
     CST_INPUT_CHECK(params.contains(n), "weights file '" << path << "': extra tensor '" << n << "' (file shape "
@@ -70,10 +72,13 @@ void load_weights(CstModelImpl& model, const std::string& path) {
   std::map<std::string, at::Tensor> loaded;
   for (const auto& item : params) {
     h5::Dataset ds = f.open(item.key());
-    at::Tensor t = at::empty(item.value().sizes(), at::TensorOptions().dtype(
-        item.value().scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
-    if (t.scalar_type() == at::kDouble) ds.read<double>(t.data_ptr<double>());
-    else ds.read<float>(t.data_ptr<float>());
+    at::Tensor t =
+        at::empty(item.value().sizes(),
+                  at::TensorOptions().dtype(item.value().scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
+    if (t.scalar_type() == at::kDouble)
+      ds.read<double>(t.data_ptr<double>());
+    else
+      ds.read<float>(t.data_ptr<float>());
     loaded[item.key()] = t;
   }
   at::NoGradGuard no_grad;

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <sstream>
 #include <vector>
@@ -96,7 +96,8 @@ void CheckpointWriter::save(model::CstModelImpl& model, const Optimizer& opt, co
                                 << ") of the optimizer state but holds [" << held.begin << ", " << held.end << ")");
   const int64_t off = sh.range.begin - held.begin;
   auto host = [&](const at::Tensor& t) {  // float32 on the CPU; a copy when async
-    return t.narrow(0, off, sh.range.size()).to(at::kCPU, at::kFloat, /*non_blocking=*/false, /*copy=*/o_.async)
+    return t.narrow(0, off, sh.range.size())
+        .to(at::kCPU, at::kFloat, /*non_blocking=*/false, /*copy=*/o_.async)
         .contiguous();
   };
   sh.exp_avg = host(opt.exp_avg());

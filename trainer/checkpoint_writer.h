@@ -40,10 +40,10 @@ class CheckpointWriter {
     int rank = 0, world = 1;
     int64_t keep = 3;  // 0 = keep all
     bool async = false;
-    double timeout_s = 600;  // rank 0 waits this long for the other ranks' markers
+    double timeout_s = 600;                           // rank 0 waits this long for the other ranks' markers
     ChecksumKind checksum = ChecksumKind::kXxh3_128;  // of every file, in the manifest
-    int64_t delay_ms = 0;        // tests: sleep mid-save (before hashing)
-    int64_t prune_delay_ms = 0;  // tests: sleep mid-prune (after the first file removed)
+    int64_t delay_ms = 0;                             // tests: sleep mid-save (before hashing)
+    int64_t prune_delay_ms = 0;                       // tests: sleep mid-prune (after the first file removed)
   };
   explicit CheckpointWriter(Options o);
   ~CheckpointWriter();  // waits for an in-flight save (its error is printed, not thrown)
@@ -67,8 +67,8 @@ class CheckpointWriter {
  private:
   struct Snapshot;
   void write(const Snapshot& s) const;
-  void commit(Manifest meta) const;  // rank 0
-  void prune(int64_t committed) const;       // rank 0
+  void commit(Manifest meta) const;                 // rank 0
+  void prune(int64_t committed) const;              // rank 0
   void discard(const std::string& step_dir) const;  // rank 0: the pruning protocol above
   Options o_;
   std::shared_ptr<model::CstModelImpl> shadow_;  // rank 0, async: host copy of the parameters (made on first save)

@@ -213,16 +213,17 @@ void check_compatible(const Manifest& m, const TrainConfig& cfg, const std::stri
   const auto& name = find_field(TrainConfig::fields(), "", "optim.name");
   TrainConfig saved;
   saved.optim = run.optim;
-  CST_INPUT_CHECK(!missing("optimizer.optim.name") && run.optim.name == cfg.optim.name,
-                  where << ": optimizer.optim.name = " << (missing("optimizer.optim.name") ? "(missing)" : name.get(saved))
-                        << " but optim.name = " << name.get(cfg));
+  CST_INPUT_CHECK(
+      !missing("optimizer.optim.name") && run.optim.name == cfg.optim.name,
+      where << ": optimizer.optim.name = " << (missing("optimizer.optim.name") ? "(missing)" : name.get(saved))
+            << " but optim.name = " << name.get(cfg));
   CST_INPUT_CHECK(run.seed == cfg.train.seed, where << ": seed = " << run.seed << " but train.seed = " << cfg.train.seed
                                                     << " (the data order would change)");
-  CST_INPUT_CHECK(run.global_batch == cfg.train.global_batch,
-                  where << ": global_batch = " << run.global_batch
-                        << " but train.global_batch = " << cfg.train.global_batch);
+  CST_INPUT_CHECK(
+      run.global_batch == cfg.train.global_batch,
+      where << ": global_batch = " << run.global_batch << " but train.global_batch = " << cfg.train.global_batch);
   CST_INPUT_CHECK(m.step <= cfg.train.steps, "checkpoint '" << fs::path(path).parent_path().string() << "' is at step "
-                                                             << m.step << ", beyond train.steps = " << cfg.train.steps);
+                                                            << m.step << ", beyond train.steps = " << cfg.train.steps);
 }
 
 }  // namespace cst::trainer

@@ -31,9 +31,11 @@ MetricsSink::MetricsSink(const std::string& dir, bool tensorboard) {
 MetricsSink::~MetricsSink() = default;
 
 void MetricsSink::train(const TrainRecord& r) {
-  std::printf("step %6ld | loss %.4f | ppl %9.2f | lr %.3e | grad %.3f | %8.0f tok/s | MFU %5.1f%% | data %4.1f%% | comm %4.1f%% | %.3f s/step | ETA %s\n",
-              (long)r.step, r.loss, ppl(r.loss), r.lr, r.grad_norm, r.tokens_per_s, 100 * r.mfu, 100 * r.data_wait,
-              100 * r.comm_wait, r.step_time_s, eta_text(r.eta_s).c_str());
+  std::printf(
+      "step %6ld | loss %.4f | ppl %9.2f | lr %.3e | grad %.3f | %8.0f tok/s | MFU %5.1f%% | data %4.1f%% | comm "
+      "%4.1f%% | %.3f s/step | ETA %s\n",
+      (long)r.step, r.loss, ppl(r.loss), r.lr, r.grad_norm, r.tokens_per_s, 100 * r.mfu, 100 * r.data_wait,
+      100 * r.comm_wait, r.step_time_s, eta_text(r.eta_s).c_str());
   std::fflush(stdout);
   std::ostringstream os;
   os.precision(9);

@@ -13,15 +13,15 @@ namespace cst::trainer {
 class TensorBoardWriter;
 
 struct TrainRecord {
-  int64_t step = 0;          // optimizer steps done
-  double loss = 0;           // mean loss per predicted token over the interval (all ranks)
+  int64_t step = 0;  // optimizer steps done
+  double loss = 0;   // mean loss per predicted token over the interval (all ranks)
   double lr = 0;
-  double grad_norm = 0;      // before clipping, last step of the interval
-  double tokens_per_s = 0;   // all ranks
-  double mfu = 0;            // model FLOPs / (world size x per-device peak)
-  double data_wait = 0;      // share of step time spent waiting for the loader
-  double comm_wait = 0;      // share of step time blocked on communication
-  double step_time_s = 0;    // mean over the interval
+  double grad_norm = 0;     // before clipping, last step of the interval
+  double tokens_per_s = 0;  // all ranks
+  double mfu = 0;           // model FLOPs / (world size x per-device peak)
+  double data_wait = 0;     // share of step time spent waiting for the loader
+  double comm_wait = 0;     // share of step time blocked on communication
+  double step_time_s = 0;   // mean over the interval
   double eta_s = 0;
 };
 

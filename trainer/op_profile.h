@@ -12,14 +12,14 @@
 namespace cst::trainer {
 
 struct OpTime {
-  std::string name;   // operator (aten::mm, autograd::engine::evaluate_function: ...) or kernel
-  double ms = 0;      // self time (CPU) or device time (CUDA), summed over calls
+  std::string name;  // operator (aten::mm, autograd::engine::evaluate_function: ...) or kernel
+  double ms = 0;     // self time (CPU) or device time (CUDA), summed over calls
   int64_t calls = 0;
 };
 
 struct OpProfile {
-  std::vector<OpTime> cpu;   // by self time, largest first
-  std::vector<OpTime> cuda;  // by device time, largest first (empty without CUDA)
+  std::vector<OpTime> cpu;         // by self time, largest first
+  std::vector<OpTime> cuda;        // by device time, largest first (empty without CUDA)
   double cpu_ms = 0, cuda_ms = 0;  // totals
   // Markdown table of the `top` largest rows of each list, with shares of the total.
   std::string table(size_t top) const;

@@ -22,9 +22,9 @@ inline constexpr int64_t kMaxRngStateBytes = 1 << 20;  // a larger rng_cpu / rng
 // One rank's shard, in host memory.
 struct OptimShard {
   int rank = 0, world = 1;
-  FlatRange range;              // partition(flat_numel, rank, world)
-  int64_t flat_numel = 0;       // N
-  int64_t optimizer_steps = 0;  // bias-correction count
+  FlatRange range;                 // partition(flat_numel, rank, world)
+  int64_t flat_numel = 0;          // N
+  int64_t optimizer_steps = 0;     // bias-correction count
   at::Tensor exp_avg, exp_avg_sq;  // float32 [range.size()], CPU
   at::Tensor rng_cpu, rng_cuda;    // uint8 [k], CPU; undefined = not saved
 };

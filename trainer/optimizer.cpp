@@ -18,8 +18,7 @@ FlatRange partition(int64_t n, int rank, int world) {
   return r;
 }
 
-Optimizer::Optimizer(NamedTensors params, const OptimOptions& opt, comm::Communicator* comm, int zero_stage,
-                     bool fused)
+Optimizer::Optimizer(NamedTensors params, const OptimOptions& opt, comm::Communicator* comm, int zero_stage, bool fused)
     : fused_(fused && opt.name == OptimizerKind::kAdamW), opt_(opt), comm_(comm) {
   CST_CHECK(zero_stage == 0 || comm != nullptr, "Optimizer: zero_stage 1 needs a communicator");
   sharded_ = zero_stage == 1 && comm->size() > 1;

@@ -1,7 +1,7 @@
 // AdamW and LAMB, with their state in plain flat tensors (checkpoints, ZeRO partitions); AdamW
-// runs PyTorch's fused multi-tensor kernel on views of that state. PyTorch's AdamW semantics (decoupled decay, bias correction); LAMB as in You et
-// al. 2019 (the large-batch BERT recipe): the Adam update plus decay, scaled per parameter by
-// the trust ratio ||p|| / ||update|| (1 when either norm is 0).
+// runs PyTorch's fused multi-tensor kernel on views of that state. PyTorch's AdamW semantics (decoupled decay, bias
+// correction); LAMB as in You et al. 2019 (the large-batch BERT recipe): the Adam update plus decay, scaled per
+// parameter by the trust ratio ||p|| / ||update|| (1 when either norm is 0).
 //
 // Weight decay applies to matrices only: parameters with one dimension (biases, LayerNorm) and
 // the embeddings (tok_emb, pos_local, pos_global, abs_pos) are not decayed unless decay_all.

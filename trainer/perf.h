@@ -11,9 +11,9 @@ namespace cst::trainer {
 struct GemmPeak {
   double flops_per_s = 0;  // best of `repeats` timed runs of an n^3 matmul: 2 n^3 / seconds
   int64_t n = 0;
-  std::string device;      // "cpu (2 threads)" or the CUDA device name
-  std::string dtype;       // "float32" or "bfloat16"
-  std::string measured;    // measure_mfu_peak: GFLOP per second of each size timed, "2048^3: 512.3, 8192^3: 780.1"
+  std::string device;    // "cpu (2 threads)" or the CUDA device name
+  std::string dtype;     // "float32" or "bfloat16"
+  std::string measured;  // measure_mfu_peak: GFLOP per second of each size timed, "2048^3: 512.3, 8192^3: 780.1"
 };
 
 // Times an n x n x n matmul (after one warm-up) on CPU in float32, or on CUDA device 0 in

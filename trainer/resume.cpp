@@ -143,8 +143,10 @@ std::optional<ResumePoint> agree_on_resume_point(const TrainConfig& cfg, comm::C
     }
   }
   const auto dev = comm.collective_device();
-  at::Tensor head = at::tensor({int64_t{error ? -1 : point ? 1 : 0}, static_cast<int64_t>(dir_bytes),
-                                static_cast<int64_t>(message.size())},
+  at::Tensor head = at::tensor({int64_t{error   ? -1
+                                        : point ? 1
+                                                : 0},
+                                static_cast<int64_t>(dir_bytes), static_cast<int64_t>(message.size())},
                                at::kLong);
   head = head.to(dev);
   comm.broadcast(head, 0);

@@ -168,19 +168,19 @@ void TrainConfig::validate(int world_size) const {
   CST_OPT_CHECK(optim.beta2 >= 0 && optim.beta2 < 1, "optim.beta2", "must be in [0, 1)");
   CST_OPT_CHECK(optim.eps > 0, "optim.eps", "must be > 0");
   CST_OPT_CHECK(optim.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 = off)");
-  for (auto [key, val, allowed] : {std::tuple{"dist.backend", dist.backend, "auto local mpi nccl"},
-                                   std::tuple{"dist.device", dist.device, "auto cpu cuda"},
-                                   std::tuple{"dist.bf16", dist.bf16, "auto on off"},
-                                   std::tuple{"dist.sdpa", dist.sdpa, "auto on off"},
-                                   std::tuple{"train.activation_checkpointing", train.activation_checkpointing,
-                                              "none block"}}) {
+  for (auto [key, val, allowed] :
+       {std::tuple{"dist.backend", dist.backend, "auto local mpi nccl"},
+        std::tuple{"dist.device", dist.device, "auto cpu cuda"}, std::tuple{"dist.bf16", dist.bf16, "auto on off"},
+        std::tuple{"dist.sdpa", dist.sdpa, "auto on off"},
+        std::tuple{"train.activation_checkpointing", train.activation_checkpointing, "none block"}}) {
     std::istringstream is(allowed);
     bool ok = false;
     for (std::string a; is >> a;) ok |= a == val;
     CST_INPUT_CHECK(ok, key << " = '" << val << "' is not one of {" << allowed << "}");
   }
-  CST_INPUT_CHECK(dist.sdpa != "on" || model.arch == model::Arch::kFull,
-                  "dist.sdpa = on applies to model.arch = full only (CSA's kernels: model.csa_kernel); model.arch is cst");
+  CST_INPUT_CHECK(
+      dist.sdpa != "on" || model.arch == model::Arch::kFull,
+      "dist.sdpa = on applies to model.arch = full only (CSA's kernels: model.csa_kernel); model.arch is cst");
   CST_OPT_CHECK(dist.threads >= 0 && dist.threads <= 4096, "dist.threads", "must be in [0, 4096]");
   CST_OPT_CHECK(dist.bucket_first_mb > 0 && dist.bucket_first_mb <= 65536, "dist.bucket_first_mb",
                 "must be in (0, 65536] MiB");
@@ -209,13 +209,14 @@ void TrainConfig::validate(int world_size) const {
 
 void TrainConfig::validate_seq_parallel(int world_size) const {
   const int64_t S = dist.seq_parallel;
-  CST_INPUT_CHECK(S >= 1 && world_size % S == 0, "dist.seq_parallel = " << S << " does not divide the world size "
-                                                                          << world_size << " (ranks)");
+  CST_INPUT_CHECK(S >= 1 && world_size % S == 0,
+                  "dist.seq_parallel = " << S << " does not divide the world size " << world_size << " (ranks)");
   if (S == 1) return;
-  CST_INPUT_CHECK(model.arch == model::Arch::kCst, "dist.seq_parallel = " << S << " needs model.arch = cst (full "
-                                                                                  "attention would need every token "
-                                                                                  "on every rank), got model.arch = "
-                                                                               << model::to_string(model.arch));
+  CST_INPUT_CHECK(model.arch == model::Arch::kCst, "dist.seq_parallel = " << S
+                                                                          << " needs model.arch = cst (full "
+                                                                             "attention would need every token "
+                                                                             "on every rank), got model.arch = "
+                                                                          << model::to_string(model.arch));
   // MLM with data.seq_len = 0 takes the shards' length: checked once known (check_seq_parallel_len).
   if (data.seq_len > 0) check_seq_parallel_len(data.seq_len, "data.seq_len");
 }
@@ -232,7 +233,8 @@ void TrainConfig::check_seq_parallel_len(int64_t n, const std::string& what) con
 double learning_rate(const OptimOptions& o, int64_t steps, int64_t step) {
   if (step < o.warmup_steps) return o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps);
   if (o.schedule == Schedule::kConstant || steps <= o.warmup_steps) return o.lr;
-  const double t = std::min(1.0, static_cast<double>(step - o.warmup_steps) / static_cast<double>(steps - o.warmup_steps));
+  const double t =
+      std::min(1.0, static_cast<double>(step - o.warmup_steps) / static_cast<double>(steps - o.warmup_steps));
   const double f = o.schedule == Schedule::kLinear ? 1.0 - t : 0.5 * (1.0 + std::cos(M_PI * t));
   return o.min_lr + (o.lr - o.min_lr) * f;
 }

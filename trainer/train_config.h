@@ -30,24 +30,24 @@ struct DataOptions {
 };
 
 struct TrainOptions {
-  int64_t steps = 1000;        // optimizer steps
-  int64_t global_batch = 32;   // samples per step over all ranks
-  int64_t micro_batch = 8;     // samples per forward/backward on one rank
-  int64_t seed = 1234;         // init, data order, masking, dropout (per rank: seed + rank)
+  int64_t steps = 1000;                           // optimizer steps
+  int64_t global_batch = 32;                      // samples per step over all ranks
+  int64_t micro_batch = 8;                        // samples per forward/backward on one rank
+  int64_t seed = 1234;                            // init, data order, masking, dropout (per rank: seed + rank)
   std::string activation_checkpointing = "none";  // none | block: keep only each block's input
                                                   // and recompute the block in backward
 };
 
 struct OptimOptions {
   OptimizerKind name = OptimizerKind::kAdamW;
-  double lr = 1e-3;               // peak learning rate
-  double min_lr = 0.0;            // learning rate at the end of the decay
-  int64_t warmup_steps = 100;     // linear warmup from 0
+  double lr = 1e-3;                       // peak learning rate
+  double min_lr = 0.0;                    // learning rate at the end of the decay
+  int64_t warmup_steps = 100;             // linear warmup from 0
   Schedule schedule = Schedule::kCosine;  // decay after warmup
   double weight_decay = 0.01;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  double grad_clip = 1.0;         // max global grad norm (0 = off)
-  bool decay_all = false;         // also decay LayerNorm weights, biases and embeddings
+  double grad_clip = 1.0;  // max global grad norm (0 = off)
+  bool decay_all = false;  // also decay LayerNorm weights, biases and embeddings
 };
 
 struct DistOptions {
@@ -67,14 +67,14 @@ struct DistOptions {
 // Sharded checkpoints (docs/CHECKPOINT.md): <dir>/step_<N>/ with a manifest, model.h5, one
 // optimizer + RNG shard per rank; committed atomically; `latest` names the newest.
 struct CheckpointOptions {
-  bool save_final = true;         // write <log.dir>/model.h5 (docs/WEIGHTS.md) at the end
-  int64_t weights_interval = 0;   // also every k steps to <log.dir>/model_step<k>.h5 (0 = off)
-  std::string dir;                // checkpoint folder ("" = <log.dir>/checkpoints)
-  int64_t interval = 0;           // steps between checkpoints (0 = only at the end and on preemption)
-  int64_t keep = 3;               // complete checkpoints kept; older ones pruned after a commit (0 = all)
-  bool async = false;             // write in a background thread (host copy at the step boundary)
-  int64_t zero_stage = 0;         // 0: optimizer state replicated; 1: partitioned over ranks (ZeRO-1)
-  std::string resume;             // "" = fresh start; "auto" = newest complete checkpoint in dir; or a path
+  bool save_final = true;        // write <log.dir>/model.h5 (docs/WEIGHTS.md) at the end
+  int64_t weights_interval = 0;  // also every k steps to <log.dir>/model_step<k>.h5 (0 = off)
+  std::string dir;               // checkpoint folder ("" = <log.dir>/checkpoints)
+  int64_t interval = 0;          // steps between checkpoints (0 = only at the end and on preemption)
+  int64_t keep = 3;              // complete checkpoints kept; older ones pruned after a commit (0 = all)
+  bool async = false;            // write in a background thread (host copy at the step boundary)
+  int64_t zero_stage = 0;        // 0: optimizer state replicated; 1: partitioned over ranks (ZeRO-1)
+  std::string resume;            // "" = fresh start; "auto" = newest complete checkpoint in dir; or a path
   std::string resolved_dir(const std::string& log_dir) const { return dir.empty() ? log_dir + "/checkpoints" : dir; }
 };
 
@@ -89,11 +89,11 @@ struct LogOptions {
 };
 
 struct DebugOptions {
-  int64_t fail_rank = -1;     // tests: this rank throws at step fail_at_step
+  int64_t fail_rank = -1;  // tests: this rank throws at step fail_at_step
   int64_t fail_at_step = -1;
-  int64_t hang_rank = -1;     // tests: this rank sleeps before the collective at hang_at_step
+  int64_t hang_rank = -1;  // tests: this rank sleeps before the collective at hang_at_step
   int64_t hang_at_step = -1;
-  int64_t signal_rank = -1;    // tests: this rank raises debug.signal on itself after step signal_at_step
+  int64_t signal_rank = -1;  // tests: this rank raises debug.signal on itself after step signal_at_step
   int64_t signal_at_step = -1;
   int64_t signal = 10;         // SIGUSR1 on Linux
   int64_t save_delay_ms = 0;   // tests: checkpoint writers sleep this long mid-save (widens kill windows)

@@ -65,7 +65,8 @@ void Trainer::State::profiled_train_step(int64_t step) {
   const std::string path = cfg.log.dir + "/profile_step" + std::to_string(step) + ".md";
   std::ofstream out(path);
   out << "# Step " << step << " of rank 0\n\nWall time per phase (device synchronised at each boundary):\n\n"
-      << phases.table() << "\nOperators:\n\n" << ops.table(30);
+      << phases.table() << "\nOperators:\n\n"
+      << ops.table(30);
   CST_CHECK(out.good(), "cannot write the step profile " << path);
   sink->text("profile of step " + std::to_string(step) + ": " + phases.line() + "; operators in " + path);
 }
@@ -83,7 +84,8 @@ void Trainer::State::train_step(int64_t step, PhaseTimer& phases) {
   phases.mark("data");
   // This rank's chunk of each sequence (its LM targets are the next tokens, across the border).
   Tensor ids = to_tensor(batch->input_ids, batch->rows, batch->cols, torch::kLong);
-  Tensor labels = chunk(mlm ? to_tensor(batch->labels, batch->rows, batch->cols, torch::kLong) : ids.narrow(1, 1, seq_len));
+  Tensor labels =
+      chunk(mlm ? to_tensor(batch->labels, batch->rows, batch->cols, torch::kLong) : ids.narrow(1, 1, seq_len));
   Tensor inputs = chunk(mlm ? ids : ids.narrow(1, 0, seq_len));
   Tensor mask = chunk(mlm ? to_tensor(batch->attention_mask, batch->rows, batch->cols, torch::kBool) : Tensor());
   // Predicted tokens in the global batch (each counted once, on the rank holding it): the loss
@@ -177,9 +179,8 @@ void Trainer::State::save_checkpoint(int64_t step, bool sync) {
 int Trainer::State::preemption_signal(int64_t step) {
   if (cfg.debug.signal_rank == proc.rank && cfg.debug.signal_at_step == step)
     std::raise(static_cast<int>(cfg.debug.signal));
-  return static_cast<int>(collective("all_reduce(preemption flag) at step " + std::to_string(step), [&] {
-    return comm.all_reduce_int(pending_signal(), comm::ReduceOp::kMax);
-  }));
+  return static_cast<int>(collective("all_reduce(preemption flag) at step " + std::to_string(step),
+                                     [&] { return comm.all_reduce_int(pending_signal(), comm::ReduceOp::kMax); }));
 }
 
 void Trainer::State::stop_preempted(int64_t step, int signal, TrainResult& res) {

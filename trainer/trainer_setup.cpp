@@ -34,7 +34,8 @@ ProcessInfo ProcessInfo::from_environment(int rank, int world_size, const std::s
 
 std::string select_device(const DistOptions& dist, const ProcessInfo& proc) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  at::set_num_threads(dist.threads > 0 ? static_cast<int>(dist.threads) : std::max(1, hw / std::max(1, proc.local_size)));
+  at::set_num_threads(dist.threads > 0 ? static_cast<int>(dist.threads)
+                                       : std::max(1, hw / std::max(1, proc.local_size)));
   const bool cuda = torch::cuda::is_available();
   CST_INPUT_CHECK(dist.device != "cuda" || cuda, "dist.device = cuda but no CUDA device is available on "
                                                      << proc.host << " (rank " << proc.rank << ")");
@@ -69,9 +70,9 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   s.train_src = s.open_split("data.train", cfg.data.train);
   if (!cfg.data.valid.empty()) s.valid_src = s.open_split("data.valid", cfg.data.valid);
   s.seq_len = s.mlm ? s.train_src->sample_len() : cfg.data.seq_len;
-  CST_INPUT_CHECK(s.seq_len <= cfg.model.max_seq_len, "data: samples of " << s.seq_len << " tokens in '" << cfg.data.train
-                                                                        << "' exceed model.max_seq_len = "
-                                                                        << cfg.model.max_seq_len);
+  CST_INPUT_CHECK(s.seq_len <= cfg.model.max_seq_len, "data: samples of "
+                                                          << s.seq_len << " tokens in '" << cfg.data.train
+                                                          << "' exceed model.max_seq_len = " << cfg.model.max_seq_len);
   if (s.mlm && cfg.data.seq_len == 0) cfg.check_seq_parallel_len(s.seq_len, "the samples of '" + cfg.data.train + "'");
 
   torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));  // identical init on every rank
@@ -184,11 +185,10 @@ void Trainer::State::describe_setup(const model::ModelConfig& mc) {
              (sp_size > 1 ? " (" + std::to_string(dp_size) + " data-parallel x " + std::to_string(sp_size) +
                                 " sequence-parallel: " + std::to_string(seq_len / sp_size) + " tokens per rank)"
                           : "") +
-             ", backend " + comm.backend() + ", device " + device.str() +
-             (bf16 ? " (bf16 autocast)" : "") + (mc.full_sdpa ? "; full attention through SDPA" : "") +
-             (mc.activation_checkpointing ? "; activation checkpointing" : "") +
-             "; train samples " + std::to_string(train_src->num_samples()) + " of " + std::to_string(seq_len) +
-             " tokens");
+             ", backend " + comm.backend() + ", device " + device.str() + (bf16 ? " (bf16 autocast)" : "") +
+             (mc.full_sdpa ? "; full attention through SDPA" : "") +
+             (mc.activation_checkpointing ? "; activation checkpointing" : "") + "; train samples " +
+             std::to_string(train_src->num_samples()) + " of " + std::to_string(seq_len) + " tokens");
   if (train_src->num_corpora() > 1) {
     std::string samples;
     for (int j = 0; j < train_src->num_corpora(); ++j)

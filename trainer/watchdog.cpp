@@ -37,8 +37,8 @@ void Watchdog::loop() {
     if (waited > timeout_s_) {
       fired_ = true;
       std::ostringstream os;
-      os << "watchdog: " << what_ << " has not completed after " << waited << " s (dist.comm_timeout_s = "
-         << timeout_s_ << ")";
+      os << "watchdog: " << what_ << " has not completed after " << waited << " s (dist.comm_timeout_s = " << timeout_s_
+         << ")";
       std::string msg = os.str();
       lock.unlock();
       on_timeout_(msg);

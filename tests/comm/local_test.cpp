@@ -194,9 +194,7 @@ class StuckCommunicator : public LocalCommunicator {
       throw CommTimeout("stuck all_reduce did not complete");
     }
   };
-  std::unique_ptr<Work> all_reduce_async(at::Tensor, ReduceOp) override {
-    return std::make_unique<StuckWork>();
-  }
+  std::unique_ptr<Work> all_reduce_async(at::Tensor, ReduceOp) override { return std::make_unique<StuckWork>(); }
 };
 
 TEST(GradReducer, WatchdogNamesBucketBytesAndStep) {

@@ -122,8 +122,7 @@ TEST(MpiCommunicator, BroadcastAllGatherSendRecv) {
 TEST(MpiCommunicator, ErrorsAreClearAndRaisedOnEveryRank) {
   MpiCommunicator& c = comm();
   at::Tensor z = at::zeros({4}, at::kComplexFloat);
-  expect_error([&] { c.all_reduce(z, ReduceOp::kSum); },
-               {"all_reduce(sum)", "unsupported dtype", "32 bytes", "rank"});
+  expect_error([&] { c.all_reduce(z, ReduceOp::kSum); }, {"all_reduce(sum)", "unsupported dtype", "32 bytes", "rank"});
   at::Tensor i = at::ones({4}, at::kLong);
   expect_error([&] { c.all_reduce(i, ReduceOp::kAvg); }, {"kAvg needs a floating dtype"});
   at::Tensor wrong = at::empty({c.size(), 4}, at::kInt);

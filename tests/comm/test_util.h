@@ -63,8 +63,7 @@ inline void expect_error(const std::function<void()>& fn, const std::vector<std:
     fn();
     ADD_FAILURE() << "no throw";
   } catch (const Error& e) {
-    for (const auto& p : parts)
-      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << p << " in " << e.what();
+    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << p << " in " << e.what();
   }
 }
 

@@ -22,7 +22,8 @@ std::string temp_file(const std::string& name, const std::string& bytes) {
 }
 
 TEST(Checksum, MatchesSha256sumAndXxhsum) {
-  const std::string fox = temp_file("fox", "The quick brown fox jumps over the lazy dog"), empty = temp_file("empty", "");
+  const std::string fox = temp_file("fox", "The quick brown fox jumps over the lazy dog"),
+                    empty = temp_file("empty", "");
   EXPECT_EQ(file_checksum(fox, ChecksumKind::kSha256),
             "d7a8fbb307d7809469ca9abcb0082e4f8d5651e46d3cdb762d02d0bf37c9e592");
   EXPECT_EQ(sha256_file(fox), file_checksum(fox, ChecksumKind::kSha256));

@@ -1,5 +1,7 @@
 // The HDF5 RAII layer: typed writes and reads, hyperslabs, appends, attributes, and errors
 // that name the file and object.
+#include "common/h5.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -7,7 +9,6 @@
 #include <numeric>
 
 #include "common/error.h"
-#include "common/h5.h"
 
 namespace cst::h5 {
 namespace {

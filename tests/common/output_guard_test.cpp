@@ -1,5 +1,7 @@
 // Output safety helpers: overlap of outputs and inputs (symlinks, hard links, prefixes that are
 // not folders), usable folders, existing output files, staged files.
+#include "common/output_guard.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -7,7 +9,6 @@
 #include <fstream>
 
 #include "common/error.h"
-#include "common/output_guard.h"
 
 namespace cst {
 namespace {
@@ -39,13 +40,13 @@ class OutputGuard : public ::testing::Test {
 TEST_F(OutputGuard, OverlapThroughSpellingsLinksAndNesting) {
   EXPECT_TRUE(overlaps(p("in"), p("in")));
   EXPECT_TRUE(overlaps(p("in/"), p("in/../in")));
-  EXPECT_TRUE(overlaps(p("in/sub/new"), p("in")));    // output inside the input (not existing yet)
-  EXPECT_TRUE(overlaps(p("."), p("in/a.txt")));        // input inside the output
+  EXPECT_TRUE(overlaps(p("in/sub/new"), p("in")));  // output inside the input (not existing yet)
+  EXPECT_TRUE(overlaps(p("."), p("in/a.txt")));     // input inside the output
   fs::create_directory_symlink(p("in"), p("link"));
   EXPECT_TRUE(overlaps(p("link/sub"), p("in")));
   fs::create_hard_link(p("in/a.txt"), p("hard.txt"));
   EXPECT_TRUE(overlaps(p("hard.txt"), p("in/a.txt")));
-  EXPECT_FALSE(overlaps(p("in2"), p("in")));           // a common prefix is not a common folder
+  EXPECT_FALSE(overlaps(p("in2"), p("in")));  // a common prefix is not a common folder
   EXPECT_FALSE(overlaps(p("inner/x"), p("in")));
   EXPECT_FALSE(overlaps(p("out"), p("in")));
   check_no_overlap({"--output", p("out")}, {{"--tokenizer", ""}});  // an option not given
@@ -70,7 +71,8 @@ TEST_F(OutputGuard, StagedFileIsRenamedOnCommitOnly) {
     std::ofstream(s.tmp_path()) << "half";
   }
   EXPECT_FALSE(fs::exists(p("out.txt")));
-  for (const auto& e : fs::directory_iterator(dir_)) EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos);
+  for (const auto& e : fs::directory_iterator(dir_))
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos);
   StagedFile s(p("out.txt"));
   std::ofstream(s.tmp_path()) << "whole";
   s.commit();

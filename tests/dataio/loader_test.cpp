@@ -1,10 +1,11 @@
 // The loader: permutation, world-size independence, resume, evaluation pass, prefetch errors
 // and dynamic MLM masking.
+#include "dataio/loader.h"
+
 #include <algorithm>
 #include <map>
 #include <set>
 
-#include "dataio/loader.h"
 #include "dataio/masking.h"
 #include "test_util.h"
 
@@ -72,8 +73,7 @@ struct Global {
 std::vector<Global> run(const std::shared_ptr<SampleSource>& src, int64_t g, int world, int steps,
                         LoaderState start = {}, bool train = true) {
   std::vector<std::unique_ptr<Loader>> loaders;
-  for (int r = 0; r < world; ++r)
-    loaders.push_back(std::make_unique<Loader>(src, opts(g, r, world, train), start));
+  for (int r = 0; r < world; ++r) loaders.push_back(std::make_unique<Loader>(src, opts(g, r, world, train), start));
   std::vector<Global> out;
   for (int s = 0; s < steps; ++s) {
     Global b;
@@ -122,7 +122,8 @@ TEST(Loader, GlobalBatchesDoNotDependOnWorldSize) {
   // Each epoch visits 96 distinct samples; epochs are ordered differently.
   for (int e = 0; e < 2; ++e) {
     std::set<int64_t> seen;
-    for (int s = 0; s < 8; ++s) seen.insert(ref[static_cast<size_t>(e * 8 + s)].ids.begin(), ref[static_cast<size_t>(e * 8 + s)].ids.end());
+    for (int s = 0; s < 8; ++s)
+      seen.insert(ref[static_cast<size_t>(e * 8 + s)].ids.begin(), ref[static_cast<size_t>(e * 8 + s)].ids.end());
     EXPECT_EQ(seen.size(), 96u);
   }
   EXPECT_NE(ref[0].ids, ref[8].ids);

@@ -153,7 +153,8 @@ TEST(Shards, NvidiaBertShardReadAsIs) {
     src.read(r, {got.data(), m.data(), seg.data(), labels.data(), &nsp});
     std::vector<int32_t> want_labels(8, -100);
     for (size_t j = 0; j < 3 && fx.positions[static_cast<size_t>(r) * 3 + j] != 0; ++j)
-      want_labels[static_cast<size_t>(fx.positions[static_cast<size_t>(r) * 3 + j])] = fx.mlm_ids[static_cast<size_t>(r) * 3 + j];
+      want_labels[static_cast<size_t>(fx.positions[static_cast<size_t>(r) * 3 + j])] =
+          fx.mlm_ids[static_cast<size_t>(r) * 3 + j];
     EXPECT_EQ(labels, want_labels) << r;
     EXPECT_EQ(nsp, fx.nsp[static_cast<size_t>(r)]);
     for (size_t c = 0; c < 8; ++c) {
@@ -247,8 +248,11 @@ TEST(ShardErrors, VocabOrTokenizerMismatch) {
   expect_input_error([&] { Hdf5Source({dir.file("a.h5")}, o); }, {"a.h5", "abc123", "def456"});
   // Between shards.
   write_lm(dir.file("b.h5"), random_tokens(100, 60, 1), 60);
-  expect_input_error([&] { Hdf5Source({dir.file("a.h5"), dir.file("b.h5")}, lm_opts(4)); },
-                     {"b.h5", "vocab_size 60", "a.h5"});
+  expect_input_error(
+      [&] {
+        Hdf5Source({dir.file("a.h5"), dir.file("b.h5")}, lm_opts(4));
+      },
+      {"b.h5", "vocab_size 60", "a.h5"});
 }
 
 TEST(ShardErrors, EmptyShardAndTooShort) {
@@ -283,10 +287,12 @@ TEST(ShardErrors, TruncatedOrCorruptedFile) {
   std::filesystem::copy_file(dir.file("a.h5"), dir.file("t.h5"));
   std::filesystem::resize_file(dir.file("t.h5"), size / 2);
   // Either opening or reading the cut-off chunks fails, naming the file.
-  expect_input_error([&] {
-    Hdf5Source src({dir.file("t.h5")}, lm_opts(99));
-    for (int64_t i = 0; i < src.num_samples(); ++i) read_ids(src, i);
-  }, {"t.h5"});
+  expect_input_error(
+      [&] {
+        Hdf5Source src({dir.file("t.h5")}, lm_opts(99));
+        for (int64_t i = 0; i < src.num_samples(); ++i) read_ids(src, i);
+      },
+      {"t.h5"});
   std::filesystem::copy_file(dir.file("a.h5"), dir.file("c.h5"));
   {
     std::fstream f(dir.file("c.h5"), std::ios::in | std::ios::out | std::ios::binary);

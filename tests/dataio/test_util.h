@@ -38,8 +38,8 @@ class TempDir {
 inline std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t seed, int32_t lo = 0) {
   std::vector<int32_t> t(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i)
-    t[static_cast<size_t>(i)] = lo + static_cast<int32_t>(counter_hash(seed, static_cast<uint64_t>(i)) %
-                                                          static_cast<uint64_t>(vocab - lo));
+    t[static_cast<size_t>(i)] =
+        lo + static_cast<int32_t>(counter_hash(seed, static_cast<uint64_t>(i)) % static_cast<uint64_t>(vocab - lo));
   return t;
 }
 
@@ -64,8 +64,7 @@ inline void write_lm(const std::string& path, const std::vector<int32_t>& tokens
 
 // An MLM shard of `rows` rows of s tokens: "[CLS]=2 ids... [SEP]=3 [PAD]=0 x (r % 9)", ids in
 // [5, vocab), segment 1 at column 1 of every row.
-inline void write_mlm_fixture(const std::string& path, int64_t rows, int64_t s, int64_t vocab,
-                              uint64_t seed = 11) {
+inline void write_mlm_fixture(const std::string& path, int64_t rows, int64_t s, int64_t vocab, uint64_t seed = 11) {
   auto ids = random_tokens(rows * s, vocab, seed, 5);
   std::vector<int8_t> mask(ids.size(), 1), seg(ids.size(), 0);
   for (int64_t r = 0; r < rows; ++r) {

@@ -160,7 +160,8 @@ TEST_F(PrepTool, FailedOrKilledRunsLeaveNothingThatLooksComplete) {
     ::_exit(127);
   }
   const auto t0 = std::chrono::steady_clock::now();
-  while (!fs::exists(p("killed/.cst-prep-staging/tokenizer.model")) && !fs::exists(p("killed/.cst-prep-staging/parts")) &&
+  while (!fs::exists(p("killed/.cst-prep-staging/tokenizer.model")) &&
+         !fs::exists(p("killed/.cst-prep-staging/parts")) &&
          std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60))
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   int status = 0;
@@ -190,7 +191,8 @@ TEST_F(PrepTool, SeveralInputsEachChecked) {
   ASSERT_EQ(rc, 0) << err;
   expect_words(read_text(p("out/cst-prep.json")), {"a/train/shard-00000.h5", "b/train/shard-00000.h5"});
   write(dir_ / "out" / "b" / "train" / "mine.h5", "not a shard of cst-prep's");
-  std::tie(rc, err) = run("--input a=" + p("pg") + " --input b=" + p("other") + " --output " + p("out") + " --overwrite");
+  std::tie(rc, err) =
+      run("--input a=" + p("pg") + " --input b=" + p("other") + " --output " + p("out") + " --overwrite");
   EXPECT_EQ(rc, 2) << err;
   expect_words(err, {"b/train/mine.h5", "not written by cst-prep"});
 }
@@ -203,10 +205,10 @@ TEST_F(PrepTool, BadOutputPathsExitTwoNamingThePath) {
     fs::permissions(p("ro"), fs::perms::owner_read | fs::perms::owner_exec);
     ro = p("ro/out");
   }
-  for (const auto& [out, why] : std::vector<std::pair<std::string, std::string>>{
-           {p("afile"), "is a file, a folder is needed"},
-           {p("afile/sub"), "is a file, a folder is needed"},
-           {ro, "not writable"}}) {
+  for (const auto& [out, why] :
+       std::vector<std::pair<std::string, std::string>>{{p("afile"), "is a file, a folder is needed"},
+                                                        {p("afile/sub"), "is a file, a folder is needed"},
+                                                        {ro, "not writable"}}) {
     auto [rc, err] = run("--input " + p("pg") + " --output " + out);
     EXPECT_EQ(rc, 2) << err;
     expect_words(err, {"--output '" + out + "'", why});

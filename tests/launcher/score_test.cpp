@@ -144,8 +144,8 @@ TEST_F(ScoreTool, OutputNeverReplacesAnInputOrAForeignFile) {
   torch::Tensor bad = torch::randint(cfg.vocab_size, {4, 8}, torch::kLong);
   bad[3][2] = 99;
   write_ids(p("bad.h5"), bad, {});
-  auto [rc, err] = run("--weights " + p("w.h5") + " --input " + p("bad.h5") + " --output " + p("new.h5") +
-                       " --batch-size 2");
+  auto [rc, err] =
+      run("--weights " + p("w.h5") + " --input " + p("bad.h5") + " --output " + p("new.h5") + " --batch-size 2");
   EXPECT_EQ(rc, 2) << err;
   expect_words(err, {"bad.h5", "[3, 2]", "token id 99"});
   EXPECT_FALSE(fs::exists(p("new.h5")));

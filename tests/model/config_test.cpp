@@ -1,10 +1,11 @@
 // ModelConfig::validate() rejects every inconsistent value, naming the field. No torch here.
+#include "model/config.h"
+
 #include <gtest/gtest.h>
 
 #include <functional>
 
 #include "common/error.h"
-#include "model/config.h"
 
 namespace cst::model {
 namespace {
@@ -37,7 +38,8 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"alpha_low", [](ModelConfig& c) { c.alpha = 0.5; }, "alpha = 0.5"},
         Bad{"alpha_high", [](ModelConfig& c) { c.alpha = 3.5; }, "alpha = 3.5"},
         Bad{"e_fraction", [](ModelConfig& c) { c.slice_len = 16, c.alpha = 1.1; }, "not a whole number"},
-        Bad{"e_half", [](ModelConfig& c) { c.slice_len = 6, c.alpha = 1.5, c.max_seq_len = 240; }, "e = (alpha-1)*L/2 = 1.5"},
+        Bad{"e_half", [](ModelConfig& c) { c.slice_len = 6, c.alpha = 1.5, c.max_seq_len = 240; },
+            "e = (alpha-1)*L/2 = 1.5"},
         Bad{"len_multiple", [](ModelConfig& c) { c.max_seq_len = 100; }, "not a multiple of slice_len"},
         Bad{"slice_too_long", [](ModelConfig& c) { c.slice_len = 512; }, "exceeds max_seq_len"},
         Bad{"vocab", [](ModelConfig& c) { c.vocab_size = 1; }, "vocab_size = 1"},
@@ -46,7 +48,8 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"dropout", [](ModelConfig& c) { c.dropout = 1.0; }, "dropout = 1"},
         Bad{"eps", [](ModelConfig& c) { c.layer_norm_eps = 0; }, "layer_norm_eps"},
         Bad{"classes", [](ModelConfig& c) { c.task = Task::kCls, c.num_classes = 1; }, "num_classes = 1"},
-        Bad{"full_msvipe", [](ModelConfig& c) { c.arch = Arch::kFull, c.pos_emb = PosEmb::kMsVipe; }, "pos_emb = msvipe"},
+        Bad{"full_msvipe", [](ModelConfig& c) { c.arch = Arch::kFull, c.pos_emb = PosEmb::kMsVipe; },
+            "pos_emb = msvipe"},
         // Upper bounds: sizes that would ask for terabytes (or overflow) are refused by value.
         Bad{"vocab_huge", [](ModelConfig& c) { c.vocab_size = 1000000000000; }, "vocab_size = 1000000000000"},
         Bad{"width_huge", [](ModelConfig& c) { c.d_model = c.n_heads = 1 << 20; }, "d_model = 1048576"},

@@ -15,8 +15,8 @@
 namespace cst::model {
 namespace {
 
-using torch::Tensor;
 using testing::max_abs_diff;
+using torch::Tensor;
 
 struct Case {
   bool causal;
@@ -56,7 +56,7 @@ TEST_P(FusedEqualsExplicit, OutputsAndEveryGradient) {
   if (c.padding) {
     mask = torch::ones({B, N}, torch::kBool);
     mask[1].narrow(0, N - std::min<int64_t>(N - 1, 9), std::min<int64_t>(N - 1, 9)).fill_(false);  // end padding
-    mask[2][N / 2] = false;                                                                       // a hole
+    mask[2][N / 2] = false;                                                                        // a hole
   }
   Tensor ya = a->forward_hidden(ids, mask), yb = b->forward_hidden(ids, mask);
   Tensor w = c.padding ? mask.unsqueeze(-1).to(torch::kFloat) : torch::ones({B, N, 1});  // padded outputs unused
@@ -86,8 +86,8 @@ std::vector<Case> grid() {
       for (int64_t n : {16, 13})
         for (bool pad : {false, true}) out.push_back({causal, alpha, 4, n, pad});
   for (bool causal : {false, true}) {
-    out.push_back({causal, 1.0, 1, 9, false});   // L = 1: own value plus global attention over tokens
-    out.push_back({causal, 3.0, 1, 9, true});    // L = 1, e = 1
+    out.push_back({causal, 1.0, 1, 9, false});    // L = 1: own value plus global attention over tokens
+    out.push_back({causal, 3.0, 1, 9, true});     // L = 1, e = 1
     out.push_back({causal, 1.0, 16, 16, false});  // L = N: one slice, full attention
     out.push_back({causal, 2.0, 16, 16, true});
     for (Composition comp : {Composition::kGlobalLocal, Composition::kParallel})

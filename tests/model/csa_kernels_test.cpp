@@ -15,8 +15,8 @@
 namespace cst::model::csa {
 namespace {
 
-using torch::Tensor;
 using testing::max_abs_diff;
+using torch::Tensor;
 
 // Segment by segment, explicit softmax attention; causal aligned bottom-right (query j of Lq
 // sees keys m <= j + Lk - Lq), as FlashAttention-2 does. Backward through autograd.
@@ -79,8 +79,8 @@ void run_geometry(const Geo& c, const LocalGeometry& g, int64_t B) {
   torch::manual_seed(21);
   auto opt = torch::TensorOptions().dtype(torch::kDouble);
   // Inputs: q, the chunk's keys and values, P_l, W_k, the halos present.
-  std::vector<Tensor> inputs{torch::randn({B, NL, D}, opt), torch::randn({B, NL, D}, opt), torch::randn({B, NL, D}, opt),
-                             torch::randn({W, D}, opt), torch::randn({D, D}, opt)};
+  std::vector<Tensor> inputs{torch::randn({B, NL, D}, opt), torch::randn({B, NL, D}, opt),
+                             torch::randn({B, NL, D}, opt), torch::randn({W, D}, opt), torch::randn({D, D}, opt)};
   for (bool present : {c.left, c.right})
     for (int kv = 0; kv < 2; ++kv) inputs.push_back(present ? torch::randn({B, e, D}, opt) : Tensor());
   Tensor key_mask;
@@ -111,8 +111,10 @@ void run_geometry(const Geo& c, const LocalGeometry& g, int64_t B) {
   ReferenceVarlen reference;
   // The CPU flash kernel with all blocks in one call, one block per call, and 5 blocks per call
   // (whole rows when a row has fewer slices, else part of a row).
-  const std::pair<LocalKernel, int64_t> runs[] = {{LocalKernel::kFlashCpu, 0},   {LocalKernel::kFlashCpu, 1},
-                                                  {LocalKernel::kFlashCpu, 5},   {LocalKernel::kSdpaBlocks, 0},
+  const std::pair<LocalKernel, int64_t> runs[] = {{LocalKernel::kFlashCpu, 0},
+                                                  {LocalKernel::kFlashCpu, 1},
+                                                  {LocalKernel::kFlashCpu, 5},
+                                                  {LocalKernel::kSdpaBlocks, 0},
                                                   {LocalKernel::kFlashVarlen, 0}};
   for (const auto& [kernel, per_call] : runs) {
     if (kernel == LocalKernel::kFlashVarlen && c.token_mask) continue;
@@ -122,12 +124,12 @@ void run_geometry(const Geo& c, const LocalGeometry& g, int64_t B) {
     const auto got = run([&](auto& q, auto& kx, auto& vx, auto& pl, auto& wk, const KvHalo& l, const KvHalo& r) {
       return local_attention_fused(q, kx, vx, l, r, pl, wk, key_mask, gk, kernel, 0.0, false, &reference, &plans);
     });
-    const char* what[] = {"output",   "grad q",    "grad kx",   "grad vx",  "grad P_l",
+    const char* what[] = {"output",   "grad q",    "grad kx",   "grad vx",   "grad P_l",
                           "grad W_k", "grad halo", "grad halo", "grad halo", "grad halo"};
     ASSERT_EQ(want.size(), got.size());
     for (size_t i = 0; i < want.size(); ++i)
-      EXPECT_LT(max_abs_diff(want[i], got[i]), 1e-10) << to_string(kernel) << " " << what[i] << " calls of "
-                                                      << gk.call_elements / (W * D) << " blocks";
+      EXPECT_LT(max_abs_diff(want[i], got[i]), 1e-10)
+          << to_string(kernel) << " " << what[i] << " calls of " << gk.call_elements / (W * D) << " blocks";
   }
 }
 
@@ -140,7 +142,7 @@ std::vector<Geo> geometries() {
       out.push_back({false, 4, e, 12, false, false, mask});
       out.push_back({false, 4, e, 9, false, false, mask});
       if (e == 0) continue;
-      out.push_back({true, 4, e, 12, true, false, mask});   // a left halo (sequence parallelism)
+      out.push_back({true, 4, e, 12, true, false, mask});  // a left halo (sequence parallelism)
       out.push_back({false, 4, e, 12, true, true, mask});
       out.push_back({false, 4, e, 12, false, true, mask});  // the first chunk: a right halo only
     }

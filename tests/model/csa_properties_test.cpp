@@ -14,9 +14,9 @@
 namespace cst::model {
 namespace {
 
-using torch::Tensor;
 using testing::max_abs_diff;
 using testing::small_config;
+using torch::Tensor;
 
 // ---- causality ---------------------------------------------------------------------------
 constexpr CsaKernel kKernels[] = {CsaKernel::kExplicit, CsaKernel::kFused};
@@ -217,8 +217,8 @@ TEST_P(Memory, LongSequenceNeverAllocatesNxN) {
   Tensor h = m->forward_hidden(ids);
   (h * h).sum().backward();
   const int64_t nxn = N * N * 4;
-  EXPECT_GT(mem.num_allocs(), 10);                              // the tracker sees allocations
-  EXPECT_GE(mem.peak_bytes(), N * cfg.d_model * 4);             // at least one activation
+  EXPECT_GT(mem.num_allocs(), 10);                   // the tracker sees allocations
+  EXPECT_GE(mem.peak_bytes(), N * cfg.d_model * 4);  // at least one activation
   EXPECT_LT(mem.largest_alloc_bytes(), nxn / 32) << "largest " << mem.largest_alloc_bytes();
   EXPECT_LT(mem.peak_bytes(), nxn / 2) << "peak " << mem.peak_bytes();
   std::printf("%s, N=%ld L=64: peak %.1f MiB, largest allocation %.1f MiB (one N x N float32 = %.0f MiB)\n",

@@ -3,8 +3,8 @@
 // FlashAttention-2's causal flag is aligned bottom-right; the chunked loss and the fused AdamW
 // on the device. Built whenever the LibTorch found has CUDA; skipped, with a visible message,
 // when no GPU is present.
-#include <gtest/gtest.h>
 #include <ATen/autocast_mode.h>
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "model/attention.h"
@@ -21,8 +21,8 @@ namespace {
 
 using torch::Tensor;
 
-#define CST_NEED_CUDA()                                                                                    \
-  if (!torch::cuda::is_available())                                                                        \
+#define CST_NEED_CUDA()             \
+  if (!torch::cuda::is_available()) \
   GTEST_SKIP() << "SKIPPED: no CUDA device on this machine (the CUDA build is tested by scripts/gpu-check.sh)"
 
 // |a - b| <= atol + rtol |b|, elementwise.
@@ -197,7 +197,8 @@ TEST(Cuda, FusedModelEqualsExplicitInBf16) {
     for (auto& p : b->named_parameters()) {
       if (!p.value().grad().defined()) continue;
       const double scale = ga[p.key()].grad().abs().max().item<double>();
-      EXPECT_LT(excess(p.value().grad(), ga[p.key()].grad(), 5e-2 * scale, 5e-2), 0.0) << to_string(task) << " " << p.key();
+      EXPECT_LT(excess(p.value().grad(), ga[p.key()].grad(), 5e-2 * scale, 5e-2), 0.0)
+          << to_string(task) << " " << p.key();
     }
   }
 }

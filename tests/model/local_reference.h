@@ -17,8 +17,8 @@ inline torch::Tensor explicit_local(const torch::Tensor& q, const torch::Tensor&
     return t.reshape({B, n, len, H, D / H}).permute({0, 3, 1, 2, 4});
   };
   torch::Tensor k = keys.unfold(1, W, L).transpose(2, 3) + pk, v = values.unfold(1, W, L).transpose(2, 3);
-  torch::Tensor y = csa::local_attention(heads5(q, L), heads5(k, W), heads5(v, W), valid.unfold(1, W, L), g.ext,
-                                         g.causal, 0, false);
+  torch::Tensor y =
+      csa::local_attention(heads5(q, L), heads5(k, W), heads5(v, W), valid.unfold(1, W, L), g.ext, g.causal, 0, false);
   return y.permute({0, 2, 3, 1, 4}).reshape({B, n * L, D});
 }
 

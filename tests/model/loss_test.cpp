@@ -2,18 +2,19 @@
 // the argmax hits and the gradients of h, the head's weight and bias, for chunk sizes that do and
 // do not divide the rows, with ignored rows; and CstModel::loss equals token_loss(forward(...))
 // with every parameter gradient, for each task.
+#include "model/loss.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "model/loss.h"
 #include "model/model.h"
 #include "tests/model/test_util.h"
 
 namespace cst::model {
 namespace {
 
-using torch::Tensor;
 using testing::max_abs_diff;
+using torch::Tensor;
 
 TEST(ChunkedCrossEntropy, EqualsFullLogitsForEveryChunkSize) {
   torch::manual_seed(31);
@@ -28,7 +29,8 @@ TEST(ChunkedCrossEntropy, EqualsFullLogitsForEveryChunkSize) {
     LossSum want = token_loss(logits, labels);
     Tensor want_hits = logits.argmax(-1).eq(labels).sum();
     want.sum.backward();
-    for (int64_t chunk : {int64_t{1}, int64_t{4}, int64_t{7}, R, int64_t{100}, int64_t{0}}) {  // 7 does not divide 23; 0 = automatic
+    for (int64_t chunk :
+         {int64_t{1}, int64_t{4}, int64_t{7}, R, int64_t{100}, int64_t{0}}) {  // 7 does not divide 23; 0 = automatic
       Tensor h2 = h0.clone().requires_grad_(), w2 = w0.clone().requires_grad_(), b2 = b0.clone().requires_grad_();
       Tensor hits;
       LossSum got = chunked_cross_entropy(h2, w2, bias ? b2 : Tensor(), labels, chunk, &hits);

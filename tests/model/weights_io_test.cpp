@@ -1,4 +1,6 @@
 // HDF5 weights: bitwise round trip and one error per kind of bad file.
+#include "model/weights_io.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -8,7 +10,6 @@
 
 #include "common/error.h"
 #include "common/h5.h"
-#include "model/weights_io.h"
 #include "tests/model/test_util.h"
 
 namespace cst::model {
@@ -87,8 +88,12 @@ TEST_F(WeightsIo, MissingTensor) {
 }
 
 TEST_F(WeightsIo, ExtraTensor) {
-  expect_load_error([](h5::File& f) { float v[3] = {1, 2, 3}; f.write<float>("bogus.weight", v, {3}); },
-                    {"extra tensor 'bogus.weight'", "bad.h5", "[3]"});
+  expect_load_error(
+      [](h5::File& f) {
+        float v[3] = {1, 2, 3};
+        f.write<float>("bogus.weight", v, {3});
+      },
+      {"extra tensor 'bogus.weight'", "bad.h5", "[3]"});
 }
 
 TEST_F(WeightsIo, MisShapedTensor) {
@@ -190,9 +195,9 @@ TEST_F(WeightsIo, TensorsMustBeStoredFloats) {
         h5::Handle space(H5Screate_simple(1, dims, nullptr), H5Sclose);
         h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
         H5Pset_chunk(dcpl.id(), 1, chunk);
-        h5::Handle d(H5Dcreate2(f.id(), "ln_f.weight", H5T_NATIVE_FLOAT, space.id(), H5P_DEFAULT, dcpl.id(),
-                                H5P_DEFAULT),
-                     H5Dclose);
+        h5::Handle d(
+            H5Dcreate2(f.id(), "ln_f.weight", H5T_NATIVE_FLOAT, space.id(), H5P_DEFAULT, dcpl.id(), H5P_DEFAULT),
+            H5Dclose);
       },
       {"bad.h5", "'ln_f.weight'", "declares 32 bytes", "stores 0"});
   expect_load_error(

@@ -107,9 +107,9 @@ TEST(Manifest, ParseErrorsNameFileAndField) {
   expect_corrupt("{\"format\": \"cst-train.checkpoint\", \"format_version\": 2}", "missing field 'step'");
   bool corrupt = true;
   // Another program's file or a newer version: an error, but not a damaged checkpoint.
-  EXPECT_NE(parse_error("{\"format\": \"cst-train.checkpoint\", \"format_version\": 3}", &corrupt)
-                .find("format_version = 3"),
-            std::string::npos);
+  EXPECT_NE(
+      parse_error("{\"format\": \"cst-train.checkpoint\", \"format_version\": 3}", &corrupt).find("format_version = 3"),
+      std::string::npos);
   EXPECT_FALSE(corrupt);
   EXPECT_NE(parse_error("{\"format\": \"other\"}", &corrupt).find("format = 'other'"), std::string::npos);
   EXPECT_FALSE(corrupt);

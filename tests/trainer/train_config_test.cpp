@@ -1,6 +1,8 @@
 // cst-train's options (launcher/train_options.h) and TrainConfig::validate's range checks: every
 // number that sizes a buffer, a thread count or step arithmetic is bounded, named in the error
 // with its value. No torch here.
+#include "trainer/train_config.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -9,7 +11,6 @@
 
 #include "common/error.h"
 #include "launcher/train_options.h"
-#include "trainer/train_config.h"
 
 namespace cst::trainer {
 namespace {
@@ -52,9 +53,12 @@ TEST(TrainConfigBounds, SizesAreRangeChecked) {
 
 TEST(TrainConfigBounds, NumbersThatDoNotParseNameTheKey) {
   TrainConfig cfg;
-  for (const auto& [key, text] : std::vector<std::pair<std::string, std::string>>{
-           {"train.steps", "99999999999999999999"}, {"optim.lr", "nan"}, {"optim.lr", "inf"},
-           {"dist.bucket_mb", "1e999"}, {"train.seed", "12x"}}) {
+  for (const auto& [key, text] :
+       std::vector<std::pair<std::string, std::string>>{{"train.steps", "99999999999999999999"},
+                                                        {"optim.lr", "nan"},
+                                                        {"optim.lr", "inf"},
+                                                        {"dist.bucket_mb", "1e999"},
+                                                        {"train.seed", "12x"}}) {
     try {
       cfg.set(key, text);
       ADD_FAILURE() << key << " = " << text << " accepted";
@@ -67,8 +71,8 @@ TEST(TrainConfigBounds, NumbersThatDoNotParseNameTheKey) {
 // boost::program_options loops forever formatting an error about an option that holds one of
 // its placeholders; such text is refused first, on the command line and in config files.
 TEST(TrainOptions, PlaceholdersAndBadFilesAreInputErrors) {
-  const std::string path = (std::filesystem::temp_directory_path() /
-                            ("cst_train_options_" + std::to_string(::getpid()) + ".cfg")).string();
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("cst_train_options_" + std::to_string(::getpid()) + ".cfg")).string();
   auto parse = [&](std::vector<std::string> args) {
     TrainConfig cfg;
     args.insert(args.begin(), "cst-train");

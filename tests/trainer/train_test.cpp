@@ -41,10 +41,13 @@ class TrainJob : public ::testing::Test {
                     " --model.vocab_size 64 --model.d_model 16 --model.n_heads 2 --model.n_layers 2 --model.d_ff 32"
                     " --model.max_seq_len 32 --model.slice_len 8 --model.alpha 2 --model.dropout 0"
                     " --optim.eps 1e-6 --optim.warmup_steps 2 --log.peak_tflops 1 --log.interval 1 --dist.threads 1"
-                    " --train.steps " + std::to_string(steps) + " --optim.lr " + lr +
-                    " --log.eval_interval " + std::to_string(eval_interval);
-    if (task == "lm") a += " --data.train " + dir_->file("lm") + " --data.seq_len 32";
-    else a += " --data.train " + dir_->file("mlm") + " --data.seq_len 0";
+                    " --train.steps " +
+                    std::to_string(steps) + " --optim.lr " + lr + " --log.eval_interval " +
+                    std::to_string(eval_interval);
+    if (task == "lm")
+      a += " --data.train " + dir_->file("lm") + " --data.seq_len 32";
+    else
+      a += " --data.train " + dir_->file("mlm") + " --data.seq_len 0";
     return a;
   }
 
@@ -151,8 +154,8 @@ TEST_F(TrainJob, ActivationCheckpointingTrainsBitwiseTheSame) {
         " --train.global_batch 8 --train.micro_batch 4 --dist.seq_parallel 2 --model.csa_kernel " + kernel;
     const std::string none = dir_->file("ac_none_" + kernel), block = dir_->file("ac_block_" + kernel);
     JobResult plain = run(2, with_dropout(common_args("lm", 3)) + args + " --log.dir " + none);
-    JobResult ckpt =
-        run(2, with_dropout(common_args("lm", 3)) + args + " --train.activation_checkpointing block --log.dir " + block);
+    JobResult ckpt = run(
+        2, with_dropout(common_args("lm", 3)) + args + " --train.activation_checkpointing block --log.dir " + block);
     ASSERT_EQ(plain.code, 0) << plain.err;
     ASSERT_EQ(ckpt.code, 0) << ckpt.err;
     EXPECT_NE(ckpt.out.find("activation checkpointing"), std::string::npos) << ckpt.out;
@@ -184,9 +187,12 @@ TEST_F(TrainJob, SequenceParallelConfigErrorsExitTwo) {
   r = run(4, lm + " --dist.seq_parallel 4 --model.arch full");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("needs model.arch = cst"), std::string::npos) << r.err;
-  const std::string odd = " --model.task lm --model.vocab_size 64 --model.max_seq_len 32 --model.slice_len 8"
-                          " --data.train " + dir_->file("lm") + " --data.seq_len 24 --train.global_batch 8"
-                          " --train.micro_batch 4 --dist.seq_parallel 2";
+  const std::string odd =
+      " --model.task lm --model.vocab_size 64 --model.max_seq_len 32 --model.slice_len 8"
+      " --data.train " +
+      dir_->file("lm") +
+      " --data.seq_len 24 --train.global_batch 8"
+      " --train.micro_batch 4 --dist.seq_parallel 2";
   r = run(2, odd);
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("data.seq_len = 24 split over dist.seq_parallel = 2 ranks gives chunks of 12 tokens"),
@@ -198,8 +204,10 @@ TEST_F(TrainJob, SequenceParallelConfigErrorsExitTwo) {
 }
 
 TEST_F(TrainJob, RankThrowingAtStepThreeEndsBothRanksQuickly) {
-  JobResult r = run(2, common_args("lm", 50) + " --train.global_batch 8 --train.micro_batch 2"
-                                     " --debug.fail_rank 1 --debug.fail_at_step 3 --log.dir " + dir_->file("fail"));
+  JobResult r = run(2, common_args("lm", 50) +
+                           " --train.global_batch 8 --train.micro_batch 2"
+                           " --debug.fail_rank 1 --debug.fail_at_step 3 --log.dir " +
+                           dir_->file("fail"));
   EXPECT_NE(r.code, 0);
   EXPECT_LT(r.seconds, 30.0);
   EXPECT_NE(r.err.find("[rank 1 "), std::string::npos) << r.err;
@@ -208,9 +216,11 @@ TEST_F(TrainJob, RankThrowingAtStepThreeEndsBothRanksQuickly) {
 }
 
 TEST_F(TrainJob, HangingRankTripsTheWatchdog) {
-  JobResult r = run(2, common_args("lm", 50) + " --train.global_batch 8 --train.micro_batch 2"
-                                     " --debug.hang_rank 1 --debug.hang_at_step 2 --dist.comm_timeout_s 3"
-                                     " --log.dir " + dir_->file("hang"));
+  JobResult r = run(2, common_args("lm", 50) +
+                           " --train.global_batch 8 --train.micro_batch 2"
+                           " --debug.hang_rank 1 --debug.hang_at_step 2 --dist.comm_timeout_s 3"
+                           " --log.dir " +
+                           dir_->file("hang"));
   EXPECT_NE(r.code, 0);
   EXPECT_LT(r.seconds, 30.0);
   EXPECT_NE(r.err.find("step 2"), std::string::npos) << r.err;
@@ -218,7 +228,8 @@ TEST_F(TrainJob, HangingRankTripsTheWatchdog) {
 }
 
 TEST_F(TrainJob, ConfigErrorsExitTwoNamingKeyAndValue) {
-  const std::string minimal = " --data.train " + dir_->file("lm") + " --data.seq_len 32 --model.max_seq_len 32"
+  const std::string minimal = " --data.train " + dir_->file("lm") +
+                              " --data.seq_len 32 --model.max_seq_len 32"
                               " --model.slice_len 8 --train.global_batch 8 --train.micro_batch 8";
   const std::string cfg = dir_->file("bad.cfg");
   std::ofstream(cfg) << "[model]\nd_model = 16\n[optim]\nlearning_rate = 0.1\n";
@@ -261,8 +272,9 @@ TEST_F(TrainJob, MetricsTensorBoardEventsAndStepProfileAreWritten) {
   EXPECT_NE(r.out.find("profile of step 3: data "), std::string::npos) << r.out;
   std::ifstream prof(logdir + "/profile_step3.md");
   const std::string profile((std::istreambuf_iterator<char>(prof)), std::istreambuf_iterator<char>());
-  for (const char* row : {"| data |", "| forward + loss | ", "| backward (+ overlapped all-reduce) | ",
-                          "| gradient all-reduce (finalize) |", "| clip |", "| optimizer |", "| total |", "| aten::mm |"})
+  for (const char* row :
+       {"| data |", "| forward + loss | ", "| backward (+ overlapped all-reduce) | ",
+        "| gradient all-reduce (finalize) |", "| clip |", "| optimizer |", "| total |", "| aten::mm |"})
     EXPECT_NE(profile.find(row), std::string::npos) << row << " in\n" << profile;
   for (const char* phase : {"| forward + loss |", "| backward (+ overlapped all-reduce) |"}) {
     const size_t at = profile.find(phase);
@@ -282,8 +294,8 @@ TEST_F(TrainJob, MetricsTensorBoardEventsAndStepProfileAreWritten) {
     EXPECT_NE(r.out.find(word), std::string::npos) << word;
 #ifdef CST_PYTHON
   // TensorBoard's own reader must see the scalars.
-  const std::string cmd = std::string(CST_PYTHON) + " " + CST_SOURCE_DIR + "/tests/python/check_tensorboard.py " + logdir +
-                          " train/loss=5 valid/loss=1";
+  const std::string cmd = std::string(CST_PYTHON) + " " + CST_SOURCE_DIR + "/tests/python/check_tensorboard.py " +
+                          logdir + " train/loss=5 valid/loss=1";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
 #else
   std::printf("SKIPPED: TensorBoard reader check (no python next to the LibTorch found)\n");
