@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "comm/communicator.h"
 #include "common/error.h"
 #include "model/csa.h"
 #include "model/recompute.h"
@@ -35,6 +36,12 @@ void make_projections(torch::nn::Module& m, const ModelConfig& cfg, torch::nn::L
   k = m.register_module("k_proj", torch::nn::Linear(cfg.d_model, cfg.d_model));
   v = m.register_module("v_proj", torch::nn::Linear(cfg.d_model, cfg.d_model));
   o = m.register_module("o_proj", torch::nn::Linear(cfg.d_model, cfg.d_model));
+}
+
+// The key mask [B, e] of a halo: a neighbour's tokens are real unless its mask says not;
+// undefined without a neighbour.
+Tensor halo_key_mask(const KvHalo& h, int64_t batch, int64_t e, const at::TensorOptions& opt) {
+  return h.k.defined() && !h.mask.defined() ? at::ones({batch, e}, opt) : h.mask;
 }
 
 // The weights of the global branch: the module's, or their copies when it is recomputed.
@@ -97,10 +104,9 @@ Tensor CompositeSliceAttention::local_explicit(const Tensor& xp, const Tensor& m
   Tensor k_ext = csa::extend(k_proj(xp), L, e, causal, left.k, right.k);  // [B, n, W, D]
   if (pos.local.defined()) k_ext = k_ext + at::matmul(pos.local, k_proj->weight.t());
   Tensor v_ext = csa::extend(v_proj(xp), L, e, causal, left.v, right.v);  // V_l = S_ext W_v
-  auto halo_mask = [&](const KvHalo& h) {  // a neighbour's tokens are real unless its mask says not
-    return h.k.defined() && !h.mask.defined() ? at::ones({xp.size(0), e}, mp.options()) : h.mask;
-  };
-  Tensor key_mask = csa::extend(mp, L, e, causal, halo_mask(left), halo_mask(right));  // [B, n, W]
+  const int64_t B = xp.size(0);
+  Tensor key_mask = csa::extend(mp, L, e, causal, halo_key_mask(left, B, e, mp.options()),
+                                halo_key_mask(right, B, e, mp.options()));  // [B, n, W]
   Tensor y = csa::local_attention(q, split_heads5(k_ext, H), split_heads5(v_ext, H), key_mask, e, causal, cfg_.dropout,
                                   is_training());
   return merge_heads5(y);  // [B, n, L, D]
@@ -118,18 +124,15 @@ Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const 
     q = (csa::to_slices(q, L) + at::matmul(pos.local.narrow(0, e, L), q_proj->weight.t())).view_as(q);
   const bool per_token_mask =
       !pos.all_real || (left.k.defined() && left.mask.defined()) || (right.k.defined() && right.mask.defined());
-  const csa::LocalKernel kernel = local_kernel(q, per_token_mask);
-  if (kernel == csa::LocalKernel::kExplicit) return local_explicit(xp, mp, pos, left, right);
+  const csa::LocalKernel kernel = local_kernel(q, per_token_mask);  // fused(): never kExplicit
   csa::LocalGeometry g;
   g.slice_len = L, g.ext = e, g.causal = causal, g.heads = cfg_.n_heads;
   g.tokens = tokens < 0 ? NL : tokens;
   g.left_halo = left.k.defined(), g.right_halo = right.k.defined();
   Tensor key_mask;
   if (per_token_mask) {  // over the key sequence: halos (real unless their mask says not), the chunk
-    auto halo_mask = [&](const KvHalo& h) {
-      return h.k.defined() && !h.mask.defined() ? at::ones({B, e}, mp.options()) : h.mask;
-    };
-    key_mask = csa::key_sequence(mp, halo_mask(left), halo_mask(right), g);
+    key_mask =
+        csa::key_sequence(mp, halo_key_mask(left, B, e, mp.options()), halo_key_mask(right, B, e, mp.options()), g);
   }
   Tensor y = csa::local_attention_fused(q, k_proj(xp), v_proj(xp), left, right, pos.local, k_proj->weight, key_mask, g,
                                         kernel, cfg_.dropout, is_training(), nullptr, &plans_);
@@ -166,8 +169,9 @@ Tensor CompositeSliceAttention::local_part(const Tensor& x_in, const Tensor& mp,
   // One message per side of D values per token (the local input), not 2D (keys and values).
   const Halo h = halo_exchange(*sp->group, x_in, e, !cfg_.causal());
   auto kv = [&](const Tensor& t, const Tensor& m) { return KvHalo{k_proj(t), v_proj(t), sp->masked ? m : Tensor()}; };
-  const KvHalo left = sp->rank > 0 ? kv(h.left, sp->mask_left) : KvHalo{};  // rank 0: the sequence start
-  const KvHalo right = h.right.defined() && sp->rank + 1 < sp->size ? kv(h.right, sp->mask_right) : KvHalo{};
+  const KvHalo left = sp->group->rank() > 0 ? kv(h.left, sp->mask_left) : KvHalo{};  // rank 0: the sequence start
+  const KvHalo right =
+      h.right.defined() && sp->group->rank() + 1 < sp->group->size() ? kv(h.right, sp->mask_right) : KvHalo{};
   return local(h.x, mp, pos, left, right, tokens);
 }
 

@@ -1,6 +1,6 @@
 // Differentiable operations whose forward is plain code: communication (the halo exchange and
 // all-gather of sequence parallelism, model/seq_parallel.h) and recomputation (activation
-// checkpointing, model/checkpoint.h). The caller computes the outputs without recording a graph
+// checkpointing, model/activation_checkpoint.h). The caller computes the outputs without recording a graph
 // and attaches the backward as a function.
 #pragma once
 

@@ -1,18 +1,17 @@
 #include "model/recompute.h"
 
-#include <ATen/autocast_mode.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
+
+#include "model/autocast_scope.h"
 
 namespace cst::model {
 namespace {
 
 struct Holder : torch::CustomClassHolder {
   RecomputeFn fn;
-  at::DeviceType device = at::kCPU;
-  bool autocast = false;
-  at::ScalarType autocast_dtype = at::kBFloat16;
+  AutocastState autocast;  // the forward's
 };
 
 class Recompute : public torch::autograd::Function<Recompute> {
@@ -40,17 +39,8 @@ class Recompute : public torch::autograd::Function<Recompute> {
     at::Tensor y;
     {
       at::AutoGradMode on(true);
-      const bool was = at::autocast::is_autocast_enabled(h->device);
-      const at::ScalarType was_dtype = at::autocast::get_autocast_dtype(h->device);
-      at::autocast::set_autocast_enabled(h->device, h->autocast);
-      at::autocast::set_autocast_dtype(h->device, h->autocast_dtype);
-      try {
-        y = h->fn(in);
-      } catch (...) {
-        at::autocast::set_autocast_enabled(h->device, was), at::autocast::set_autocast_dtype(h->device, was_dtype);
-        throw;
-      }
-      at::autocast::set_autocast_enabled(h->device, was), at::autocast::set_autocast_dtype(h->device, was_dtype);
+      AutocastScope ac(h->autocast);
+      y = h->fn(in);
     }
     auto g = torch::autograd::grad({y}, wrt, {grads[0]}, /*retain_graph=*/false, /*create_graph=*/false,
                                    /*allow_unused=*/true);
@@ -64,9 +54,7 @@ class Recompute : public torch::autograd::Function<Recompute> {
 at::Tensor recompute(const RecomputeFn& fn, const std::vector<at::Tensor>& inputs) {
   auto h = c10::make_intrusive<Holder>();
   h->fn = fn;
-  h->device = inputs.empty() ? at::kCPU : inputs.front().device().type();
-  h->autocast = at::autocast::is_autocast_enabled(h->device);
-  h->autocast_dtype = at::autocast::get_autocast_dtype(h->device);
+  h->autocast = AutocastState::current();
   return Recompute::apply(at::TensorList(inputs), h);
 }
 

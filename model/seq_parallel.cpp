@@ -85,7 +85,6 @@ SeqChunk SeqChunk::make(comm::Communicator& group, const Tensor& mask, bool mask
   torch::NoGradGuard no_grad;
   SeqChunk c;
   c.group = &group;
-  c.rank = group.rank(), c.size = group.size();
   c.masked = masked;
   const int64_t n_local = T / slice_len;
   c.first_slice = group.rank() * n_local;

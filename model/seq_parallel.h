@@ -41,7 +41,6 @@ at::Tensor all_gather_seq(comm::Communicator& group, const at::Tensor& x);
 // (CstModelImpl) and shared by the layers through LayerContext::sp. The group must outlive it.
 struct SeqChunk {
   comm::Communicator* group = nullptr;  // the S ranks holding the sequence
-  int rank = 0, size = 1;               // this rank in the group, S
   int64_t first_slice = 0;              // global index of this chunk's first slice
   int64_t total_slices = 0;             // slices in the whole sequence, n = N / L
   at::Tensor mask_left, mask_right;     // [B, e] key-mask halos (false beyond the ends);

@@ -197,8 +197,6 @@ std::shared_ptr<const VarlenPlan> make_varlen_plan(int64_t batch, const LocalGeo
   p->args.cu_q = to_dev(cu_q, at::kInt);
   p->args.cu_k = to_dev(cu_k, at::kInt);
   p->args.causal = g.causal;
-  p->total_q = static_cast<int64_t>(q_index.size());
-  p->total_k = static_cast<int64_t>(k_index.size());
   return p;
 }
 

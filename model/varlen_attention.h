@@ -57,7 +57,6 @@ struct VarlenPlan {
   at::Tensor w_index;  // [total_k] int64: the window position w of each packed key (row of pk)
   at::Tensor slot;     // [total_k] int64: (b*n + s)*W + w, its place in the window layout [B*n*W]
   VarlenArgs args;     // cu_q, cu_k, max_q, max_k, causal (scale and dropout_p left at defaults)
-  int64_t total_q = 0, total_k = 0;
 };
 std::shared_ptr<const VarlenPlan> make_varlen_plan(int64_t batch, const LocalGeometry& g, c10::Device device);
 
