@@ -144,8 +144,6 @@ std::vector<int64_t> BlendSchedule::counts(int64_t k) const {
   return c;
 }
 
-int64_t BlendSchedule::count(int j, int64_t k) const { return counts(k)[static_cast<size_t>(j)]; }
-
 BlendDraw BlendSchedule::draw(int64_t p) const {
   BlendDraw d;
   int64_t m = 0;

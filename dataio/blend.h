@@ -72,9 +72,7 @@ class BlendSchedule {
   int corpora() const { return static_cast<int>(u_.size()); }
   // The corpus of position p (>= 0); *m = its index in that corpus's stream (count(corpus, p)).
   int corpus_of(int64_t p, int64_t* m) const;
-  // Positions of corpus j among [0, k).
-  int64_t count(int j, int64_t k) const;
-  // count(j, k) for every j (sums to k).
+  // counts(k)[j] = count(j, k), the positions of corpus j among [0, k), for every j (sums to k).
   std::vector<int64_t> counts(int64_t k) const;
   // The sample that position p reads.
   BlendDraw draw(int64_t p) const;

@@ -41,9 +41,10 @@ Loader::Loader(std::shared_ptr<SampleSource> source, LoaderOptions opt, LoaderSt
   if (auto b = std::dynamic_pointer_cast<BlendSource>(source_); b && b->num_corpora() > 1) {
     blend_ = std::move(b);
     schedule_.emplace(blend_->spec().weights(), blend_->corpus_samples(), opt_.seed);
+    fresh_ = initial_state(*source_);
   }
   if (blend_) {
-    if (state_ == LoaderState{}) state_ = initial_state(*source_);
+    if (state_ == LoaderState{}) state_ = fresh_;
     check_blend_start(state_);
     if (opt_.train) state_ = blend_state(state_.consumed_samples);
   } else {
@@ -85,8 +86,7 @@ int64_t Loader::samples_per_epoch() const {
 }
 
 void Loader::check_blend_start(const LoaderState& start) const {
-  const LoaderState fresh = initial_state(*source_);
-  const std::string diff = blend_difference(start, fresh);
+  const std::string diff = blend_difference(start, fresh_);
   CST_INPUT_CHECK(diff.empty(), "loader state does not fit this loader: " << diff);
   CST_INPUT_CHECK(start.epoch == 0 && start.consumed_samples >= 0,
                   "blend loader state: epoch " << start.epoch << ", consumed_samples " << start.consumed_samples
@@ -112,7 +112,7 @@ void Loader::check_blend_start(const LoaderState& start) const {
 }
 
 LoaderState Loader::blend_state(int64_t position) const {
-  LoaderState s = initial_state(*source_);
+  LoaderState s = fresh_;
   s.consumed_samples = position;
   const std::vector<int64_t> c = schedule_->counts(position);
   for (size_t j = 0; j < c.size(); ++j) {

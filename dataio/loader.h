@@ -154,6 +154,7 @@ class Loader {
   std::shared_ptr<SampleSource> source_;
   std::shared_ptr<BlendSource> blend_;     // set for a blend of >= 2 corpora
   std::optional<BlendSchedule> schedule_;  // set with blend_
+  LoaderState fresh_;                      // with blend_: initial_state(*source_), every corpus at its start
   LoaderOptions opt_;
   LoaderState state_;
   std::mutex mu_;

@@ -40,8 +40,7 @@ void make_tokenizer(const PrepOptions& opt, const std::vector<PrepCorpus>& corpo
   if (!opt.tokenizer.empty()) {
     std::error_code ec;
     CST_INPUT_CHECK(fs::is_regular_file(opt.tokenizer, ec), "tokenizer model '" << opt.tokenizer << "' not found");
-    if (!fs::exists(out) || !fs::equivalent(opt.tokenizer, out))
-      fs::copy_file(opt.tokenizer, out, fs::copy_options::overwrite_existing);
+    fs::copy_file(opt.tokenizer, out);  // out: in the staging folder, which starts empty
     return;
   }
   // Sentences are fed from memory and the model comes back serialised, so that the model

@@ -194,7 +194,7 @@ std::vector<std::string> split_sentences(const std::string& text) {
 }
 
 std::string json_string_field(const std::string& line, const std::string& field, const std::string& where) {
-  const Json doc = parse_json(line, where, kJsonlMaxDepth);
+  const Json doc = parse_json(line, where);
   CST_INPUT_CHECK(doc.is_object(), where << ": expected a JSON object, got " << doc.type_name());
   const auto it = doc.find(field);
   CST_INPUT_CHECK(it != doc.end(), where << ": no string field '" << field << "'");

@@ -54,8 +54,7 @@ std::vector<std::string> split_sentences(const std::string& text);
 // The string value of top-level field `field` of a one-line JSON object (common/json.h:
 // escapes decoded, \uXXXX to UTF-8, surrogate pairs checked, UTF-8 validated). Throws InputError
 // naming `where` (file and line) and what is wrong when the line is not valid JSON, nests deeper
-// than kJsonlMaxDepth, is not an object, or lacks the string field.
-inline constexpr int kJsonlMaxDepth = 64;
+// than common/json.h's kJsonMaxDepth, is not an object, or lacks the string field.
 std::string json_string_field(const std::string& line, const std::string& field, const std::string& where);
 
 }  // namespace cst::dataio
