@@ -7,6 +7,7 @@
 #include <exception>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 
@@ -44,8 +45,13 @@ inline void reject_option_placeholders(const std::string& text, const std::strin
   }
 }
 
+// The same for every argument of a command line (args[0], the program, excluded).
+inline void reject_option_placeholders(const std::vector<std::string>& args) {
+  for (size_t i = 1; i < args.size(); ++i) reject_option_placeholders(args[i], "argument " + std::to_string(i));
+}
+
 inline void reject_option_placeholders(int argc, const char* const* argv) {
-  for (int i = 1; i < argc; ++i) reject_option_placeholders(argv[i], "argument " + std::to_string(i));
+  reject_option_placeholders(std::vector<std::string>(argv, argv + argc));
 }
 
 // Parses the command line into desc's bound variables. Returns false after printing the help

@@ -44,7 +44,7 @@ bool parse_train_options(const std::vector<std::string>& args, trainer::TrainCon
   for (const auto& [g, title] : kGroups) all.add(groups.at(g));
 
   po::variables_map vm;
-  for (size_t i = 1; i < args.size(); ++i) reject_option_placeholders(args[i], "argument " + std::to_string(i));
+  reject_option_placeholders(args);
   try {
     std::vector<std::string> tail(args.begin() + (args.empty() ? 0 : 1), args.end());
     po::store(po::command_line_parser(tail).options(all).run(), vm);

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <sstream>
 #include <vector>
@@ -57,10 +56,11 @@ void CheckpointWriter::remove_leftovers() const {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(o_.dir, ec)) {
     const std::string n = e.path().filename().string();
-    for (const char* suffix : {".tmp", ".pruning"}) {
-      const size_t k = std::strlen(suffix);
-      if (n.rfind("step_", 0) != 0 || n.size() <= k || n.compare(n.size() - k, k, suffix) != 0) continue;
-      std::printf("[checkpoint] removing %s '%s'\n", suffix[1] == 't' ? "unfinished" : "half-pruned", e.path().c_str());
+    if (n.rfind("step_", 0) != 0) continue;
+    for (const auto& [suffix, what] :
+         {std::pair<std::string, const char*>{".tmp", "unfinished"}, {".pruning", "half-pruned"}}) {
+      if (n.size() <= suffix.size() || n.compare(n.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+      std::printf("[checkpoint] removing %s '%s'\n", what, e.path().c_str());
       fs::remove_all(e.path());
     }
   }

@@ -106,7 +106,7 @@ PhaseTimer::PhaseTimer(std::function<void()> sync) : enabled_(true), sync_(std::
   last_ = now_s();
 }
 
-void PhaseTimer::mark(const std::string& phase) {
+void PhaseTimer::mark(const char* phase) {
   if (!enabled_) return;
   if (sync_) sync_();
   const double t = now_s();
@@ -116,9 +116,14 @@ void PhaseTimer::mark(const std::string& phase) {
   last_ = t;
 }
 
-std::string PhaseTimer::table() const {
+double PhaseTimer::total_ms() const {
   double total = 0;
   for (const OpTime& p : phases_) total += p.ms;
+  return total;
+}
+
+std::string PhaseTimer::table() const {
+  const double total = total_ms();
   std::string s = "| phase | ms | share | marks |\n|---|---|---|---|\n";
   char row[256];
   for (const OpTime& p : phases_) {
@@ -131,8 +136,7 @@ std::string PhaseTimer::table() const {
 }
 
 std::string PhaseTimer::line() const {
-  double total = 0;
-  for (const OpTime& p : phases_) total += p.ms;
+  const double total = total_ms();
   std::string s;
   char part[256];
   for (const OpTime& p : phases_) {

@@ -38,7 +38,7 @@ class PhaseTimer {
   PhaseTimer() = default;  // disabled
   explicit PhaseTimer(std::function<void()> sync);
   bool enabled() const { return enabled_; }
-  void mark(const std::string& phase);
+  void mark(const char* phase);  // a literal: nothing is built when disabled
   // Markdown table: phase, ms, share of the total, in order of first mark.
   std::string table() const;
   // One line: "phase ms (share%), ...".
@@ -47,6 +47,7 @@ class PhaseTimer {
  private:
   bool enabled_ = false;
   std::function<void()> sync_;
+  double total_ms() const;
   double last_ = 0;  // seconds, steady clock
   std::vector<OpTime> phases_;
 };

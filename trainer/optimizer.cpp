@@ -60,8 +60,8 @@ void Optimizer::adamw_fused(double lr) {
     std::vector<at::Tensor> p, g, m, v, steps;
     for (Slot& s : slots_) {
       if (s.decay != decay || !s.param.grad().defined() || s.hi == s.lo) continue;
-      p.push_back(s.param.view({-1}).narrow(0, s.lo, s.hi - s.lo));
-      g.push_back(s.param.grad().reshape({-1}).narrow(0, s.lo, s.hi - s.lo));
+      p.push_back(s.held_param());
+      g.push_back(s.held_grad());
       m.push_back(s.exp_avg), v.push_back(s.exp_avg_sq), steps.push_back(step_count_);
     }
     if (p.empty()) continue;
@@ -89,8 +89,8 @@ void Optimizer::step(double lr) {
     Slot& s = slots_[i];
     const at::Tensor& grad = s.param.grad();
     if (!grad.defined() || s.hi == s.lo) continue;
-    const at::Tensor g = grad.reshape({-1}).narrow(0, s.lo, s.hi - s.lo);
-    at::Tensor p = s.param.view({-1}).narrow(0, s.lo, s.hi - s.lo);
+    const at::Tensor g = s.held_grad();
+    at::Tensor p = s.held_param();
     const double wd = s.decay ? opt_.weight_decay : 0.0;
     s.exp_avg.mul_(b1).add_(g, 1.0 - b1);
     s.exp_avg_sq.mul_(b2).addcmul_(g, g, 1.0 - b2);
@@ -115,7 +115,7 @@ void Optimizer::step(double lr) {
       const double p_norm = std::sqrt(sq[2 * i]), u_norm = std::sqrt(sq[2 * i + 1]);
       const double trust = (p_norm > 0 && u_norm > 0) ? p_norm / u_norm : 1.0;
       Slot& s = slots_[i];
-      s.param.view({-1}).narrow(0, s.lo, s.hi - s.lo).add_(updates[i], -lr * trust);
+      s.held_param().add_(updates[i], -lr * trust);
     }
   }
   if (sharded_) all_gather_params();
@@ -126,8 +126,7 @@ void Optimizer::all_gather_params() {
   const int64_t per = (numel_ + w - 1) / w;
   at::Tensor mine = at::zeros({per}, exp_avg_.options());
   for (const auto& s : slots_)
-    if (s.hi > s.lo)
-      mine.narrow(0, s.offset + s.lo - held_.begin, s.hi - s.lo).copy_(s.param.view({-1}).narrow(0, s.lo, s.hi - s.lo));
+    if (s.hi > s.lo) mine.narrow(0, s.offset + s.lo - held_.begin, s.hi - s.lo).copy_(s.held_param());
   at::Tensor all = at::empty({w, per}, exp_avg_.options());
   comm_->all_gather(mine, all);
   at::Tensor flat = all.view({-1});

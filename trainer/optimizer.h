@@ -76,6 +76,8 @@ class Optimizer {
     int64_t lo = 0, hi = 0;          // the held piece, as element indices within the parameter
     at::Tensor exp_avg, exp_avg_sq;  // views of the flat buffers for [lo, hi)
     bool decay = false;
+    at::Tensor held_param() const { return param.view({-1}).narrow(0, lo, hi - lo); }           // [hi - lo]
+    at::Tensor held_grad() const { return param.grad().reshape({-1}).narrow(0, lo, hi - lo); }  // [hi - lo]
   };
   void all_gather_params();
   void adamw_fused(double lr);
