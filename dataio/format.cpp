@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "common/h5.h"
+#include "common/json.h"
 
 namespace cst::dataio {
 namespace {
@@ -59,6 +60,41 @@ void write_mlm_shard(const std::string& path, const ShardMeta& meta, int64_t row
   f.write("input_ids", input_ids.data(), {rows, seq_len}, opt);
   f.write("input_mask", input_mask.data(), {rows, seq_len}, opt);
   f.write("segment_ids", segment_ids.data(), {rows, seq_len}, opt);
+}
+
+void write_cls_shard(const std::string& path, const ShardMeta& meta, const ClsMeta& cls, int64_t rows,
+                     int64_t seq_len, const std::vector<int32_t>& input_ids, const std::vector<int8_t>& attention_mask,
+                     const std::vector<int8_t>& segment_ids, const std::vector<int64_t>& class_labels,
+                     const std::vector<float>& targets, const std::vector<int64_t>& example_index) {
+  const size_t n = static_cast<size_t>(rows * seq_len), r = static_cast<size_t>(rows);
+  CST_CHECK(input_ids.size() == n && attention_mask.size() == n && segment_ids.size() == n &&
+                example_index.size() == r,
+            "write_cls_shard '" << path << "': arrays must hold " << rows << " x " << seq_len);
+  const bool regression = cls.num_classes == 1;
+  CST_CHECK(cls.num_classes >= 1 && (regression ? targets.size() == r && class_labels.empty()
+                                                : class_labels.size() == r && targets.empty()),
+            "write_cls_shard '" << path << "': num_classes " << cls.num_classes << " needs " << rows
+                                << (regression ? " float targets" : " class labels"));
+  CST_CHECK(regression ? cls.label_names.empty() : cls.label_names.size() == static_cast<size_t>(cls.num_classes),
+            "write_cls_shard '" << path << "': " << cls.label_names.size() << " label names for num_classes "
+                                << cls.num_classes);
+  h5::File f(path, h5::File::Mode::kCreate);
+  ShardMeta m = meta;
+  m.format = kClsFormat;
+  write_meta(f, m);
+  f.set_attr("task", cls.task);
+  f.set_attr("num_classes", cls.num_classes);
+  f.set_attr("label_names", Json(cls.label_names).dump());
+  h5::WriteOptions opt{{kMlmChunkRows, seq_len}, 0};
+  f.write("input_ids", input_ids.data(), {rows, seq_len}, opt);
+  f.write("attention_mask", attention_mask.data(), {rows, seq_len}, opt);
+  f.write("segment_ids", segment_ids.data(), {rows, seq_len}, opt);
+  if (regression) {
+    f.write("labels", targets.data(), {rows});
+  } else {
+    f.write("labels", class_labels.data(), {rows});
+  }
+  f.write("example_index", example_index.data(), {rows});
 }
 
 }  // namespace cst::dataio

@@ -4,7 +4,8 @@
 #     SentencePiece, nlohmann-json, xxHash, the KJV quickstart corpus, SLURM + munge for the batch-job tests,
 #     clang + libFuzzer for the fuzz targets);
 #   * LibTorch as the C++ library of a pinned PyPI torch wheel, plus h5py / tensorboard /
-#     matplotlib (readers of what we write), in a venv OUTSIDE the clone:
+#     matplotlib / safetensors (readers of what we write) and scipy (the oracle of the metric
+#     tests), in a venv OUTSIDE the clone:
 #     ${CST_VENV:-$HOME/.cache/cst-train/venv}.
 # A second run changes nothing and prints "already installed" for each part.
 # Prints the CMAKE_PREFIX_PATH line to use on its last line.
@@ -12,7 +13,8 @@ set -euo pipefail
 
 TORCH_VERSION="2.12.0"   # CUDA 13.0 build on PyPI; matches the toolkit at /usr/local/cuda
 VENV="${CST_VENV:-$HOME/.cache/cst-train/venv}"
-PY_PKGS=("torch==${TORCH_VERSION}" "h5py==3.14.0" "tensorboard==2.20.0" "matplotlib==3.10.3" "numpy<2.3")
+PY_PKGS=("torch==${TORCH_VERSION}" "h5py==3.14.0" "tensorboard==2.20.0" "matplotlib==3.10.3" "numpy<2.3"
+         "scipy==1.15.3" "safetensors==0.5.3")
 
 DEB_PKGS=(build-essential cmake ninja-build pkg-config git ca-certificates
           python3 python3-venv python3-dev
@@ -22,7 +24,7 @@ DEB_PKGS=(build-essential cmake ninja-build pkg-config git ca-certificates
           libhdf5-dev hdf5-tools
           libboost-program-options-dev
           libgtest-dev libgmock-dev
-          libsentencepiece-dev sentencepiece
+          libsentencepiece-dev sentencepiece ccache
           libprotobuf-dev protobuf-compiler
           bible-kjv
           slurm-wlm munge
