@@ -30,7 +30,7 @@ namespace {
 
 // Parses the command line into `opt`; returns false after printing --help.
 bool parse(int argc, char** argv, PrepOptions& opt, bool print) {
-  std::string task = "lm";
+  std::string task = "lm", encoding = "utf-8";
   std::vector<std::string> inputs, formats;
   bool quiet = false;
   po::options_description desc("cst-prep: tokenize raw text into HDF5 shards.\nOptions");
@@ -61,7 +61,9 @@ bool parse(int argc, char** argv, PrepOptions& opt, bool print) {
                                                      po::value(&opt.test_fraction)->default_value(opt.test_fraction),
                                                      "non-pg19: share of documents for test")(
       "seed", po::value(&opt.seed)->default_value(opt.seed), "tokenizer training seed")(
-      "quiet,q", po::bool_switch(&quiet), "no progress output");
+      "quiet,q", po::bool_switch(&quiet), "no progress output")(
+      "encoding", po::value(&encoding)->default_value(encoding),
+      "utf-8 (checked: other bytes are an error) | latin-1 (ISO-8859-1, converted to UTF-8)");
   po::variables_map vm;
   cst::reject_option_placeholders(argc, argv);
   try {
@@ -77,6 +79,7 @@ bool parse(int argc, char** argv, PrepOptions& opt, bool print) {
   opt.inputs = cst::dataio::parse_prep_inputs(inputs, formats);
   CST_INPUT_CHECK(task == "lm" || task == "mlm", "cst-prep: --task '" << task << "' (lm or mlm)");
   opt.task = task == "lm" ? cst::dataio::SampleKind::kLm : cst::dataio::SampleKind::kMlm;
+  opt.encoding = cst::dataio::parse_text_encoding(encoding);
   opt.progress = !quiet;
   opt.created_by = "cst-prep";
   for (int i = 1; i < argc; ++i) opt.created_by += std::string(" ") + argv[i];

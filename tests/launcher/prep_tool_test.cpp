@@ -216,5 +216,36 @@ TEST_F(PrepTool, BadOutputPathsExitTwoNamingThePath) {
   EXPECT_EQ(read_text(p("afile")), "x");
 }
 
+// Text that is not UTF-8 (and binary files) are errors naming the file and byte offset, for
+// every format; --encoding latin-1 converts ISO-8859-1 instead.
+TEST_F(PrepTool, NonUtf8InputIsAnErrorOrConvertedWithLatin1) {
+  write(dir_ / "pg" / "train" / "4.txt", book(7) + "The caf\xe9 by the sea.\n");
+  auto [rc, err] = run("--input " + p("pg") + " --output " + p("out"));
+  EXPECT_EQ(rc, 2) << err;
+  expect_words(err, {p("pg/train/4.txt"), "not UTF-8 text at byte offset " + std::to_string(book(7).size() + 7)});
+  EXPECT_FALSE(fs::exists(p("out")));
+  std::tie(rc, err) = run("--input " + p("pg") + " --output " + p("out") + " --encoding latin-1");
+  EXPECT_EQ(rc, 0) << err;
+  write(dir_ / "bin" / "a.txt", std::string("\x7f"
+                                            "ELF\x02\x01\x01\0\0\0",
+                                            10));
+  std::tie(rc, err) = run("--input " + p("bin") + " --output " + p("out-bin") + " --encoding latin-1");
+  EXPECT_EQ(rc, 2) << err;
+  expect_words(err, {p("bin/a.txt"), "byte offset 7", "NUL"});
+}
+
+// A --tokenizer that does not load is named as given (not as its copy in the staging folder).
+TEST_F(PrepTool, TokenizerThatDoesNotLoadIsNamedAsGiven) {
+  write(dir_ / "tok" / "bad.model", "not a sentencepiece model");
+  for (const char* task : {"lm", "mlm"}) {
+    auto [rc, err] =
+        run("--input " + p("pg") + " --output " + p("out") + " --task " + task + " --tokenizer " + p("tok/bad.model"));
+    EXPECT_EQ(rc, 2) << err;
+    expect_words(err, {"cannot load tokenizer '" + p("tok/bad.model") + "'"});
+    EXPECT_EQ(err.find("staging"), std::string::npos) << err;
+    EXPECT_FALSE(fs::exists(p("out")));
+  }
+}
+
 }  // namespace
 }  // namespace cst
