@@ -18,9 +18,9 @@ ClsFormat parse_cls_format(const std::string& name) {
 }
 
 const std::vector<std::string>& listops_vocabulary() {
-  static const std::vector<std::string> kVocab = {"<pad>", "<unk>", "<s>", "</s>", "[MAX", "[MIN", "[MED", "[SM", "]",
-                                                  "0",     "1",     "2",   "3",    "4",    "5",    "6",    "7",   "8",
-                                                  "9"};
+  static const std::vector<std::string> kVocab = {"<pad>", "<unk>", "<s>", "</s>", "[MAX", "[MIN", "[MED",
+                                                  "[SM",   "]",     "0",   "1",    "2",    "3",    "4",
+                                                  "5",     "6",     "7",   "8",    "9"};
   return kVocab;
 }
 
@@ -36,7 +36,8 @@ ClsTaskInfo cls_task_info(const ClsReadOptions& opt) {
 std::vector<std::string> split_tsv(const std::string& line) {
   std::vector<std::string> out;
   size_t at = 0;
-  for (size_t tab; (tab = line.find('\t', at)) != std::string::npos; at = tab + 1) out.push_back(line.substr(at, tab - at));
+  for (size_t tab; (tab = line.find('\t', at)) != std::string::npos; at = tab + 1)
+    out.push_back(line.substr(at, tab - at));
   out.push_back(line.substr(at));
   return out;
 }
@@ -81,6 +82,8 @@ std::vector<ClsSplitFile> list_cls_splits(const std::string& input, const ClsRea
 
 namespace {
 
+constexpr int64_t kShownSkips = 20;  // skipped rows reported one by one, per file
+
 // One JSON line: the text field(s) and the label.
 ClsRow jsonl_row(const std::string& line, const std::string& where, const ClsReadOptions& opt, bool labelled) {
   const Json doc = parse_json(line, where);
@@ -103,8 +106,8 @@ ClsRow jsonl_row(const std::string& line, const std::string& where, const ClsRea
   row.has_label = true;
   if (it->is_number_integer()) {
     const int64_t v = it->get<int64_t>();
-    CST_INPUT_CHECK(v >= 0 && v < (1 << 20), where << " field '" << opt.jsonl_label_field << "': label " << v
-                                                   << " outside [0, 2^20)");
+    CST_INPUT_CHECK(v >= 0 && v < (1 << 20),
+                    where << " field '" << opt.jsonl_label_field << "': label " << v << " outside [0, 2^20)");
     row.int_label = true;
     row.label = std::to_string(v);
   } else {
@@ -118,9 +121,8 @@ ClsRow jsonl_row(const std::string& line, const std::string& where, const ClsRea
 // One ListOps row: "Source\tTarget"; parentheses (LRA's files print the tree with them) are
 // dropped, every other token must be in the vocabulary.
 ClsRow listops_row(const std::vector<std::string>& f, const std::string& where, int src, int tgt, size_t columns) {
-  CST_INPUT_CHECK(f.size() == columns,
-                  where << " column " << std::min(f.size(), columns) + 1 << ": " << f.size() << " columns, the header has "
-                        << columns);
+  CST_INPUT_CHECK(f.size() == columns, where << " column " << std::min(f.size(), columns) + 1 << ": " << f.size()
+                                             << " columns, the header has " << columns);
   ClsRow row;
   const std::vector<std::string>& vocab = listops_vocabulary();
   size_t at = 0, word = 0;
@@ -176,8 +178,8 @@ void read_listops_rows(const ClsSplitFile& file, const std::string& text, const 
 
 }  // namespace
 
-int64_t read_cls_rows(const ClsSplitFile& file, const ClsReadOptions& opt, const ClsTaskInfo& info,
-                      bool skip_bad_rows, bool verbose, const std::function<void(ClsRow&&)>& on_row) {
+int64_t read_cls_rows(const ClsSplitFile& file, const ClsReadOptions& opt, const ClsTaskInfo& info, bool skip_bad_rows,
+                      bool verbose, const std::function<void(ClsRow&&)>& on_row) {
   std::string text = read_text_file(file.path, opt.encoding);
   if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);  // a UTF-8 byte order mark
   int64_t skipped = 0;
@@ -187,7 +189,9 @@ int64_t read_cls_rows(const ClsSplitFile& file, const ClsReadOptions& opt, const
     } catch (const InputError& e) {
       if (!skip_bad_rows) throw;
       ++skipped;
-      if (verbose) std::fprintf(stderr, "[cst-prep] skipped a bad row: %s\n", e.what());
+      if (verbose && skipped <= kShownSkips) std::fprintf(stderr, "[cst-prep] skipped a bad row: %s\n", e.what());
+      if (verbose && skipped == kShownSkips + 1)
+        std::fprintf(stderr, "[cst-prep] more bad rows of '%s' skipped (counted, not shown)\n", file.path.c_str());
     }
   };
   if (opt.format == ClsFormat::kGlue) {

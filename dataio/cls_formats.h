@@ -48,8 +48,8 @@ ClsTaskInfo cls_task_info(const ClsReadOptions& opt);  // InputError on an unkno
 // One input file and the output split folder it becomes ("" = split by valid_fraction).
 struct ClsSplitFile {
   std::string path;
-  std::string split;         // "train", "validation", "validation_matched", "test", ...
-  bool labelled = true;      // train and validation files must carry labels; test files need not
+  std::string split;     // "train", "validation", "validation_matched", "test", ...
+  bool labelled = true;  // train and validation files must carry labels; test files need not
 };
 
 // The input's files in output order. Throws InputError when the input is missing or holds none
@@ -58,7 +58,7 @@ std::vector<ClsSplitFile> list_cls_splits(const std::string& input, const ClsRea
 
 // One example as read from its file.
 struct ClsRow {
-  std::string a, b;      // the texts (b empty for single-text tasks); ListOps: tokens joined by ' '
+  std::string a, b;  // the texts (b empty for single-text tasks); ListOps: tokens joined by ' '
   bool has_label = false;
   bool int_label = false;  // jsonl: the label was a JSON integer
   std::string label;       // as in the file; for fixed label sets one of label_names
@@ -66,11 +66,11 @@ struct ClsRow {
 };
 
 // Calls on_row for each good row of `file` in order and returns the number of bad rows skipped
-// (skip_bad_rows; each is reported on stderr when `verbose`). Without skip_bad_rows a bad row
+// (skip_bad_rows; when `verbose` the first 20 of a file are reported on stderr). Without skip_bad_rows a bad row
 // throws InputError "file '<path>' line <n> column <c> ('<name>'): <what>". Checked here: the
 // column count, labels of a fixed set, STS-B scores, ListOps tokens and targets, JSON types.
-int64_t read_cls_rows(const ClsSplitFile& file, const ClsReadOptions& opt, const ClsTaskInfo& info,
-                      bool skip_bad_rows, bool verbose, const std::function<void(ClsRow&&)>& on_row);
+int64_t read_cls_rows(const ClsSplitFile& file, const ClsReadOptions& opt, const ClsTaskInfo& info, bool skip_bad_rows,
+                      bool verbose, const std::function<void(ClsRow&&)>& on_row);
 
 // The ListOps vocabulary: "<pad>", "<unk>", "<s>", "</s>", then the task's tokens. Ids are
 // positions; the vocabulary file holds one token a line in this order.

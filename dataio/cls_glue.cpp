@@ -30,11 +30,11 @@ namespace fs = std::filesystem;
 namespace {
 
 struct GlueTask {
-  const char* name;    // --glue-task
-  const char* folder;  // the task's folder in the GLUE root
-  const char* a;       // header name of the first text
-  const char* b;       // of the second text ("" = single text)
-  const char* label;   // of the label
+  const char* name;                 // --glue-task
+  const char* folder;               // the task's folder in the GLUE root
+  const char* a;                    // header name of the first text
+  const char* b;                    // of the second text ("" = single text)
+  const char* label;                // of the label
   std::vector<std::string> labels;  // empty: regression
 };
 
@@ -80,10 +80,10 @@ Columns header_columns(const GlueTask& t, const std::vector<std::string>& header
     if (h == "index" || (h == "id" && c.index < 0)) c.index = col;
   }
   CST_INPUT_CHECK(c.a >= 0 && (!*t.b || c.b >= 0) && (c.label >= 0 || !file.labelled),
-                  line_where(file.path, 1) << ": GLUE " << t.folder << " needs columns '" << t.a << "'"
-                                           << (*t.b ? std::string(", '") + t.b + "'" : std::string())
-                                           << (file.labelled ? std::string(", '") + t.label + "'" : std::string())
-                                           << " in its header");
+                  line_where(file.path, 1)
+                      << ": GLUE " << t.folder << " needs columns '" << t.a << "'"
+                      << (*t.b ? std::string(", '") + t.b + "'" : std::string())
+                      << (file.labelled ? std::string(", '") + t.label + "'" : std::string()) << " in its header");
   return c;
 }
 
@@ -111,7 +111,8 @@ std::vector<ClsSplitFile> glue_split_files(const std::string& input, const std::
                                                               {"dev_mismatched", "validation_mismatched"},
                                                               {"test_matched", "test_matched"},
                                                               {"test_mismatched", "test_mismatched"}}
-           : std::vector<std::pair<std::string, std::string>>{{"train", "train"}, {"dev", "validation"}, {"test", "test"}};
+           : std::vector<std::pair<std::string, std::string>>{
+                 {"train", "train"}, {"dev", "validation"}, {"test", "test"}};
   std::vector<ClsSplitFile> out;
   for (const auto& [file, split] : names)
     if (fs::is_regular_file(dir / (file + ".tsv"), ec))
@@ -174,8 +175,8 @@ void read_glue_rows(const ClsSplitFile& file, const std::string& text, const Cls
         } else {
           bool known = false;
           for (const std::string& n : info.label_names) known = known || n == row.label;
-          CST_INPUT_CHECK(known, bad(c.label) << ": label '" << row.label << "' is not one of GLUE " << t.folder
-                                              << "'s labels");
+          CST_INPUT_CHECK(known, bad(c.label)
+                                     << ": label '" << row.label << "' is not one of GLUE " << t.folder << "'s labels");
         }
       }
       on_row(std::move(row));

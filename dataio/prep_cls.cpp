@@ -85,6 +85,7 @@ ClsTokenizer make_cls_tokenizer(const ClsPrepOptions& opt, const fs::path& stagi
     auto ids = std::make_shared<std::unordered_map<std::string, int32_t>>();
     for (size_t i = 0; i < vocab.size(); ++i) (*ids)[vocab[i]] = static_cast<int32_t>(i);
     t.encode = [ids](const std::string& text, std::vector<int32_t>& out) {
+      out.clear();
       size_t at = 0;
       while (at < text.size()) {
         size_t end = text.find(' ', at);
@@ -131,7 +132,7 @@ std::vector<SplitRows> read_splits(const ClsPrepOptions& opt, const ClsTaskInfo&
   std::vector<SplitRows> out;
   for (const ClsSplitFile& f : list_cls_splits(opt.input, opt.read)) {
     SplitRows s{f.split, f.path, {}, 0};
-    s.skipped = read_cls_rows(f, opt.read, info, opt.skip_bad_rows, opt.progress,
+    s.skipped = read_cls_rows(f, opt.read, info, opt.skip_bad_rows, opt.report_skips,
                               [&](ClsRow&& r) { s.rows.push_back(std::move(r)); });
     if (!f.split.empty()) {
       out.push_back(std::move(s));
@@ -158,10 +159,10 @@ std::vector<std::string> derive_labels(const std::vector<SplitRows>& splits) {
     for (const ClsRow& r : s.rows) {
       if (!r.has_label) continue;
       if (!first) first = &r, first_file = &s.file;
-      CST_INPUT_CHECK(r.int_label == first->int_label,
-                      "labels must be all integers or all strings: '" << *first_file << "' row " << first->index
-                                                                      << " has " << first->label << ", '" << s.file
-                                                                      << "' row " << r.index << " has " << r.label);
+      CST_INPUT_CHECK(r.int_label == first->int_label, "labels must be all integers or all strings: '"
+                                                           << *first_file << "' row " << first->index << " has "
+                                                           << first->label << ", '" << s.file << "' row " << r.index
+                                                           << " has " << r.label);
       if (r.int_label)
         max_int = std::max<int64_t>(max_int, std::stoll(r.label));
       else
@@ -193,7 +194,7 @@ ClsPrepSummary run_cls_prep(const ClsPrepOptions& opt) {
 
   ClsPrepSummary sum;
   sum.task = info.task;
-  sum.label_names = info.regression ? std::vector<std::string>{}
+  sum.label_names = info.regression            ? std::vector<std::string>{}
                     : info.label_names.empty() ? derive_labels(splits)
                                                : info.label_names;
   sum.num_classes = info.regression ? 1 : static_cast<int64_t>(sum.label_names.size());

@@ -37,7 +37,7 @@ struct ClsPrepOptions {
   uint64_t seed = 1234;                 // one input file: the split's draw
   bool skip_bad_rows = false;           // skip (count, report) rows that are an error otherwise
   std::string created_by = "cst-prep";  // stored in every shard
-  bool progress = true;                 // report skipped rows on stderr
+  bool report_skips = true;             // report skipped rows on stderr (the first 20 of a file)
   void validate() const;                // throws InputError
 };
 
@@ -52,8 +52,8 @@ struct ClsSplitSummary {
 };
 
 struct ClsPrepSummary {
-  std::string task;                      // ClsMeta::task
-  std::string tokenizer_file;            // in the output folder
+  std::string task;            // ClsMeta::task
+  std::string tokenizer_file;  // in the output folder
   int64_t vocab_size = 0;
   std::string tokenizer_sha256;          // of the .model file, or of the ListOps vocabulary file
   int64_t num_classes = 0;               // 1 = regression

@@ -100,7 +100,7 @@ bool parse(int argc, char** argv, PrepOptions& opt, cst::dataio::ClsPrepOptions&
     cls.read.encoding = cst::dataio::parse_text_encoding(encoding);
     cls.output = opt.output, cls.overwrite = opt.overwrite, cls.tokenizer = opt.tokenizer;
     cls.seq_len = opt.seq_len, cls.shard_rows = opt.shard_rows, cls.valid_fraction = opt.valid_fraction;
-    cls.seed = opt.seed, cls.created_by = opt.created_by, cls.progress = !quiet;
+    cls.seed = opt.seed, cls.created_by = opt.created_by;
     return true;
   }
   opt.inputs = cst::dataio::parse_prep_inputs(inputs, formats);
@@ -138,11 +138,11 @@ void print_cls_summary(const cst::dataio::ClsPrepOptions& opt, const cst::dataio
       labels += (i ? ", " : "") + s.label_names[i] + " " + std::to_string(p.label_counts[i]);
     std::printf(
         "%-21s: %lld examples, %lld truncated to %lld tokens, %lld bad rows skipped, %lld unlabelled, %lld "
-        "shards in %s/%s/%s%s%s\n",
+        "shards in %s/%s/%s%s\n",
         p.split.c_str(), static_cast<long long>(p.examples), static_cast<long long>(p.truncated),
         static_cast<long long>(opt.seq_len), static_cast<long long>(p.skipped), static_cast<long long>(p.unlabelled),
         static_cast<long long>(p.shards), opt.output.c_str(), p.split.c_str(),
-        labels.empty() ? "" : "; labels: ", labels.c_str(), "");
+        labels.empty() ? "" : "; labels: ", labels.c_str());
   }
 }
 

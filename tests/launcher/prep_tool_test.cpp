@@ -247,5 +247,31 @@ TEST_F(PrepTool, TokenizerThatDoesNotLoadIsNamedAsGiven) {
   }
 }
 
+// --task cls end to end: a ListOps folder with the built-in vocabulary, the per-split counts
+// printed (examples, truncated, skipped), a bad row exiting 2 naming file, line and column, and
+// the output safety of the other tasks.
+TEST_F(PrepTool, ClsTaskPrintsCountsAndNamesBadRows) {
+  write(dir_ / "lo" / "basic_train.tsv", "Source\tTarget\n( ( [MAX 2 ) 9 ) ] )\t9\n[SM 1 2 3 4 5 6 7 8 9 ]\t5\n");
+  write(dir_ / "lo" / "basic_val.tsv", "Source\tTarget\n[MIN 4 [MED 1 2 3 ] ]\t2\n[MAX 1 ]\tx\n");
+  auto [rc, err] = run("--task cls --format lra-listops --input " + p("lo") + " --output " + p("out") +
+                       " --seq-len 8 --skip-bad-rows");
+  ASSERT_EQ(rc, 0) << err;
+  const std::string out = read_text(p("scratch/tool-stdout.txt"));
+  expect_words(out, {"lra/listops", "listops-vocab.txt (vocab 19", "train", "2 examples, 1 truncated to 8 tokens",
+                     "validation", "1 examples, 1 truncated to 8 tokens, 1 bad rows skipped"});
+  expect_words(err, {"skipped a bad row", p("lo/basic_val.tsv") + "' line 3 column 2 ('Target')"});
+  expect_words(read_text(p("out/cst-prep.json")), {"\"complete\": true", "listops-vocab.txt", "train/shard-00000.h5"});
+  std::tie(rc, err) = run("--task cls --format lra-listops --input " + p("lo") + " --output " + p("out2"));
+  EXPECT_EQ(rc, 2) << err;
+  expect_words(err, {p("lo/basic_val.tsv") + "' line 3 column 2 ('Target')", "'x'"});
+  EXPECT_FALSE(fs::exists(p("out2")));
+  std::tie(rc, err) = run("--task cls --format lra-listops --input " + p("lo") + " --output " + p("lo/out"));
+  EXPECT_EQ(rc, 2) << err;
+  expect_words(err, {"lies inside --input"});
+  std::tie(rc, err) = run("--task cls --format txt --input " + p("lo") + " --output " + p("out3"));
+  EXPECT_EQ(rc, 2) << err;
+  expect_words(err, {"'txt'", "lra-listops"});
+}
+
 }  // namespace
 }  // namespace cst
