@@ -19,7 +19,7 @@
 # A second run redoes both steps (--overwrite of what cst-prep wrote there); about 2 s.
 set -euo pipefail
 
-[ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: $0 <build dir> [kjv dir]" >&2; exit 2; }
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then echo "usage: $0 <build dir> [kjv dir]" >&2; exit 2; fi
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$1"
 kjv="${2:-$root/data/kjv}"

@@ -5,10 +5,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cls_test_util.h"
 #include "common/h5.h"
 #include "dataio/prep.h"
 #include "dataio/prep_cls.h"
-#include "cls_test_util.h"
 
 namespace cst::dataio {
 namespace {
@@ -48,43 +48,101 @@ TEST(ClsGlue, EveryTaskLayout) {
       "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
       "sentence2_parse\tsentence1\tsentence2";
   const std::vector<GlueCase> cases = {
-      {"cola", "CoLA",
+      {"cola",
+       "CoLA",
        {{"train.tsv", "gj04\t1\t\tone two\ngj04\t0\t*\tthree four five\n"},
         {"test.tsv", "index\tsentence\n0\tsix\n1\tseven\n"}},
-       "train", {1, 0}, {0, 1}, {}, false},
+       "train",
+       {1, 0},
+       {0, 1},
+       {},
+       false},
       {"cola", "CoLA", {{"test.tsv", "index\tsentence\n0\tsix\n1\tseven\n"}}, "test", {-1, -1}, {0, 1}, {}, false},
-      {"sst-2", "SST-2", {{"dev.tsv", "sentence\tlabel\none two \t1\nthree \t0\nfour\t1\n"}}, "validation",
-       {1, 0, 1}, {0, 1, 2}, {}, false},
-      {"mrpc", "MRPC",
-       {{"train.tsv", "\xEF\xBB\xBFQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t11\t12\tone two\tone three\n"
-                      "0\t13\t14\tfour\tfive\n"},
+      {"sst-2",
+       "SST-2",
+       {{"dev.tsv", "sentence\tlabel\none two \t1\nthree \t0\nfour\t1\n"}},
+       "validation",
+       {1, 0, 1},
+       {0, 1, 2},
+       {},
+       false},
+      {"mrpc",
+       "MRPC",
+       {{"train.tsv",
+         "\xEF\xBB\xBFQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t11\t12\tone two\tone three\n"
+         "0\t13\t14\tfour\tfive\n"},
         {"test.tsv", "index\t#1 ID\t#2 ID\t#1 String\t#2 String\n0\t5\t6\tsix\tseven\n"}},
-       "train", {1, 0}, {0, 1}, {}, true},
-      {"qqp", "QQP",
-       {{"train.tsv", "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n5\t1\t2\tone\ttwo\t0\n7\t3\t4\tthree\tthree\t1\n"}},
-       "train", {0, 1}, {5, 7}, {}, true},
-      {"sts-b", "STS-B",
-       {{"dev.tsv", "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
-                    "0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tone plane\tone a plane\t5.000\n"
-                    "3\tmain-news\tMSRpar\t2012test\t0002\tnone\tnone\ttwo\tthree\t0.250\n"}},
-       "validation", {}, {0, 3}, {5.0f, 0.25f}, true},
-      {"mnli", "MNLI",
+       "train",
+       {1, 0},
+       {0, 1},
+       {},
+       true},
+      {"qqp",
+       "QQP",
+       {{"train.tsv",
+         "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n5\t1\t2\tone\ttwo\t0\n7\t3\t4\tthree\tthree\t1\n"}},
+       "train",
+       {0, 1},
+       {5, 7},
+       {},
+       true},
+      {"sts-b",
+       "STS-B",
+       {{"dev.tsv",
+         "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+         "0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tone plane\tone a plane\t5.000\n"
+         "3\tmain-news\tMSRpar\t2012test\t0002\tnone\tnone\ttwo\tthree\t0.250\n"}},
+       "validation",
+       {},
+       {0, 3},
+       {5.0f, 0.25f},
+       true},
+      {"mnli",
+       "MNLI",
        {{"dev_matched.tsv", mnli_head + "\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label\n"
                                         "4\t1\t1e\tfiction\t(x)\t(y)\t(x)\t(y)\tone\ttwo\tneutral\tneutral\tneutral\t"
                                         "neutral\tneutral\tneutral\n"
                                         "9\t2\t2c\tfiction\t(x)\t(y)\t(x)\t(y)\tthree\tfour\tcontradiction\t"
                                         "contradiction\tneutral\tcontradiction\tcontradiction\tcontradiction\n"},
         {"test_mismatched.tsv", mnli_head + "\n0\t1\t1\tletters\t(x)\t(y)\t(x)\t(y)\tfive\tsix\n"}},
-       "validation_matched", {2, 0}, {4, 9}, {}, true},
-      {"mnli", "MNLI", {{"test_mismatched.tsv", mnli_head + "\n8\t1\t1\tletters\t(x)\t(y)\t(x)\t(y)\tfive\tsix\n"}},
-       "test_mismatched", {-1}, {8}, {}, true},
-      {"qnli", "QNLI",
-       {{"train.tsv", "index\tquestion\tsentence\tlabel\n0\tone?\ttwo.\tnot_entailment\n1\tthree?\tfour.\tentailment\n"}},
-       "train", {1, 0}, {0, 1}, {}, true},
-      {"rte", "RTE", {{"train.tsv", "index\tsentence1\tsentence2\tlabel\n0\tone\ttwo\tentailment\n"}}, "train", {0},
-       {0}, {}, true},
-      {"wnli", "WNLI", {{"dev.tsv", "index\tsentence1\tsentence2\tlabel\n0\tone\ttwo\t1\n1\tb\tc\t0\n"}}, "validation",
-       {1, 0}, {0, 1}, {}, true},
+       "validation_matched",
+       {2, 0},
+       {4, 9},
+       {},
+       true},
+      {"mnli",
+       "MNLI",
+       {{"test_mismatched.tsv", mnli_head + "\n8\t1\t1\tletters\t(x)\t(y)\t(x)\t(y)\tfive\tsix\n"}},
+       "test_mismatched",
+       {-1},
+       {8},
+       {},
+       true},
+      {"qnli",
+       "QNLI",
+       {{"train.tsv",
+         "index\tquestion\tsentence\tlabel\n0\tone?\ttwo.\tnot_entailment\n1\tthree?\tfour.\tentailment\n"}},
+       "train",
+       {1, 0},
+       {0, 1},
+       {},
+       true},
+      {"rte",
+       "RTE",
+       {{"train.tsv", "index\tsentence1\tsentence2\tlabel\n0\tone\ttwo\tentailment\n"}},
+       "train",
+       {0},
+       {0},
+       {},
+       true},
+      {"wnli",
+       "WNLI",
+       {{"dev.tsv", "index\tsentence1\tsentence2\tlabel\n0\tone\ttwo\t1\n1\tb\tc\t0\n"}},
+       "validation",
+       {1, 0},
+       {0, 1},
+       {},
+       true},
   };
   for (const GlueCase& c : cases) {
     SCOPED_TRACE(c.task + " " + c.split);
@@ -109,8 +167,9 @@ TEST(ClsGlue, EveryTaskLayout) {
   }
   // MNLI's label order, and a regression test split's NaN targets.
   EXPECT_EQ(glue_task_info("MNLI").label_names, (std::vector<std::string>{"contradiction", "entailment", "neutral"}));
-  testing::write_input(dir.file("glue/STS-B/test.tsv"), "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\t"
-                                              "sentence2\n0\tg\tf\ty\to\ts\ts\tone\ttwo\n");
+  testing::write_input(dir.file("glue/STS-B/test.tsv"),
+                       "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\t"
+                       "sentence2\n0\tg\tf\ty\to\ts\ts\tone\ttwo\n");
   ClsPrepOptions o = glue_opts(dir, "stsb");
   o.tokenizer = tok, o.overwrite = true;
   run_cls_prep(o);
@@ -127,12 +186,18 @@ TEST(ClsGlue, BadRowsNameFileLineAndColumnOrAreSkipped) {
     std::vector<std::string> words;
   };
   const std::vector<Bad> bad = {
-      {"rte", "RTE/train.tsv", "index\tsentence1\tsentence2\tlabel\n0\tone\ttwo\tmaybe\n",
+      {"rte",
+       "RTE/train.tsv",
+       "index\tsentence1\tsentence2\tlabel\n0\tone\ttwo\tmaybe\n",
        {"line 2 column 4 ('label')", "'maybe'"}},
       {"rte", "RTE/train.tsv", "index\tsentence1\tsentence2\tlabel\n0\tone\ttwo\n", {"line 2 column 4", "3 columns"}},
-      {"rte", "RTE/train.tsv", "index\tsentence1\tsentence2\tlabel\nx\tone\ttwo\tentailment\n",
+      {"rte",
+       "RTE/train.tsv",
+       "index\tsentence1\tsentence2\tlabel\nx\tone\ttwo\tentailment\n",
        {"line 2 column 1 ('index')", "'x'"}},
-      {"sts-b", "STS-B/train.tsv", "index\tsentence1\tsentence2\tscore\n0\tone\ttwo\tfive\n",
+      {"sts-b",
+       "STS-B/train.tsv",
+       "index\tsentence1\tsentence2\tscore\n0\tone\ttwo\tfive\n",
        {"line 2 column 4 ('score')", "'five'"}},
       {"qnli", "QNLI/train.tsv", "index\tquestion\tlabel\n0\tone\tentailment\n", {"line 1", "'sentence'"}},
       {"cola", "CoLA/train.tsv", "gj04\t1\tone\n", {"line 1 column 4", "3 columns"}},
@@ -165,7 +230,8 @@ TEST(ClsGlue, BadRowsNameFileLineAndColumnOrAreSkipped) {
   testing::write_input(dir.file("j/train.jsonl"), "{\"text\": \"one\", \"label\": 1}\n{\"text\": \"two\"}\n");
   testing::write_input(dir.file("k/train.jsonl"), "{\"text\": 5, \"label\": 1}\n");
   testing::write_input(dir.file("g/train.jsonl"), "{\"text\": \"a\", \"label\": 0}\n{\"text\": \"b\", \"label\": 1}\n");
-  testing::write_input(dir.file("m/train.jsonl"), "{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\", \"label\": \"x\"}\n");
+  testing::write_input(dir.file("m/train.jsonl"),
+                       "{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\", \"label\": \"x\"}\n");
   auto opts = [&](const std::string& in, ClsFormat f, const std::string& t) {
     ClsPrepOptions p;
     p.input = dir.file(in), p.read.format = f, p.output = dir.file("o"), p.tokenizer = t;

@@ -1,8 +1,6 @@
 // cst-prep --task cls (dataio/prep_cls.h, cls_formats.h): the row layout and longest-first
 // truncation, jsonl folders and single files, every GLUE task's layout, LRA ListOps with its
 // built-in vocabulary, and bad rows named by file, line and column (or skipped and counted).
-#include "dataio/prep_cls.h"
-
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
@@ -10,10 +8,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cls_test_util.h"
 #include "common/h5.h"
 #include "common/json.h"
 #include "dataio/prep.h"
-#include "cls_test_util.h"
+#include "dataio/prep_cls.h"
 
 namespace cst::dataio {
 namespace {
@@ -99,9 +98,11 @@ TEST(ClsPrep, JsonlFolderPairsStringLabelsAndTruncation) {
   std::string longer;
   for (int i = 0; i < 30; ++i) longer += "the grey sea ";
   write_input(dir.file("j/train.jsonl"),
-             "{\"a\": \"the ship\", \"b\": \"a plane\", \"y\": \"pos\"}\n\n"
-             "{\"a\": \"" + longer + "\", \"b\": \"the sea\", \"y\": \"neg\"}\n"
-             "{\"a\": \"sailed\", \"b\": \"flew\", \"y\": \"neutral\"}\n");
+              "{\"a\": \"the ship\", \"b\": \"a plane\", \"y\": \"pos\"}\n\n"
+              "{\"a\": \"" +
+                  longer +
+                  "\", \"b\": \"the sea\", \"y\": \"neg\"}\n"
+                  "{\"a\": \"sailed\", \"b\": \"flew\", \"y\": \"neutral\"}\n");
   write_input(dir.file("j/validation.jsonl"), "{\"a\": \"the sea\", \"b\": \"grey\", \"y\": \"neg\"}\n");
   write_input(dir.file("j/test.jsonl"), "{\"a\": \"x\", \"b\": \"y\"}\n{\"a\": \"the\", \"b\": \"sea\"}\n");
   ClsPrepOptions o = cls_opts(dir, "j", ClsFormat::kJsonl, tok);
@@ -151,7 +152,8 @@ TEST(ClsPrep, JsonlSingleFileIsSplitBySeed) {
   TempDir dir;
   const std::string tok = make_tokenizer(dir);
   std::string rows;
-  for (int i = 0; i < 60; ++i) rows += "{\"text\": \"the sea " + std::to_string(i) + "\", \"label\": " + std::to_string(i % 3) + "}\n";
+  for (int i = 0; i < 60; ++i)
+    rows += "{\"text\": \"the sea " + std::to_string(i) + "\", \"label\": " + std::to_string(i % 3) + "}\n";
   write_input(dir.file("one.jsonl"), rows);
   auto split_of = [&](uint64_t seed) {
     ClsPrepOptions o = cls_opts(dir, "one.jsonl", ClsFormat::kJsonl, tok);
@@ -198,6 +200,14 @@ TEST(ClsPrep, ListOpsBuiltInVocabulary) {
   const ClsShard va = read_shard(dir.file("cls-out/validation/shard-00000.h5"));
   EXPECT_EQ(va.row(0), (std::vector<int32_t>{2, 5, 13, 6, 10, 11, 12, 8, 8, 3, 0, 0, 0, 0, 0, 0}));
   EXPECT_TRUE(fs::exists(dir.file("cls-out/test/shard-00000.h5")));
+  // One file: split by --valid-fraction (0 here: all train), rows keep their row numbers.
+  ClsPrepOptions one = cls_opts(dir, "lo/basic_train.tsv", ClsFormat::kListOps, "");
+  one.valid_fraction = 0, one.output = dir.file("cls-one");
+  run_cls_prep(one);
+  const ClsShard on = read_shard(dir.file("cls-one/train/shard-00000.h5"));
+  EXPECT_EQ(on.ids, tr.ids);
+  EXPECT_EQ(on.index, (std::vector<int64_t>{0, 1}));
+  EXPECT_FALSE(fs::exists(dir.file("cls-one/validation")));
 }
 
 }  // namespace
