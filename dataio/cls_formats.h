@@ -6,7 +6,7 @@
 //   glue         a GLUE task folder as distributed (CoLA, SST-2, MRPC, QQP, STS-B, MNLI, QNLI,
 //                RTE, WNLI; or the GLUE root holding it): train.tsv, dev.tsv, test.tsv (MNLI:
 //                dev_matched.tsv, dev_mismatched.tsv, test_matched.tsv, test_mismatched.tsv),
-//                each task's own columns (cls_glue.cpp).
+//                or one of these files alone; each task's own columns (cls_glue.cpp).
 //   lra-listops  LRA ListOps: a folder holding basic_train.tsv, basic_val.tsv, basic_test.tsv, or
 //                one file; header "Source\tTarget".
 // Files are read as text (text.h: UTF-8 checked, or latin-1 converted; a leading UTF-8 BOM is

@@ -113,12 +113,17 @@ std::vector<ClsSplitFile> glue_split_files(const std::string& input, const std::
                                                               {"test_mismatched", "test_mismatched"}}
            : std::vector<std::pair<std::string, std::string>>{
                  {"train", "train"}, {"dev", "validation"}, {"test", "test"}};
+  // One file of the task (e.g. only its test.tsv, to score): its split from its name.
+  const bool one = fs::is_regular_file(dir, ec);
   std::vector<ClsSplitFile> out;
-  for (const auto& [file, split] : names)
-    if (fs::is_regular_file(dir / (file + ".tsv"), ec))
-      out.push_back({(dir / (file + ".tsv")).string(), split, split.rfind("test", 0) != 0});
-  CST_INPUT_CHECK(!out.empty(), "--input '" << input << "' holds no GLUE " << t.folder << " file (" << names[0].first
-                                            << ".tsv, " << names[1].first << ".tsv, ...)");
+  for (const auto& [file, split] : names) {
+    const fs::path path = one ? dir : dir / (file + ".tsv");
+    if ((!one || dir.filename() == file + ".tsv") && fs::is_regular_file(path, ec))
+      out.push_back({path.string(), split, split.rfind("test", 0) != 0});
+  }
+  CST_INPUT_CHECK(!out.empty(), "--input '" << input << "' " << (one ? "is" : "holds") << " no GLUE " << t.folder
+                                            << " file (" << names[0].first << ".tsv, " << names[1].first
+                                            << ".tsv, ...)");
   return out;
 }
 

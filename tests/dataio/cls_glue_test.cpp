@@ -165,6 +165,13 @@ TEST(ClsGlue, EveryTaskLayout) {
     EXPECT_EQ(*std::max_element(seg.begin(), seg.end()), c.pair ? 1 : 0);
     EXPECT_EQ(f.attr_string("split"), c.split.substr(0, c.split.find('_')));
   }
+  // One file alone: its split from its name.
+  ClsPrepOptions single = glue_opts(dir, "wnli");
+  single.input = dir.file("glue/WNLI/dev.tsv"), single.tokenizer = tok, single.output = dir.file("single");
+  EXPECT_EQ(run_cls_prep(single).splits.at(0).split, "validation");
+  single.input = dir.file("glue/WNLI/other.tsv");
+  testing::write_input(single.input, "index\tsentence1\tsentence2\tlabel\n");
+  expect_input_error([&] { run_cls_prep(single); }, {"other.tsv' is no GLUE WNLI file"});
   // MNLI's label order, and a regression test split's NaN targets.
   EXPECT_EQ(glue_task_info("MNLI").label_names, (std::vector<std::string>{"contradiction", "entailment", "neutral"}));
   testing::write_input(dir.file("glue/STS-B/test.tsv"),
