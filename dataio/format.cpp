@@ -62,13 +62,12 @@ void write_mlm_shard(const std::string& path, const ShardMeta& meta, int64_t row
   f.write("segment_ids", segment_ids.data(), {rows, seq_len}, opt);
 }
 
-void write_cls_shard(const std::string& path, const ShardMeta& meta, const ClsMeta& cls, int64_t rows,
-                     int64_t seq_len, const std::vector<int32_t>& input_ids, const std::vector<int8_t>& attention_mask,
+void write_cls_shard(const std::string& path, const ShardMeta& meta, const ClsMeta& cls, int64_t rows, int64_t seq_len,
+                     const std::vector<int32_t>& input_ids, const std::vector<int8_t>& attention_mask,
                      const std::vector<int8_t>& segment_ids, const std::vector<int64_t>& class_labels,
                      const std::vector<float>& targets, const std::vector<int64_t>& example_index) {
   const size_t n = static_cast<size_t>(rows * seq_len), r = static_cast<size_t>(rows);
-  CST_CHECK(input_ids.size() == n && attention_mask.size() == n && segment_ids.size() == n &&
-                example_index.size() == r,
+  CST_CHECK(input_ids.size() == n && attention_mask.size() == n && segment_ids.size() == n && example_index.size() == r,
             "write_cls_shard '" << path << "': arrays must hold " << rows << " x " << seq_len);
   const bool regression = cls.num_classes == 1;
   CST_CHECK(cls.num_classes >= 1 && (regression ? targets.size() == r && class_labels.empty()

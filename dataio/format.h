@@ -51,7 +51,7 @@ struct ShardMeta {
   std::string format;  // kLmFormat, kMlmFormat or kClsFormat
   int64_t version = kFormatVersion;
   int64_t vocab_size = 0;        // every token id is < vocab_size
-  std::string tokenizer_sha256;  // hex sha256 of the SentencePiece .model file's bytes
+  std::string tokenizer_sha256;  // hex sha256 of the tokenizer file's bytes (below)
   std::string created_by;        // tool, version and command line that made the shard
   std::string split;             // "train", "validation" or "test"
   SpecialTokens special;
@@ -76,12 +76,13 @@ struct ClsMeta {
 // Classification examples of `rows` rows of `seq_len` tokens (row-major vectors as for MLM).
 // Exactly one of class_labels (num_classes >= 2; -1 = no label) and targets (num_classes = 1;
 // NaN = no label) holds `rows` values; the other is empty. example_index has `rows` values.
-void write_cls_shard(const std::string& path, const ShardMeta& meta, const ClsMeta& cls, int64_t rows,
-                     int64_t seq_len, const std::vector<int32_t>& input_ids, const std::vector<int8_t>& attention_mask,
+void write_cls_shard(const std::string& path, const ShardMeta& meta, const ClsMeta& cls, int64_t rows, int64_t seq_len,
+                     const std::vector<int32_t>& input_ids, const std::vector<int8_t>& attention_mask,
                      const std::vector<int8_t>& segment_ids, const std::vector<int64_t>& class_labels,
                      const std::vector<float>& targets, const std::vector<int64_t>& example_index);
 
-// tokenizer_sha256 = sha256_file(<SentencePiece .model file>) (common/checksum.h).
+// tokenizer_sha256 = sha256_file(<SentencePiece .model file>) (common/checksum.h); for the built-in
+// ListOps vocabulary, sha256_file of the vocabulary file cst-prep writes beside the shards.
 using cst::sha256_file;
 
 }  // namespace cst::dataio
