@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/checksum.h"
 #include "common/h5.h"
 #include "common/json.h"
 #include "dataio/format.h"
@@ -197,6 +198,19 @@ TEST_F(EvalTool, TextFileGivesItsTokensLossAndBitsPerByte) {
   std::tie(rc, err) = run(CST_EVAL_BIN, "--weights " + p("lm.h5") + " --text " + p("book.txt"));
   EXPECT_EQ(rc, 2);
   expect_words(err, {"--text needs --tokenizer"});
+
+  // Weights that record their tokenizer: the tokenizer and the shards must be that one.
+  const std::string other(64, 'a');
+  h5::File(p("lm.h5"), h5::File::Mode::kReadWrite).set_attr("tokenizer_sha256", other);
+  std::tie(rc, err) =
+      run(CST_EVAL_BIN, "--weights " + p("lm.h5") + " --text " + p("book.txt") + " --tokenizer " + p("tok.model"));
+  EXPECT_EQ(rc, 2);
+  expect_words(err, {"--tokenizer", p("tok.model"), other});
+  std::tie(rc, err) = run(CST_EVAL_BIN, "--weights " + p("lm.h5") + " --data " + p("text-shard"));
+  EXPECT_EQ(rc, 2);
+  expect_words(err, {p("text-shard/t.h5"), "tokenizer_sha256", other});
+  h5::File(p("lm.h5"), h5::File::Mode::kReadWrite).set_attr("tokenizer_sha256", sha256_file(p("tok.model")));
+  EXPECT_EQ(eval("--weights " + p("lm.h5") + " --text " + p("book.txt") + " --tokenizer " + p("tok.model")), from_text);
 }
 
 TEST_F(EvalTool, TwoRanksUnderMpirunPrintWhatOneRankPrints) {

@@ -92,11 +92,18 @@ def main():
             tag = f"case {i} {over}"
             out = os.path.join(tmp, f"export{i}")
             write_weights(w, c, rng, std=0.2)
+            sha = f"{i:064x}"  # the tokenizer's hash, as cst-train records it (optional attribute)
+            if i % 2 == 0:
+                with h5py.File(w, "a") as f:
+                    f.attrs["tokenizer_sha256"] = sha
             rc, log = run([a.export, "--weights", w, "--output", out])
             check(rc == 0, f"{tag}: cst-export exit {rc} {log.strip() if rc else ''}")
             if rc:
                 continue
             check_read_back(check, out, w, c, tag)
+            with open(os.path.join(out, "config.json"), encoding="utf-8") as f:
+                recorded = json.load(f).get("tokenizer_sha256")
+            check(recorded == (sha if i % 2 == 0 else None), f"{tag}: tokenizer_sha256 {recorded} (as the weights file)")
             ids, mask = random_ids(rng, c)
             err = score_error(a.score, w, *cst_reference.load_safetensors(out), ids, mask, tmp)
             if isinstance(err, str):
