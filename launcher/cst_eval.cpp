@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <boost/program_options.hpp>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -277,6 +278,7 @@ void run(const EvalOptions& opt, comm::Communicator& comm) {
   // Per document: [nll, predictions]; rank r fills documents r, r + W, ... and the rest is 0.
   const int64_t docs = corpus->size();
   std::vector<double> sums(static_cast<size_t>(2 * docs), 0.0);
+  const auto start = std::chrono::steady_clock::now();
   {
     torch::NoGradGuard no_grad;
     for (int64_t d = comm.rank(); d < docs; d += comm.size()) {
@@ -286,6 +288,7 @@ void run(const EvalOptions& opt, comm::Communicator& comm) {
     }
   }
   sums = comm.all_reduce_doubles(sums);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   double nll = 0;
   int64_t tokens = 0, scored_docs = 0;
   for (int64_t d = 0; d < docs; ++d) {
@@ -316,7 +319,8 @@ void run(const EvalOptions& opt, comm::Communicator& comm) {
             {"tokens", tokens},
             {"nll_nats", nll},
             {"loss", loss},
-            {"perplexity", ppl}};
+            {"perplexity", ppl},
+            {"seconds", seconds}};
   std::printf("cst-eval: %s on %s (%d rank%s)\n%s\n", o.weights.c_str(), source.c_str(), comm.size(),
               comm.size() > 1 ? "s" : "", context.c_str());
   std::printf("documents %ld  tokens %ld  loss %.6f  perplexity %.4f", (long)scored_docs, (long)tokens, loss, ppl);
@@ -327,7 +331,7 @@ void run(const EvalOptions& opt, comm::Communicator& comm) {
     std::printf("  bytes %ld  bits_per_byte %.6f", (long)corpus->text_bytes(), bpb);
   }
   if (docs > scored_docs) std::printf("  (%ld documents of one token skipped)", (long)(docs - scored_docs));
-  std::printf("\n");
+  std::printf("\nscored in %.2f s (%.0f tokens/s)\n", seconds, static_cast<double>(tokens) / seconds);
   if (!o.json.empty()) write_file_atomic(o.json, j.dump(2) + "\n");
 }
 
