@@ -18,9 +18,10 @@
 #include <string>
 #include <vector>
 
+#include "comm/mpi.h"
 #include "common/error.h"
 #include "dataio/prep.h"
-#include "launcher/mpi_main.h"
+#include "launcher/tool_main.h"
 
 namespace po = boost::program_options;
 using cst::dataio::PrepOptions;
@@ -102,13 +103,23 @@ void print_summary(const PrepOptions& opt, const cst::dataio::PrepSummary& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return cst::mpi_tool_main(argc, argv, [&](cst::comm::MpiEnvironment& mpi) {
+  std::unique_ptr<cst::comm::MpiEnvironment> mpi;
+  int code = 0;
+  try {
+    mpi = std::make_unique<cst::comm::MpiEnvironment>(argc, argv);
     PrepOptions opt;
-    if (!parse(argc, argv, opt, mpi.rank() == 0)) return 0;
-    opt.progress = opt.progress && mpi.rank() == 0;
-    cst::dataio::PrepWorld world{mpi.rank(), mpi.size(), [&] { mpi.barrier(); }};
+    if (!parse(argc, argv, opt, mpi->rank() == 0)) return 0;
+    opt.progress = opt.progress && mpi->rank() == 0;
+    cst::dataio::PrepWorld world{mpi->rank(), mpi->size(), [&] { mpi->barrier(); }};
     const cst::dataio::PrepSummary summary = cst::dataio::run_prep(opt, world);
-    if (mpi.rank() == 0) print_summary(opt, summary);
+    if (mpi->rank() == 0) print_summary(opt, summary);
     return 0;
-  });
+  } catch (...) {
+    code = cst::report_exception(std::current_exception());
+  }
+  if (mpi && mpi->size() > 1) {
+    std::fprintf(stderr, "error: rank %d on %s aborts the job\n", mpi->rank(), mpi->host().c_str());
+    mpi->abort(code);
+  }
+  return code;
 }
