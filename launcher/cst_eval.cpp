@@ -93,7 +93,12 @@ class ShardCorpus : public Corpus {
  public:
   ShardCorpus(const std::string& path, int64_t vocab, const std::string& tokenizer_sha256) : vocab_(vocab) {
     files_ = dataio::list_shards(path);
-    dataio::Hdf5Source check(files_, {dataio::SampleKind::kLm, 1, vocab, tokenizer_sha256});
+    dataio::SourceOptions opt;
+    opt.kind = dataio::SampleKind::kLm;
+    opt.seq_len = 1;  // any window: the check is of the shards, not of a sample size
+    opt.vocab_size = vocab;
+    opt.tokenizer_sha256 = tokenizer_sha256;
+    dataio::Hdf5Source check(files_, opt);
     for (size_t f = 0; f < files_.size(); ++f) {
       h5::File file(files_[f], h5::File::Mode::kRead);
       const std::vector<int64_t> off = file.open("doc_offsets").read<int64_t>();
