@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """An independent PyTorch implementation of the CST model of docs/CST.md.
 
-It reads a cst-train weights file (docs/WEIGHTS.md) with h5py and computes the logits of a file
-of token ids, one slice and one head at a time, in float64. It exists so that a PyTorch user can
-rebuild the model from the HDF5 file, and so that CI checks the C++ model against a second,
-separately written implementation (tests/python/test_reference.py).
+It reads a cst-train weights file (docs/WEIGHTS.md) with h5py, or a cst-export folder
+(model.safetensors + config.json, docs/WEIGHTS.md "Export") with safetensors, and computes the
+logits of a file of token ids, one slice and one head at a time, in float64. It exists so that a
+PyTorch user can rebuild the model from either file, and so that CI checks the C++ model against
+a second, separately written implementation (tests/python/test_reference.py, test_export.py).
 
     python cst_reference.py --weights model.h5 --input ids.h5 --output ref.h5
+    python cst_reference.py --weights exported/ --input ids.h5 --output ref.h5
 """
 import argparse
+import json
 import math
+import os
 
 import h5py
 import numpy as np
@@ -27,6 +31,24 @@ def load_weights(path):
                 cfg[k[len("config."):]] = v.decode() if isinstance(v, bytes) else (v.item() if hasattr(v, "item") else v)
         weights = {k: torch.from_numpy(np.asarray(f[k][()], dtype=np.float64)) for k in f.keys()}
     return cfg, weights
+
+
+def load_safetensors(folder):
+    """(cfg, weights) of a cst-export folder: config.json's fields and model.safetensors' tensors
+    (float64), the same pair load_weights returns for the HDF5 file."""
+    from safetensors.torch import load_file
+
+    with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+        cfg = json.load(f)
+    if cfg.get("format") != "cst-train":
+        raise SystemExit(f"{folder}/config.json: format {cfg.get('format')!r} is not 'cst-train'")
+    weights = {k: v.to(torch.float64) for k, v in load_file(os.path.join(folder, "model.safetensors")).items()}
+    return cfg, weights
+
+
+def load(path):
+    """load_safetensors for a folder, load_weights for an HDF5 file."""
+    return load_safetensors(path) if os.path.isdir(path) else load_weights(path)
 
 
 def linear(w, name, x):
@@ -167,11 +189,11 @@ def forward(cfg, w, ids, m):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", required=True)
+    ap.add_argument("--weights", required=True, help="weights file (HDF5) or cst-export folder")
     ap.add_argument("--input", required=True)
     ap.add_argument("--output", required=True)
     a = ap.parse_args()
-    cfg, w = load_weights(a.weights)
+    cfg, w = load(a.weights)
     with h5py.File(a.input, "r") as f:
         ids = torch.from_numpy(f["input_ids"][()].astype(np.int64))
         mask = torch.from_numpy(f["attention_mask"][()].astype(bool)) if "attention_mask" in f else torch.ones_like(ids, dtype=torch.bool)

@@ -55,14 +55,43 @@ def shapes(c):
     return s
 
 
-def write_weights(path, c, rng):
+def write_weights(path, c, rng, std=0.5):
+    """Normal(0, std) weights of config c, written with h5py as docs/WEIGHTS.md says."""
     with h5py.File(path, "w") as f:
         f.attrs["format"] = "cst-train.weights"
         f.attrs["format_version"] = np.int64(1)
         for k, v in c.items():
             f.attrs["config." + k] = np.float64(v) if isinstance(v, float) else (np.int64(v) if isinstance(v, int) else v)
         for name, shape in shapes(c).items():
-            f[name] = (rng.standard_normal(shape) * 0.5).astype(np.float32)
+            f[name] = (rng.standard_normal(shape) * std).astype(np.float32)
+
+
+def random_ids(rng, c):
+    """ids [3, 19] int32 of config c, and a 0/1 mask with row 1 padded from position 13."""
+    ids = rng.integers(0, c["vocab_size"], size=(3, 19)).astype(np.int32)
+    mask = np.ones_like(ids, dtype=np.int8)
+    mask[1, 13:] = 0
+    return ids, mask
+
+
+def score_error(score, weights, cfg, wt, ids, mask, tmp):
+    """Max |cst-score logits of `weights` - cst_reference.forward(cfg, wt)| over the defined
+    outputs (real positions; every row for cls), or the error text when cst-score fails."""
+    ids_path, out = os.path.join(tmp, "ids.h5"), os.path.join(tmp, "out.h5")
+    with h5py.File(ids_path, "w") as f:
+        f["input_ids"], f["attention_mask"] = ids, mask
+    r = subprocess.run([score, "--weights", weights, "--input", ids_path, "--output", out, "--overwrite"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"cst-score failed: {r.stderr.strip()}"
+    with h5py.File(out, "r") as f:
+        got = torch.from_numpy(f["logits"][()].astype(np.float64))
+    m = torch.from_numpy(mask.astype(bool))
+    want = torch.stack([cst_reference.forward(cfg, wt, torch.from_numpy(ids[b].astype(np.int64)), m[b])
+                        for b in range(ids.shape[0])])
+    if cfg["task"] != "cls":  # outputs at padding are not defined
+        got, want = got[m], want[m]
+    return (got - want).abs().max().item()
 
 
 def cases():
@@ -90,28 +119,14 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for i, over in enumerate(cases()):
             c = dict(BASE, **over)
-            w, ids_path, out = (os.path.join(tmp, n) for n in ("w.h5", "ids.h5", "out.h5"))
+            w = os.path.join(tmp, "w.h5")
             write_weights(w, c, rng)
-            ids = rng.integers(0, c["vocab_size"], size=(3, 19)).astype(np.int32)
-            mask = np.ones_like(ids, dtype=np.int8)
-            mask[1, 13:] = 0
-            with h5py.File(ids_path, "w") as f:
-                f["input_ids"], f["attention_mask"] = ids, mask
-            r = subprocess.run([a.score, "--weights", w, "--input", ids_path, "--output", out, "--overwrite"],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                print(f"case {i} {over}: cst-score failed: {r.stderr.strip()}")
+            ids, mask = random_ids(rng, c)
+            err = score_error(a.score, w, *cst_reference.load_weights(w), ids, mask, tmp)
+            if isinstance(err, str):
+                print(f"case {i} {over}: {err}")
                 failed += 1
                 continue
-            with h5py.File(out, "r") as f:
-                got = torch.from_numpy(f["logits"][()].astype(np.float64))
-            cfg, wt = cst_reference.load_weights(w)
-            m = torch.from_numpy(mask.astype(bool))
-            want = torch.stack([cst_reference.forward(cfg, wt, torch.from_numpy(ids[b].astype(np.int64)), m[b])
-                                for b in range(ids.shape[0])])
-            if c["task"] != "cls":  # outputs at padding are not defined
-                got, want = got[m], want[m]
-            err = (got - want).abs().max().item()
             ok = err < 1e-4
             print(f"case {i:2d} {over}: max |C++ - PyTorch| = {err:.2e} {'ok' if ok else 'MISMATCH'}")
             passed, failed = passed + ok, failed + (not ok)
