@@ -17,15 +17,13 @@
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
-#include <memory>
 #include <string>
 #include <vector>
 
-#include "comm/mpi.h"
 #include "common/error.h"
 #include "dataio/prep.h"
 #include "dataio/prep_cls.h"
-#include "launcher/tool_main.h"
+#include "launcher/mpi_main.h"
 
 namespace po = boost::program_options;
 using cst::dataio::PrepOptions;
@@ -149,31 +147,21 @@ void print_cls_summary(const cst::dataio::ClsPrepOptions& opt, const cst::dataio
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::unique_ptr<cst::comm::MpiEnvironment> mpi;
-  int code = 0;
-  try {
-    mpi = std::make_unique<cst::comm::MpiEnvironment>(argc, argv);
+  return cst::mpi_tool_main(argc, argv, [&](cst::comm::MpiEnvironment& mpi) {
     PrepOptions opt;
     cst::dataio::ClsPrepOptions cls;
     bool is_cls = false;
-    if (!parse(argc, argv, opt, cls, is_cls, mpi->rank() == 0)) return 0;
+    if (!parse(argc, argv, opt, cls, is_cls, mpi.rank() == 0)) return 0;
     if (is_cls) {
-      CST_INPUT_CHECK(mpi->size() == 1,
-                      "cst-prep --task cls runs on one process (not under mpirun -np " << mpi->size() << ")");
+      CST_INPUT_CHECK(mpi.size() == 1,
+                      "cst-prep --task cls runs on one process (not under mpirun -np " << mpi.size() << ")");
       print_cls_summary(cls, cst::dataio::run_cls_prep(cls));
       return 0;
     }
-    opt.progress = opt.progress && mpi->rank() == 0;
-    cst::dataio::PrepWorld world{mpi->rank(), mpi->size(), [&] { mpi->barrier(); }};
+    opt.progress = opt.progress && mpi.rank() == 0;
+    cst::dataio::PrepWorld world{mpi.rank(), mpi.size(), [&] { mpi.barrier(); }};
     const cst::dataio::PrepSummary summary = cst::dataio::run_prep(opt, world);
-    if (mpi->rank() == 0) print_summary(opt, summary);
+    if (mpi.rank() == 0) print_summary(opt, summary);
     return 0;
-  } catch (...) {
-    code = cst::report_exception(std::current_exception());
-  }
-  if (mpi && mpi->size() > 1) {
-    std::fprintf(stderr, "error: rank %d on %s aborts the job\n", mpi->rank(), mpi->host().c_str());
-    mpi->abort(code);
-  }
-  return code;
+  });
 }
