@@ -101,4 +101,10 @@ ModelConfig read_weights_config(const std::string& path) {
   return cfg;
 }
 
+std::string read_weights_tokenizer(const std::string& path) {
+  h5::File f(path, h5::File::Mode::kRead);
+  if (!f.has_attr(kWeightsTokenizerAttr)) return "";
+  return f.attr_string(kWeightsTokenizerAttr);
+}
+
 }  // namespace cst::model

@@ -15,6 +15,7 @@ namespace cst::model {
 inline constexpr const char* kWeightsFormat = "cst-train.weights";
 inline constexpr int64_t kWeightsVersion = 1;
 inline constexpr const char* kWeightsConfigPrefix = "config.";
+inline constexpr const char* kWeightsTokenizerAttr = "tokenizer_sha256";  // optional root attribute
 
 // Every parameter of a model of this config, by state-dict name, with its shape (the Datasets
 // table of docs/WEIGHTS.md). cfg must be valid.
@@ -27,5 +28,10 @@ std::map<std::string, std::vector<int64_t>> weight_shapes(const ModelConfig& cfg
 // declaring more than the file holds is refused). Throws InputError naming the file, the
 // attribute or tensor, and the value. Returns the config.
 ModelConfig read_weights_config(const std::string& path);
+
+// The file's tokenizer_sha256 root attribute (the SHA-256 of the SentencePiece model it was
+// trained with), or "" when the file does not record one (files written before it existed, or
+// by a run that did not know it).
+std::string read_weights_tokenizer(const std::string& path);
 
 }  // namespace cst::model

@@ -18,7 +18,7 @@ namespace {
 std::vector<int64_t> dims_of(const at::Tensor& t) { return t.sizes().vec(); }
 }  // namespace
 
-void save_weights(CstModelImpl& model, const std::string& path) {
+void save_weights(CstModelImpl& model, const std::string& path, const std::string& tokenizer_sha256) {
   StagedFile staged(path);
   {
     h5::File f(staged.tmp_path(), h5::File::Mode::kCreate);
@@ -35,6 +35,7 @@ void save_weights(CstModelImpl& model, const std::string& path) {
         f.set_attr(key, val);
     }
     f.set_attr("config_hash", std::to_string(cfg.hash()));
+    if (!tokenizer_sha256.empty()) f.set_attr(kWeightsTokenizerAttr, tokenizer_sha256);
     for (const auto& item : model.named_parameters()) {
       at::Tensor t = item.value().detach().to(at::kCPU).contiguous();
       if (t.scalar_type() == at::kDouble) {

@@ -1,6 +1,6 @@
 // Model weights as one HDF5 file (docs/WEIGHTS.md): one dataset per parameter, named by its
 // state-dict name, at the root; root attributes format = "cst-train.weights", format_version,
-// config.<field> for every ModelConfig field, and config_hash.
+// config.<field> for every ModelConfig field, config_hash, and tokenizer_sha256 when known.
 #pragma once
 
 #include <string>
@@ -13,8 +13,10 @@ namespace cst::model {
 
 // Writes every parameter (float32, or float64 for a double model; bf16/fp16 saved as float32)
 // to `path` atomically: written to a temporary file beside it (common/output_guard.h
-// StagedFile), flushed, then renamed over `path`.
-void save_weights(CstModelImpl& model, const std::string& path);
+// StagedFile), flushed, then renamed over `path`. tokenizer_sha256: the hex SHA-256 of the
+// SentencePiece .model the model was trained with (the shards' tokenizer_sha256), written as the
+// root attribute of that name; "" = unknown (no attribute).
+void save_weights(CstModelImpl& model, const std::string& path, const std::string& tokenizer_sha256 = "");
 
 // Copies the file's tensors into model's parameters (converted to each parameter's dtype), after
 // read_weights_config's checks. Throws InputError naming tensor, file and both shapes on a

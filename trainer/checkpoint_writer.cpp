@@ -123,7 +123,7 @@ void CheckpointWriter::write(const Snapshot& s) const {
   if (o_.rank == 0) {
     {
       auto lock = h5::lock_library();
-      model::save_weights(*s.shadow, tmp + "/model.h5");
+      model::save_weights(*s.shadow, tmp + "/model.h5", s.meta.run.tokenizer_sha256);
     }
     fsync_file(tmp + "/model.h5");
     mine.push_back("model.h5");

@@ -147,10 +147,15 @@ void Trainer::State::log(int64_t step, TrainResult& res) {
   interval = Interval{};
 }
 
+std::string Trainer::State::tokenizer_sha256() const {
+  const std::string shards = train_src ? train_src->tokenizer_sha256() : "";
+  return shards.empty() ? cfg.data.tokenizer_sha256 : shards;
+}
+
 void Trainer::State::export_weights(const std::string& path) {
   if (!rank0()) return;
   auto lock = h5::lock_library();  // the loader's prefetch thread also uses libhdf5
-  model::save_weights(*model, path);
+  model::save_weights(*model, path, tokenizer_sha256());
   sink->text("saved weights to " + path);
 }
 
@@ -163,6 +168,7 @@ void Trainer::State::save_checkpoint(int64_t step, bool sync) {
   m.zero_stage = cfg.checkpoint.zero_stage;
   m.flat_numel = opt->flat_numel();
   m.run = describe_run(cfg);
+  m.run.tokenizer_sha256 = tokenizer_sha256();
   const at::Generator cuda = cuda_generator();
   collective("checkpoint save at step " + std::to_string(step), [&] {
     ckpt->save(*model, *opt, at::globalContext().defaultGenerator(at::kCPU).get_state(),

@@ -107,6 +107,9 @@ struct Trainer::State {
   void log(int64_t step, TrainResult& res);
   void evaluate(int64_t step, TrainResult& res);  // trainer_eval.cpp
   void export_weights(const std::string& path);   // rank 0 only
+  // The tokenizer of the training shards (their tokenizer_sha256), else data.tokenizer_sha256;
+  // "" = unknown. Recorded in weight files and checkpoint manifests.
+  std::string tokenizer_sha256() const;
   void save_checkpoint(int64_t step, bool sync);
   int preemption_signal(int64_t step);  // > 0: every rank stops after this step
   void stop_preempted(int64_t step, int signal, TrainResult& res);

@@ -82,6 +82,18 @@ TEST_F(WeightsIo, LoadModelRebuildsFromTheFileConfig) {
   EXPECT_TRUE(torch::equal(a->forward(ids), b->forward(ids)));
 }
 
+TEST_F(WeightsIo, TokenizerHashIsRecordedWhenKnown) {
+  CstModel a(cfg_);
+  const std::string sha(64, 'e');
+  save_weights(*a, path("known.h5"), sha);
+  save_weights(*a, path("unknown.h5"));
+  EXPECT_EQ(read_weights_tokenizer(path("known.h5")), sha);
+  EXPECT_EQ(read_weights_tokenizer(path("unknown.h5")), "");  // absent: unknown, and still loads
+  CstModel b = load_model(path("known.h5"));
+  EXPECT_EQ(b->config(), cfg_);
+  EXPECT_EQ(read_weights_config(path("unknown.h5")), cfg_);
+}
+
 TEST_F(WeightsIo, MissingTensor) {
   expect_load_error([](h5::File& f) { H5Ldelete(f.id(), "layers.0.attn.q_proj.weight", H5P_DEFAULT); },
                     {"missing tensor 'layers.0.attn.q_proj.weight'", "bad.h5", "[8, 8]"});

@@ -93,6 +93,10 @@ TEST_F(CheckpointJob, ResumeIsBitwiseExactAtTheSameWorldSize) {
   EXPECT_EQ(m.loader.consumed_samples, 32);
   EXPECT_EQ(m.files.size(), 3u);                    // model.h5 + 2 optimizer shards
   testing::load_params(ckpt + "/step_4/model.h5");  // docs/WEIGHTS.md layout
+  // The shards' tokenizer (test_meta) is recorded, though data.tokenizer_sha256 was not given.
+  EXPECT_EQ(m.run.tokenizer_sha256, "abc123");
+  EXPECT_EQ(model::read_weights_tokenizer(ckpt + "/step_4/model.h5"), "abc123");
+  EXPECT_EQ(model::read_weights_tokenizer(logdir("exact_a") + "/model.h5"), "abc123");
 
   Params resumed = train(2, args("0.1") + " --resume " + ckpt + "/step_4", "exact_b");
   EXPECT_TRUE(testing::bitwise_equal(straight, resumed)) << testing::max_diff(straight, resumed);
