@@ -36,6 +36,7 @@
 #include "common/output_guard.h"
 #include "dataio/source.h"
 #include "launcher/mpi_main.h"
+#include "model/weights_file.h"
 #include "model/weights_io.h"
 
 namespace fs = std::filesystem;
@@ -267,11 +268,7 @@ void run(const EvalOptions& opt, comm::Communicator& comm) {
   if (o.stride == 0) o.stride = o.seq_len;
   CST_INPUT_CHECK(o.stride >= 1 && o.stride <= o.seq_len,
                   "--stride = " << o.stride << " must be in [1, --seq-len = " << o.seq_len << "]");
-  std::string tokenizer_sha256;  // recorded by the tools that know the tokenizer; optional
-  {
-    h5::File f(o.weights, h5::File::Mode::kRead);
-    if (f.has_attr("tokenizer_sha256")) tokenizer_sha256 = f.attr_string("tokenizer_sha256");
-  }
+  const std::string tokenizer_sha256 = model::read_weights_tokenizer(o.weights);  // "" = not recorded
   std::unique_ptr<Corpus> corpus;
   if (o.texts.empty())
     corpus = std::make_unique<ShardCorpus>(o.data, cfg.vocab_size, tokenizer_sha256);

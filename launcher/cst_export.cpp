@@ -18,11 +18,11 @@
 #include <fstream>
 
 #include "common/error.h"
-#include "common/h5.h"
 #include "common/json.h"
 #include "common/output_folder.h"
 #include "launcher/tool_main.h"
 #include "model/safetensors.h"
+#include "model/weights_file.h"
 #include "model/weights_io.h"
 
 namespace fs = std::filesystem;
@@ -91,11 +91,7 @@ int main(int argc, char** argv) try {
 
   model::CstModel m = model::load_model(file);  // checks the whole file first (docs/WEIGHTS.md)
   const model::ModelConfig& cfg = m->config();
-  std::string tokenizer_sha256;  // recorded by the tools that know the tokenizer; optional
-  {
-    h5::File f(file, h5::File::Mode::kRead);
-    if (f.has_attr("tokenizer_sha256")) tokenizer_sha256 = f.attr_string("tokenizer_sha256");
-  }
+  const std::string tokenizer_sha256 = model::read_weights_tokenizer(file);  // "" = not recorded
 
   OutputFolder out({"--output", output}, kTool, overwrite, {kTensors, kConfig});
   std::vector<torch::Tensor> held;
