@@ -21,7 +21,7 @@
 // the last one with every other variant. --sdpa adds full attention through
 // at::scaled_dot_product_attention (ModelConfig::full_sdpa: the fused flash / memory-efficient
 // kernels on CUDA) beside the explicit N x N scores. --max-full-n caps only the explicit-scores
-// variant. MFU counts the attention scores computed and visible only (trainer/perf.h).
+// variant. MFU counts the attention scores computed and visible only (model/flops.h).
 #include <torch/torch.h>
 
 #include <boost/program_options.hpp>

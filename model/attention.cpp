@@ -253,19 +253,21 @@ Tensor CompositeSliceAttention::project(const Tensor& y_local, const Tensor& glo
   return out.flatten(1, 2);
 }
 
+Tensor full_attention_mask(const Tensor& mask, bool causal) {
+  const int64_t N = mask.size(1);
+  Tensor m = mask.unsqueeze(1).unsqueeze(2);
+  return causal ? m.logical_and(at::ones({N, N}, mask.options()).tril()) : m;
+}
+
 FullAttention::FullAttention(const ModelConfig& cfg) : cfg_(cfg) {
   make_projections(*this, cfg, q_proj, k_proj, v_proj, o_proj);
 }
 
 Tensor FullAttention::forward(const Tensor& x, const Tensor& mask, const LayerContext& ctx) {
-  const int64_t N = x.size(1), H = cfg_.n_heads;
+  const int64_t H = cfg_.n_heads;
   Tensor q = csa::split_heads(q_proj(x), H), k = csa::split_heads(k_proj(x), H);
   Tensor v = csa::split_heads(v_proj(x), H);
-  // Who may attend to whom: [B, 1, 1, N] key padding, and [B, 1, N, N] when causal.
-  auto attend = [&] {
-    Tensor m = mask.unsqueeze(1).unsqueeze(2);
-    return cfg_.causal() ? m.logical_and(at::ones({N, N}, mask.options()).tril()) : m;
-  };
+  auto attend = [&] { return full_attention_mask(mask, cfg_.causal()); };
   if (cfg_.full_sdpa) {
     const double p = is_training() ? cfg_.dropout : 0.0;
     Tensor o = ctx.all_real  // no padding: no mask, so the flash kernels qualify

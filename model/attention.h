@@ -8,8 +8,7 @@
 #include <memory>
 
 #include "model/config.h"
-#include "model/local_attention.h"
-#include "model/varlen_attention.h"
+#include "model/csa_dispatch.h"
 
 namespace cst::model {
 
@@ -85,6 +84,10 @@ class CompositeSliceAttention : public AttentionBase {
   ModelConfig cfg_;
   csa::VarlenPlanCache plans_;  // index tensors of the variable-length kernel, per geometry
 };
+
+// Who may attend to whom in full attention: mask [B, N] (true = real) -> [B, 1, 1, N] key
+// padding, and [B, 1, N, N] (also key <= query) when causal.
+torch::Tensor full_attention_mask(const torch::Tensor& mask, bool causal);
 
 class FullAttention : public AttentionBase {
  public:
