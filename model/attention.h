@@ -57,15 +57,14 @@ class CompositeSliceAttention : public AttentionBase {
   // + b, [B, n, L, D] and [B, n, D] -> [B, n*L, D].
   torch::Tensor output(const torch::Tensor& y_local, const torch::Tensor& y_global);
 
-  // The local kernel for queries q (after projection, so the autocast dtype) with or without a
-  // per-token key mask: model.csa_kernel resolved for this device, dtype and training mode.
-  csa::LocalKernel local_kernel(const torch::Tensor& q, bool per_token_mask) const;
-
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   torch::Tensor agg_weight;  // [L], aggregation = linear only
 
  private:
   bool fused() const;  // model.csa_kernel resolved: fused kernels for this training mode?
+  // When fused(): the local kernel for queries q (after projection, so the autocast dtype) with
+  // or without a per-token key mask, for this device, dtype and training mode.
+  csa::LocalKernel local_kernel(const torch::Tensor& q, bool per_token_mask) const;
   // Y_g [B, n, D] of this chunk's slices from their slice embeddings [B, n, D]: under sequence
   // parallelism (pos.sp) through an all-gather of every rank's (a collective).
   torch::Tensor global_part(const torch::Tensor& s, const torch::Tensor& slice_mask, const LayerContext& pos);
