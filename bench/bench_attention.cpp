@@ -21,7 +21,7 @@
 // the last one with every other variant. --sdpa adds full attention through
 // at::scaled_dot_product_attention (ModelConfig::full_sdpa: the fused flash / memory-efficient
 // kernels on CUDA) beside the explicit N x N scores. --max-full-n caps only the explicit-scores
-// variant. MFU counts the attention scores computed and visible only (trainer/perf.h).
+// variant. MFU counts the attention scores computed and visible only (model/flops.h).
 #include <torch/torch.h>
 
 #include <boost/program_options.hpp>
@@ -31,10 +31,10 @@
 
 #include "common/error.h"
 #include "launcher/tool_main.h"
+#include "model/autocast_scope.h"
 #include "model/loss.h"
 #include "model/memory.h"
 #include "model/model.h"
-#include "trainer/autocast.h"
 #include "trainer/op_profile.h"
 #include "trainer/perf.h"
 #ifdef CST_WITH_CUDA
@@ -96,7 +96,7 @@ class Device {
   // Runs fn under bfloat16 autocast when enabled (CUDA only).
   template <class F>
   void autocast(F&& fn) const {
-    trainer::Bf16Autocast ac(cuda_ && bf16_);
+    model::Bf16Autocast ac(cuda_ && bf16_);
     fn();
   }
 

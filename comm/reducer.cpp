@@ -44,11 +44,6 @@ std::string shape_of(const int64_t* row) {
 
 }  // namespace
 
-double ReducerStats::hidden_fraction() const {
-  if (comm_seconds <= 0) return 0.0;
-  return std::clamp(1.0 - wait_seconds / comm_seconds, 0.0, 1.0);
-}
-
 // Post-hook of a parameter's AccumulateGrad node: runs once .grad() holds this backward's sum.
 class GradReducer::Hook : public torch::autograd::FunctionPostHook {
  public:

@@ -78,8 +78,6 @@ struct ReducerStats {
   double comm_seconds = 0;               // sum of the all-reduces' own run time (Work::elapsed_seconds)
   double wait_seconds = 0;               // finalize() blocked waiting for all-reduces: the exposed part
   double finalize_seconds = 0;           // all of finalize() (launches, wait, division, copy-back)
-  // Share of communication hidden behind backward: 1 - wait / comm, in [0, 1] (0 if no comm).
-  double hidden_fraction() const;
 };
 
 class GradReducer {

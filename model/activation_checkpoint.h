@@ -16,16 +16,21 @@
 
 #include <torch/types.h>
 
+#include <functional>
+#include <vector>
+
 #include "model/attention.h"
 
 namespace cst::model {
 
-class BlockImpl;
+// A block's forward (x [B, N, D], ctx) -> y [B, N, D] (the mask captured); it reads the block's
+// parameters as members and the positional tables from ctx.
+using BlockForward = std::function<torch::Tensor(const torch::Tensor& x, const LayerContext& ctx)>;
 
-// y = block.forward(x, mask, ctx) [B, N, D], recomputed in backward. Without grad mode, or when
-// nothing requires grad, it is block.forward itself. The block (and ctx.sp's group) must outlive
-// the backward.
-torch::Tensor checkpointed_block(BlockImpl& block, const torch::Tensor& x, const torch::Tensor& mask,
-                                 const LayerContext& ctx);
+// y = forward(x, ctx), recomputed in backward; parameters: the block's (model/recompute.h:
+// captured inputs). Without grad mode, or when nothing requires grad, it is forward itself. What
+// forward captures (the block, ctx.sp's group) must outlive the backward.
+torch::Tensor checkpointed_block(const BlockForward& forward, const std::vector<torch::Tensor>& parameters,
+                                 const torch::Tensor& x, const LayerContext& ctx);
 
 }  // namespace cst::model

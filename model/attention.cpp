@@ -78,7 +78,6 @@ bool CompositeSliceAttention::fused() const {
 }
 
 csa::LocalKernel CompositeSliceAttention::local_kernel(const Tensor& q, bool per_token_mask) const {
-  if (!fused()) return csa::LocalKernel::kExplicit;
   if (q.is_cuda()) {
     const int64_t d = cfg_.head_dim();
     const bool half = q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
@@ -124,7 +123,7 @@ Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const 
     q = (csa::to_slices(q, L) + at::matmul(pos.local.narrow(0, e, L), q_proj->weight.t())).view_as(q);
   const bool per_token_mask =
       !pos.all_real || (left.k.defined() && left.mask.defined()) || (right.k.defined() && right.mask.defined());
-  const csa::LocalKernel kernel = local_kernel(q, per_token_mask);  // fused(): never kExplicit
+  const csa::LocalKernel kernel = local_kernel(q, per_token_mask);
   csa::LocalGeometry g;
   g.slice_len = L, g.ext = e, g.causal = causal, g.heads = cfg_.n_heads;
   g.tokens = tokens < 0 ? NL : tokens;
@@ -140,6 +139,20 @@ Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const 
 }
 
 namespace {
+// The inputs of the recomputed global branch of the local-global composition, by name:
+// first = Y_l [B, n, L, D] (or, under sequence parallelism, the gathered slice embeddings
+// [B, n, D]), ms its token mask [B, n, L], the projection weights, and (undefined where absent)
+// the slice mask, P_g and the linear aggregation weights.
+struct GlobalOfLocalInputs {
+  Tensor first, ms, wq, bq, wk, bk, wv, bv, wo, mask, p_g, agg;
+
+  std::vector<Tensor> list() const { return {first, ms, wq, bq, wk, bk, wv, bv, wo, mask, p_g, agg}; }
+  static GlobalOfLocalInputs from(const std::vector<Tensor>& t) {
+    return {t.at(0), t.at(1), t.at(2), t.at(3), t.at(4),  t.at(5),
+            t.at(6), t.at(7), t.at(8), t.at(9), t.at(10), t.at(11)};
+  }
+};
+
 // Whether every slice of the whole sequence is known real: under sequence parallelism pos.all_real
 // speaks of this rank's chunk only, and the gathered slices are known real only when the
 // sequence came without a mask.
@@ -186,26 +199,25 @@ Tensor CompositeSliceAttention::global_of_local(const Tensor& y_l, const Tensor&
   // all-gather stay outside: it keeps the gathered slice embeddings and no collective is repeated.
   const SeqChunk* sp = pos.sp.get();
   const Tensor first = sp ? all_gather_seq(*sp->group, csa::pool_slices(y_l, ms, cfg_.aggregation, agg_weight)) : y_l;
-  std::vector<Tensor> in{first,          ms,           q_proj->weight, q_proj->bias, k_proj->weight, k_proj->bias,
-                         v_proj->weight, v_proj->bias, o_proj->weight};
   const Tensor mask_in = sp ? sp->slice_mask_all : slice_mask;
-  const bool has_mask = !all_slices_real(pos), has_pg = pos.global.defined(), has_agg = !sp && agg_weight.defined();
-  for (const Tensor& t : {has_mask ? mask_in : Tensor(), pos.global, has_agg ? agg_weight : Tensor()})
-    if (t.defined()) in.push_back(t);
+  const bool agg_here = !sp && agg_weight.defined();
+  const GlobalOfLocalInputs in{first,          ms,
+                               q_proj->weight, q_proj->bias,
+                               k_proj->weight, k_proj->bias,
+                               v_proj->weight, v_proj->bias,
+                               o_proj->weight, all_slices_real(pos) ? Tensor() : mask_in,
+                               pos.global,     agg_here ? agg_weight : Tensor()};
   const int64_t H = cfg_.n_heads, first_query = sp ? sp->first_slice : 0, n_q = sp ? ms.size(1) : -1;
   const bool causal = cfg_.causal(), pooled = sp != nullptr;
   const Aggregation agg = cfg_.aggregation;
-  auto fn = [=](const std::vector<Tensor>& t) {
-    size_t i = 9;
-    const Tensor mask = has_mask ? t[i++] : Tensor();
-    const Tensor p_g = has_pg ? t[i++] : Tensor();
-    const Tensor a = has_agg ? t[i++] : Tensor();
-    const GlobalWeights w{p_g, t[2], t[3], t[4], t[5], t[6], t[7]};
-    const Tensor s_bar = pooled ? t[0] : csa::pool_slices(t[0], t[1], agg, a);
-    Tensor y_g = global_branch(s_bar, mask, w, H, causal, true, 0.0, false, first_query, n_q);
-    return at::matmul(y_g, t[8].t());
+  auto fn = [=](const std::vector<Tensor>& list) {
+    const GlobalOfLocalInputs t = GlobalOfLocalInputs::from(list);
+    const GlobalWeights w{t.p_g, t.wq, t.bq, t.wk, t.bk, t.wv, t.bv};
+    const Tensor s_bar = pooled ? t.first : csa::pool_slices(t.first, t.ms, agg, t.agg);
+    Tensor y_g = global_branch(s_bar, t.mask, w, H, causal, true, 0.0, false, first_query, n_q);
+    return at::matmul(y_g, t.wo.t());
   };
-  return recompute(fn, in);
+  return recompute(fn, in.list());
 }
 
 Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, const LayerContext& pos) {
@@ -253,19 +265,21 @@ Tensor CompositeSliceAttention::project(const Tensor& y_local, const Tensor& glo
   return out.flatten(1, 2);
 }
 
+Tensor full_attention_mask(const Tensor& mask, bool causal) {
+  const int64_t N = mask.size(1);
+  Tensor m = mask.unsqueeze(1).unsqueeze(2);
+  return causal ? m.logical_and(at::ones({N, N}, mask.options()).tril()) : m;
+}
+
 FullAttention::FullAttention(const ModelConfig& cfg) : cfg_(cfg) {
   make_projections(*this, cfg, q_proj, k_proj, v_proj, o_proj);
 }
 
 Tensor FullAttention::forward(const Tensor& x, const Tensor& mask, const LayerContext& ctx) {
-  const int64_t N = x.size(1), H = cfg_.n_heads;
+  const int64_t H = cfg_.n_heads;
   Tensor q = csa::split_heads(q_proj(x), H), k = csa::split_heads(k_proj(x), H);
   Tensor v = csa::split_heads(v_proj(x), H);
-  // Who may attend to whom: [B, 1, 1, N] key padding, and [B, 1, N, N] when causal.
-  auto attend = [&] {
-    Tensor m = mask.unsqueeze(1).unsqueeze(2);
-    return cfg_.causal() ? m.logical_and(at::ones({N, N}, mask.options()).tril()) : m;
-  };
+  auto attend = [&] { return full_attention_mask(mask, cfg_.causal()); };
   if (cfg_.full_sdpa) {
     const double p = is_training() ? cfg_.dropout : 0.0;
     Tensor o = ctx.all_real  // no padding: no mask, so the flash kernels qualify

@@ -8,8 +8,7 @@
 #include <memory>
 
 #include "model/config.h"
-#include "model/local_attention.h"
-#include "model/varlen_attention.h"
+#include "model/csa_dispatch.h"
 
 namespace cst::model {
 
@@ -58,15 +57,14 @@ class CompositeSliceAttention : public AttentionBase {
   // + b, [B, n, L, D] and [B, n, D] -> [B, n*L, D].
   torch::Tensor output(const torch::Tensor& y_local, const torch::Tensor& y_global);
 
-  // The local kernel for queries q (after projection, so the autocast dtype) with or without a
-  // per-token key mask: model.csa_kernel resolved for this device, dtype and training mode.
-  csa::LocalKernel local_kernel(const torch::Tensor& q, bool per_token_mask) const;
-
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   torch::Tensor agg_weight;  // [L], aggregation = linear only
 
  private:
   bool fused() const;  // model.csa_kernel resolved: fused kernels for this training mode?
+  // When fused(): the local kernel for queries q (after projection, so the autocast dtype) with
+  // or without a per-token key mask, for this device, dtype and training mode.
+  csa::LocalKernel local_kernel(const torch::Tensor& q, bool per_token_mask) const;
   // Y_g [B, n, D] of this chunk's slices from their slice embeddings [B, n, D]: under sequence
   // parallelism (pos.sp) through an all-gather of every rank's (a collective).
   torch::Tensor global_part(const torch::Tensor& s, const torch::Tensor& slice_mask, const LayerContext& pos);
@@ -85,6 +83,10 @@ class CompositeSliceAttention : public AttentionBase {
   ModelConfig cfg_;
   csa::VarlenPlanCache plans_;  // index tensors of the variable-length kernel, per geometry
 };
+
+// Who may attend to whom in full attention: mask [B, N] (true = real) -> [B, 1, 1, N] key
+// padding, and [B, 1, N, N] (also key <= query) when causal.
+torch::Tensor full_attention_mask(const torch::Tensor& mask, bool causal);
 
 class FullAttention : public AttentionBase {
  public:

@@ -1,9 +1,11 @@
-// The autocast state of a forward, captured so that a recomputation in backward runs under it
-// (activation checkpointing, model/activation_checkpoint.h; selective recomputation,
-// model/recompute.h).
+// Autocast scopes that put back the state they found: the state of a forward, captured so that a
+// recomputation in backward runs under it (model/recompute.h), and the bfloat16 CUDA autocast
+// of training and evaluation steps.
 #pragma once
 
 #include <ATen/autocast_mode.h>
+
+#include <optional>
 
 namespace cst::model {
 
@@ -28,6 +30,12 @@ struct AutocastState {
     }
   }
   bool any() const { return on[0] || on[1]; }
+  // This state with CUDA autocast on, to bfloat16.
+  AutocastState with_cuda_bf16() const {
+    AutocastState s = *this;
+    s.on[0] = true, s.dtype[0] = at::kBFloat16;
+    return s;
+  }
 };
 
 // Sets `s` while in scope, then puts back what was there (and drops casts cached meanwhile).
@@ -47,6 +55,19 @@ class AutocastScope {
  private:
   AutocastState saved_;
   bool changed_;
+};
+
+// When `on`, CUDA autocast to bfloat16 on the calling thread while in scope; on exit (also during
+// unwinding) the previous state is put back and the weight-cast cache cleared. When not `on`,
+// nothing. Not copyable.
+class Bf16Autocast {
+ public:
+  explicit Bf16Autocast(bool on) {
+    if (on) scope_.emplace(AutocastState::current().with_cuda_bf16());
+  }
+
+ private:
+  std::optional<AutocastScope> scope_;
 };
 
 }  // namespace cst::model

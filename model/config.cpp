@@ -1,6 +1,9 @@
 #include "model/config.h"
 
+#include <boost/program_options/options_description.hpp>
+#include <boost/program_options/parsers.hpp>
 #include <cmath>
+#include <fstream>
 #include <sstream>
 #include <utility>
 
@@ -20,6 +23,37 @@ const EnumTable<Aggregation> kAgg = {
 const EnumTable<PosEmb> kPos = {{"auto", PosEmb::kAuto}, {"msvipe", PosEmb::kMsVipe}, {"absolute", PosEmb::kAbsolute}};
 const EnumTable<CsaKernel> kCsaKernel = {
     {"auto", CsaKernel::kAuto}, {"explicit", CsaKernel::kExplicit}, {"fused", CsaKernel::kFused}};
+
+// The [model] section of a config file of the repository (INI, as cst-train reads it through
+// Boost.Program_options): its keys set on a default ModelConfig, validated.
+ModelConfig read_model_section(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  CST_INPUT_CHECK(file.good(), "cannot read config file '" << path << "'");
+  namespace po = boost::program_options;
+  po::parsed_options parsed(nullptr);
+  try {
+    parsed = po::parse_config_file<char>(file, po::options_description(), /*allow_unregistered=*/true);
+  } catch (const po::error& e) {
+    CST_THROW_INPUT("config file '" << path << "': " << e.what());
+  }
+  const std::string section = "model.";
+  ModelConfig c;
+  for (const po::option& o : parsed.options) {
+    if (o.string_key.compare(0, section.size(), section) != 0) continue;
+    const std::string key = o.string_key.substr(section.size());
+    try {
+      c.set(key, o.value.empty() ? std::string() : o.value.front());
+    } catch (const InputError& e) {
+      CST_THROW_INPUT("config file '" << path << "' [model] " << key << ": " << e.what());
+    }
+  }
+  try {
+    c.validate();
+  } catch (const InputError& e) {
+    CST_THROW_INPUT("config file '" << path << "': " << e.what());
+  }
+  return c;
+}
 
 }  // namespace
 
@@ -137,29 +171,18 @@ void ModelConfig::validate() const {
 #undef CST_FIELD_CHECK
 }
 
+std::string ModelConfig::configs_dir() { return CST_CONFIGS_DIR; }
+
 ModelConfig ModelConfig::preset(const std::string& name) {
-  ModelConfig c;
-  if (name == "tiny_lm") {
-    c.task = Task::kLm;
-    c.d_model = 128, c.n_heads = 4, c.n_layers = 2, c.d_ff = 512;
-    c.max_seq_len = 256, c.slice_len = 16, c.alpha = 2.0;
-  } else if (name == "tiny_mlm") {
-    c.task = Task::kMlm;
-    c.d_model = 128, c.n_heads = 4, c.n_layers = 2, c.d_ff = 512;
-    c.max_seq_len = 128, c.slice_len = 16, c.alpha = 2.0;
-  } else if (name == "base_mlm") {  // BERT-base size, the paper's MLM setup (N = 128)
-    c.task = Task::kMlm;
-    c.vocab_size = 30522, c.d_model = 768, c.n_heads = 12, c.n_layers = 12, c.d_ff = 3072;
-    c.max_seq_len = 128, c.slice_len = 16, c.alpha = 2.0;
-  } else if (name == "pg19_longctx") {
-    c.task = Task::kLm;
-    c.vocab_size = 32000, c.d_model = 512, c.n_heads = 8, c.n_layers = 8, c.d_ff = 2048;
-    c.max_seq_len = 8192, c.slice_len = 64, c.alpha = 3.0;
-  } else {
-    CST_THROW_INPUT("unknown model preset '" << name << "' (tiny_lm, tiny_mlm, base_mlm, pg19_longctx)");
-  }
-  c.validate();
-  return c;
+  static const std::pair<const char*, const char*> kPresets[] = {
+      {"tiny_lm", "tiny_lm.cfg"},
+      {"tiny_mlm", "tiny_mlm.cfg"},
+      {"base_mlm", "bert_base_mlm.cfg"},
+      {"pg19_longctx", "pg19_longctx.cfg"},
+  };
+  for (const auto& [preset_name, file] : kPresets)
+    if (name == preset_name) return read_model_section(configs_dir() + "/" + file);
+  CST_THROW_INPUT("unknown model preset '" << name << "' (tiny_lm, tiny_mlm, base_mlm, pg19_longctx)");
 }
 
 }  // namespace cst::model

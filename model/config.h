@@ -76,7 +76,12 @@ struct ModelConfig {
   // (the bounds above included).
   void validate() const;
 
-  // Named presets: tiny_lm, tiny_mlm, base_mlm (BERT-base, N = 128), pg19_longctx.
+  // The repository's configs/ folder (set at build time), where the presets are read from.
+  static std::string configs_dir();
+  // Named presets, each the [model] section of a cst-train config file in configs_dir(), which
+  // holds the shape: tiny_lm, tiny_mlm, base_mlm (bert_base_mlm.cfg: BERT-base, N = 128),
+  // pg19_longctx (the other sections are ignored). Validated. Throws InputError on another name,
+  // naming the file on an unreadable file and the file and key on a bad key or value.
   static ModelConfig preset(const std::string& name);
 
   // ---- the field table ----

@@ -100,19 +100,18 @@ Tensor pool_slices(const Tensor& y, const Tensor& mask, Aggregation agg, const T
   CST_THROW("pool_slices: unknown aggregation");
 }
 
+Tensor earlier_slices(int64_t f, int64_t nq, int64_t n, const at::TensorOptions& opt) {
+  Tensor t = at::arange(f, f + nq, opt.dtype(at::kLong)).unsqueeze(1);
+  Tensor s = at::arange(n, opt.dtype(at::kLong)).unsqueeze(0);
+  return s < t;
+}
+
 namespace {
 // The query rows for slices [f, f + nq): causal, slice t uses the row of slice t-1 (slice 0: a
 // zero row, masked out).
 Tensor query_rows(const Tensor& q, bool causal, int64_t f, int64_t nq) {
   if (!causal) return q.narrow(2, f, nq);
   return f > 0 ? q.narrow(2, f - 1, nq) : at::cat({at::zeros_like(q.narrow(2, 0, 1)), q.narrow(2, 0, nq - 1)}, 2);
-}
-
-// [nq, n] bool: causal visibility of key slice s from query slice t = f + i (s < t).
-Tensor earlier_slices(int64_t f, int64_t nq, int64_t n, const at::TensorOptions& opt) {
-  Tensor t = at::arange(f, f + nq, opt.dtype(at::kLong)).unsqueeze(1);
-  Tensor s = at::arange(n, opt.dtype(at::kLong)).unsqueeze(0);
-  return s < t;
 }
 
 void check_query_range(int64_t f, int64_t nq, int64_t n) {

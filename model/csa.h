@@ -51,6 +51,10 @@ Tensor local_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
 // give zeros.
 Tensor pool_slices(const Tensor& y, const Tensor& mask, Aggregation agg, const Tensor& linear_w = {});
 
+// [nq, n] bool: causal visibility of key slice s from query slice t = f + i (s < t), the rule of
+// causal global attention.
+Tensor earlier_slices(int64_t f, int64_t nq, int64_t n, const at::TensorOptions& opt);
+
 // Global attention over slice embeddings. q/k/v [B, H, n, d], slice_mask [B, n] (slice has a
 // real token). Causal: slice t uses the query of slice t-1 and sees slices < t; slice 0 gets 0.
 // Returns [B, H, n_q, d]: the outputs of slices [first_query, first_query + n_q) (n_q < 0: to

@@ -8,21 +8,10 @@
 
 #include "common/error.h"
 #include "model/csa.h"
-#include "model/varlen_attention.h"
 
 namespace cst::model::csa {
 
 using at::Tensor;
-
-const char* to_string(LocalKernel k) {
-  switch (k) {
-    case LocalKernel::kExplicit: return "explicit";
-    case LocalKernel::kFlashCpu: return "flash-cpu";
-    case LocalKernel::kSdpaBlocks: return "sdpa-blocks";
-    case LocalKernel::kFlashVarlen: return "flash-varlen";
-  }
-  return "?";
-}
 
 Tensor key_validity(const LocalGeometry& g, int64_t batch, const Tensor& key_mask, const at::TensorOptions& opt) {
   const int64_t T = g.key_rows();
@@ -164,22 +153,25 @@ void fold(const Tensor& grad_windows, const Chunk& c, const Group& gr, bool only
 std::optional<Tensor> optional(const Tensor& t) { return t.defined() ? std::optional<Tensor>(t) : std::nullopt; }
 Tensor value(const std::optional<Tensor>& t) { return t.value_or(Tensor()); }
 
-void save_geometry(torch::autograd::AutogradContext* ctx, const LocalGeometry& g) {
-  ctx->saved_data["L"] = g.slice_len, ctx->saved_data["e"] = g.ext, ctx->saved_data["causal"] = g.causal;
-  ctx->saved_data["H"] = g.heads, ctx->saved_data["N"] = g.tokens;
-  ctx->saved_data["left"] = g.left_halo, ctx->saved_data["right"] = g.right_halo;
-  ctx->saved_data["budget"] = g.call_elements;
-}
+// What FlashCpuLocal keeps for backward, by name: its inputs (undefined where absent) and output
+// with the log-sum-exp of the flash kernel, and the geometry (in a capsule, as the varlen kernel
+// passes its plan).
+struct FlashCpuSaved {
+  Tensor q, kx, vx, left_k, left_v, right_k, right_v, p_local, w_k, key_mask, out, lse;
 
-LocalGeometry load_geometry(torch::autograd::AutogradContext* ctx) {
+  std::vector<Tensor> list() const {
+    return {q, kx, vx, left_k, left_v, right_k, right_v, p_local, w_k, key_mask, out, lse};
+  }
+  static FlashCpuSaved from(const std::vector<Tensor>& s) {
+    return {s.at(0), s.at(1), s.at(2), s.at(3), s.at(4),  s.at(5),
+            s.at(6), s.at(7), s.at(8), s.at(9), s.at(10), s.at(11)};
+  }
+};
+
+struct GeometryHolder : torch::CustomClassHolder {
+  explicit GeometryHolder(const LocalGeometry& geometry) : g(geometry) {}
   LocalGeometry g;
-  g.slice_len = ctx->saved_data["L"].toInt(), g.ext = ctx->saved_data["e"].toInt();
-  g.causal = ctx->saved_data["causal"].toBool(), g.heads = ctx->saved_data["H"].toInt();
-  g.tokens = ctx->saved_data["N"].toInt();
-  g.left_halo = ctx->saved_data["left"].toBool(), g.right_halo = ctx->saved_data["right"].toBool();
-  g.call_elements = ctx->saved_data["budget"].toInt();
-  return g;
-}
+};
 
 // SDPA's CPU flash kernel on blocks, a group of blocks per call, as an autograd function that
 // keeps its inputs (q, kx, vx, halos) and output, not the windows (alpha times larger) nor the
@@ -208,19 +200,22 @@ class FlashCpuLocal : public torch::autograd::Function<FlashCpuLocal> {
       query_blocks(out, c, gr).copy_(o);
       lse.narrow(0, gr.b0, gr.rows).narrow(1, gr.s0, gr.ns).view({gr.count(), c.H, c.L}).copy_(l);
     }
-    ctx->save_for_backward(
-        {q, kx, vx, value(lk), value(lv), value(rk), value(rv), value(pl), value(wk), value(mask), out, lse});
-    save_geometry(ctx, g);
+    const FlashCpuSaved saved{q,         kx,        vx,        value(lk),   value(lv), value(rk),
+                              value(rv), value(pl), value(wk), value(mask), out,       lse};
+    ctx->save_for_backward(saved.list());
+    ctx->saved_data["geometry"] = c10::IValue::make_capsule(c10::make_intrusive<GeometryHolder>(g));
     return out;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    auto s = ctx->get_saved_variables();
-    const Tensor &q = s[0], &kx = s[1], &vx = s[2], &pl = s[7], &wk = s[8], &out = s[10], &lse = s[11];
-    const LocalGeometry g = load_geometry(ctx);
+    const FlashCpuSaved s = FlashCpuSaved::from(ctx->get_saved_variables());
+    const Tensor &q = s.q, &pl = s.p_local, &wk = s.w_k, &out = s.out, &lse = s.lse;
+    const LocalGeometry g =
+        c10::static_intrusive_pointer_cast<GeometryHolder>(ctx->saved_data["geometry"].toCapsule())->g;
     const Tensor pk = position_keys(pl, wk, q.scalar_type());
-    const Chunk c = prepare(q, key_sequence(kx, s[3], s[5], g), key_sequence(vx, s[4], s[6], g), pk, s[9], g, true);
+    const Chunk c = prepare(q, key_sequence(s.kx, s.left_k, s.right_k, g), key_sequence(s.vx, s.left_v, s.right_v, g),
+                            pk, s.key_mask, g, true);
     const double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
     const Tensor grad = grads[0].contiguous();
     const std::vector<Group> calls = groups(c, g);
@@ -264,10 +259,11 @@ class FlashCpuLocal : public torch::autograd::Function<FlashCpuLocal> {
   }
 };
 
-// at::scaled_dot_product_attention on all blocks at once, under autograd.
-Tensor sdpa_blocks(const Tensor& q, const Tensor& kx, const Tensor& vx, const KvHalo& left, const KvHalo& right,
-                   const Tensor& p_local, const Tensor& w_k, const Tensor& key_mask, const LocalGeometry& g,
-                   double dropout_p) {
+}  // namespace
+
+Tensor local_attention_sdpa_blocks(const Tensor& q, const Tensor& kx, const Tensor& vx, const KvHalo& left,
+                                   const KvHalo& right, const Tensor& p_local, const Tensor& w_k,
+                                   const Tensor& key_mask, const LocalGeometry& g, double dropout_p) {
   const Chunk c = prepare(q, key_sequence(kx, left.k, right.k, g), key_sequence(vx, left.v, right.v, g),
                           position_keys(p_local, w_k, q.scalar_type()), key_mask, g, false);
   Blocks b = blocks(c, {0, c.B, 0, c.n});
@@ -276,30 +272,11 @@ Tensor sdpa_blocks(const Tensor& q, const Tensor& kx, const Tensor& vx, const Kv
   return out.transpose(1, 2).reshape(q.sizes());
 }
 
-}  // namespace
-
-Tensor local_attention_fused(const Tensor& q, const Tensor& kx, const Tensor& vx, const KvHalo& left,
-                             const KvHalo& right, const Tensor& p_local, const Tensor& w_k, const Tensor& key_mask,
-                             const LocalGeometry& g, LocalKernel kernel, double dropout_p, bool training,
-                             const VarlenKernel* varlen, VarlenPlanCache* plans) {
-  CST_CHECK(left.k.defined() == g.left_halo && right.k.defined() == g.right_halo && !(g.causal && g.right_halo),
-            "local attention: halos given (left " << left.k.defined() << ", right " << right.k.defined()
-                                                  << ") do not match the geometry");
-  const double p = training ? dropout_p : 0.0;
-  switch (kernel) {
-    case LocalKernel::kFlashCpu:
-      CST_CHECK(p == 0.0, "local attention: the CPU flash kernel has no dropout (p = " << p << ")");
-      return FlashCpuLocal::apply(q, kx, vx, optional(left.k), optional(left.v), optional(right.k), optional(right.v),
-                                  optional(p_local), optional(p_local.defined() ? w_k : Tensor()), optional(key_mask),
-                                  g);
-    case LocalKernel::kSdpaBlocks: return sdpa_blocks(q, kx, vx, left, right, p_local, w_k, key_mask, g, p);
-    case LocalKernel::kFlashVarlen:
-      CST_CHECK(!key_mask.defined(), "local attention: the variable-length kernel takes no per-token key mask");
-      return local_attention_varlen(q, kx, vx, left, right, p_local, w_k, g, p,
-                                    varlen ? *varlen : flash_attention_varlen(), plans);
-    case LocalKernel::kExplicit: break;
-  }
-  CST_THROW("local_attention_fused: kernel " << to_string(kernel) << " is not a fused kernel");
+Tensor local_attention_flash_cpu(const Tensor& q, const Tensor& kx, const Tensor& vx, const KvHalo& left,
+                                 const KvHalo& right, const Tensor& p_local, const Tensor& w_k, const Tensor& key_mask,
+                                 const LocalGeometry& g) {
+  return FlashCpuLocal::apply(q, kx, vx, optional(left.k), optional(left.v), optional(right.k), optional(right.v),
+                              optional(p_local), optional(p_local.defined() ? w_k : Tensor()), optional(key_mask), g);
 }
 
 }  // namespace cst::model::csa

@@ -1,5 +1,6 @@
 // CSA's local attention through fused kernels: the function of csa::local_attention (csa.h, the
-// explicit reference) without the [B, H, n, L, W] scores. docs/MODEL.md "Kernels" compares them.
+// explicit reference) without the [B, H, n, L, W] scores. docs/MODEL.md "Kernels" compares them;
+// model/csa_dispatch.h picks one of them and the variable-length kernel (model/varlen_attention.h).
 //
 // Shapes: B batch, N real tokens of the chunk, n = ceil(N / L) slices, L slice length, e keys
 // borrowed from each side, W window (L + e causal, L + 2e bidirectional), D width, H heads,
@@ -17,23 +18,6 @@
 #include <cstdint>
 
 namespace cst::model::csa {
-
-class VarlenKernel;
-class VarlenPlanCache;
-
-enum class LocalKernel {
-  kExplicit,     // csa::local_attention on extended slices: scores [B, H, n, L, W] (the reference)
-  kFlashCpu,     // SDPA's CPU flash kernel on blocks [B*n, H, L|W, d] with an additive window mask;
-                 // backward rebuilds the blocks, so it keeps what full attention keeps (q, keys,
-                 // values, output). No dropout.
-  kSdpaBlocks,   // at::scaled_dot_product_attention on the same blocks with a boolean mask: any
-                 // device and dtype, dropout (CUDA: the memory-efficient kernel); autograd keeps
-                 // the blocks
-  kFlashVarlen,  // FlashAttention-2 over variable-length segments (CUDA, bf16/fp16, d % 8 == 0,
-                 // d <= 256): each slice's in-sequence keys packed, no mask; backward rebuilds
-                 // the packing. Needs no per-token key mask.
-};
-const char* to_string(LocalKernel k);
 
 // Projected keys and values from beyond one end of a chunk (sequence parallelism: the
 // neighbouring rank's e boundary tokens), k = k_proj(x), v = v_proj(x) without P_l, [B, e, D]
@@ -63,20 +47,27 @@ struct LocalGeometry {
   int64_t key_end() const { return right_halo ? key_rows() : ext + tokens; }
 };
 
-// Local attention of one chunk. q [B, n*L, D] (P_l rows included), kx / vx [B, n*L, D] the
+// Local attention of one chunk through SDPA on slice blocks [B*n, H, L|W, d] (the kernels
+// model/csa_dispatch.h picks from). q [B, n*L, D] (P_l rows included), kx / vx [B, n*L, D] the
 // chunk's projected keys and values, left / right halos (right: bidirectional only; their
 // presence must match g.left_halo / g.right_halo), p_local P_l [W, D] and w_k k_proj's weight
 // [D, D] (pk = P_l W_k^T, in q's dtype; p_local undefined: no MS-VIPE), key_mask [B, T] bool
 // over the key sequence (true = real) or undefined (every row in [key_begin, key_end) is real).
 // Returns [B, n*L, D]; a query with no visible key gets 0 with zero gradients; rows >= N are
-// padding (kFlashVarlen: 0). Differentiable in q, kx, vx, the halos' k and v, p_local and w_k.
-// kFlashVarlen: key_mask must be undefined; varlen is the kernel (null: FlashAttention-2) and
-// plans caches its index tensors (may be null). kExplicit is not served.
-at::Tensor local_attention_fused(const at::Tensor& q, const at::Tensor& kx, const at::Tensor& vx, const KvHalo& left,
-                                 const KvHalo& right, const at::Tensor& p_local, const at::Tensor& w_k,
-                                 const at::Tensor& key_mask, const LocalGeometry& g, LocalKernel kernel,
-                                 double dropout_p, bool training, const VarlenKernel* varlen = nullptr,
-                                 VarlenPlanCache* plans = nullptr);
+// padding. Differentiable in q, kx, vx, the halos' k and v, p_local and w_k.
+// flash_cpu: SDPA's CPU flash kernel with an additive window mask, a group of blocks per call;
+// backward rebuilds the blocks, so it keeps what full attention keeps (q, keys, values,
+// output). No dropout.
+at::Tensor local_attention_flash_cpu(const at::Tensor& q, const at::Tensor& kx, const at::Tensor& vx,
+                                     const KvHalo& left, const KvHalo& right, const at::Tensor& p_local,
+                                     const at::Tensor& w_k, const at::Tensor& key_mask, const LocalGeometry& g);
+// sdpa_blocks: at::scaled_dot_product_attention on all blocks at once with a boolean mask: any
+// device and dtype, dropout_p as given (CUDA: the memory-efficient kernel); autograd keeps the
+// blocks.
+at::Tensor local_attention_sdpa_blocks(const at::Tensor& q, const at::Tensor& kx, const at::Tensor& vx,
+                                       const KvHalo& left, const KvHalo& right, const at::Tensor& p_local,
+                                       const at::Tensor& w_k, const at::Tensor& key_mask, const LocalGeometry& g,
+                                       double dropout_p);
 
 // The key sequence [B, T, ...] of a chunk [B, n*L, ...]: left halo (or zeros), the chunk, and
 // (bidirectional) right halo (or zeros). For keys, values and masks alike.

@@ -154,7 +154,8 @@ Tensor CstModelImpl::forward_embeddings(const Tensor& x, const Tensor& attention
     if (lp.local.defined()) lp.local = lp.local.alias();
     if (lp.global.defined()) lp.global = lp.global.alias();
     BlockImpl& block = *layer->as<BlockImpl>();
-    h = checkpoint ? checkpointed_block(block, h, mask, lp) : block.forward(h, mask, lp);
+    auto forward = [&block, mask](const Tensor& x, const LayerContext& c) { return block.forward(x, mask, c); };
+    h = checkpoint ? checkpointed_block(forward, block.parameters(), h, lp) : forward(h, lp);
   }
   return ln_f(h);
 }

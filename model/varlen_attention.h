@@ -1,7 +1,7 @@
 // Variable-length attention for CSA's local part: FlashAttention-2's packed-segment interface,
 // the index plan that packs every slice's in-sequence keys into one segment, and the kernel as a
 // small interface, so that the packing is tested on CPU with a reference kernel
-// (tests/model/csa_varlen_test.cpp) and runs FlashAttention-2 on CUDA.
+// (tests/model/csa_kernels_test.cpp) and runs FlashAttention-2 on CUDA.
 //
 // Segment i = one slice of one batch row: its queries rows [cu_q[i], cu_q[i+1]) of the packed
 // queries, its keys rows [cu_k[i], cu_k[i+1]) of the packed keys. Causal segments are aligned
@@ -69,7 +69,8 @@ class VarlenPlanCache {
   std::shared_ptr<const VarlenPlan> last_;
 };
 
-// local_attention_fused with kFlashVarlen (no key mask); dropout_p is applied as given.
+// Local attention of one chunk (the arguments of local_attention_flash_cpu, model/local_attention.h,
+// without a key mask) through FlashAttention-2 variable-length segments; dropout_p as given.
 at::Tensor local_attention_varlen(const at::Tensor& q, const at::Tensor& kx, const at::Tensor& vx, const KvHalo& left,
                                   const KvHalo& right, const at::Tensor& p_local, const at::Tensor& w_k,
                                   const LocalGeometry& g, double dropout_p, const VarlenKernel& kernel,

@@ -1,10 +1,10 @@
-// Throughput accounting: a measured GEMM peak and the model FLOPs per token, for MFU.
+// Throughput accounting for MFU: a measured GEMM peak; the model FLOPs per token come from model/flops.h.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
-#include "model/config.h"
+#include "model/flops.h"
 
 namespace cst::trainer {
 
@@ -30,18 +30,8 @@ GemmPeak measure_gemm_peak(int64_t n = 2048, int repeats = 5, bool cuda = false,
 // every size timed.
 GemmPeak measure_mfu_peak(bool cuda, int repeats = 5, bool process_cpu_time = false);
 
-// Attention scores computed and visible per head in one layer for one sequence of seq_len
-// tokens: the (query, key) pairs that a kernel skipping hidden pairs computes. Full attention:
-// N(N+1)/2 causal, N^2 bidirectional. CSA: local, per real query its in-sequence window keys
-// (causal: the e borrowed ones and its slice up to itself; slice 0 borrows nothing), plus global,
-// n(n-1)/2 slice pairs causal (slice t over slices < t), n^2 bidirectional. Padding is ignored.
-double attention_pairs(const model::ModelConfig& cfg, int64_t seq_len);
-
-// Model FLOPs per token of one forward pass at sequence length seq_len (matmuls only, a
-// multiply-add = 2 FLOPs): q/k/v/o projections (CSA: also of the slice embeddings), FFN, the
-// visible attention scores of attention_pairs (q.k and p.v: 4 D per pair), and the output head
-// on a fraction head_fraction of the tokens (MLM computes it on the predicted tokens only).
-// Terms paid once per batch (P_l W_k^T) are not counted. A training step costs 3x.
-double forward_flops_per_token(const model::ModelConfig& cfg, int64_t seq_len, double head_fraction = 1.0);
+// The model FLOPs per token that MFU is measured against: the model states them
+// (model/flops.h, visible attention scores only).
+using model::forward_flops_per_token;
 
 }  // namespace cst::trainer

@@ -132,8 +132,6 @@ std::string TrainConfig::to_string() const {
   return os.str();
 }
 
-int64_t TrainConfig::effective_seq_len() const { return data.seq_len; }
-
 void TrainConfig::validate(int world_size) const {
   model.validate();
 #define CST_OPT_CHECK(cond, key, why) CST_INPUT_CHECK(cond, key << " = " << get(key) << ": " << why)

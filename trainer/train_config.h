@@ -131,7 +131,6 @@ struct TrainConfig {
   int64_t micro_steps(int world_size) const {
     return train.global_batch / (data_parallel_size(world_size) * train.micro_batch);
   }
-  int64_t effective_seq_len() const;  // tokens per sample fed to the model
 
  private:
   void validate_seq_parallel(int world_size) const;

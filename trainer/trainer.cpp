@@ -9,9 +9,9 @@
 
 #include "common/error.h"
 #include "common/h5.h"
+#include "model/autocast_scope.h"
 #include "model/loss.h"
 #include "model/weights_io.h"
-#include "trainer/autocast.h"
 #include "trainer/preemption.h"
 #include "trainer/trainer_state.h"
 
@@ -104,7 +104,7 @@ void Trainer::State::train_step(int64_t step, PhaseTimer& phases) {
     auto rows = [&](const Tensor& t) { return t.defined() ? t.narrow(0, m * mb, mb).to(device) : t; };
     model::LossSum ls;
     {
-      Bf16Autocast ac(bf16);
+      model::Bf16Autocast ac(bf16);
       ls = model->loss(rows(inputs), rows(mask), rows(labels));
     }
     phases.mark("forward + loss");

@@ -1,7 +1,7 @@
 // Validation: one pass over each corpus of the validation split (or log.eval_batches batches of
 // each), loss and accuracy per corpus, and the blend's loss as their weighted mean.
+#include "model/autocast_scope.h"
 #include "model/loss.h"
-#include "trainer/autocast.h"
 #include "trainer/trainer_state.h"
 
 namespace cst::trainer {
@@ -26,7 +26,7 @@ void Trainer::State::evaluate(int64_t step, TrainResult& res) {
                                 : ids.narrow(1, 1, seq_len));
       Tensor mask = chunk(mlm ? to_tensor(b->attention_mask, b->rows, b->cols, torch::kBool).narrow(0, r0, n).to(device)
                               : Tensor());
-      Bf16Autocast ac(bf16);
+      model::Bf16Autocast ac(bf16);
       Tensor correct;
       model::LossSum ls = model->loss(inputs, mask, labels, &correct);
       at[0] += ls.sum.item<double>();

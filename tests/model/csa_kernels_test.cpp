@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "model/csa.h"
+#include "model/csa_dispatch.h"
 #include "model/local_attention.h"
 #include "model/varlen_attention.h"
 #include "tests/model/local_reference.h"

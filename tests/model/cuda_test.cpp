@@ -8,12 +8,13 @@
 #include <torch/torch.h>
 
 #include "model/attention.h"
+#include "model/autocast_scope.h"
+#include "model/csa_dispatch.h"
 #include "model/loss.h"
 #include "model/model.h"
 #include "model/varlen_attention.h"
 #include "tests/model/local_reference.h"
 #include "tests/model/test_util.h"
-#include "trainer/autocast.h"
 #include "trainer/optimizer.h"
 
 namespace cst::model {
@@ -186,7 +187,7 @@ TEST(Cuda, FusedModelEqualsExplicitInBf16) {
     Tensor r = torch::randn({B, N, cfg.d_model}).cuda();
     std::vector<Tensor> h;
     for (CstModel* m : {&a, &b}) {
-      trainer::Bf16Autocast ac(true);
+      model::Bf16Autocast ac(true);
       Tensor y = (*m)->forward_hidden(ids, mask).to(torch::kFloat);
       if (mask.defined()) y = y * mask.unsqueeze(-1);
       (y * r).sum().backward();
@@ -210,7 +211,7 @@ TEST(Cuda, ChunkedLossEqualsFullLogitsInBf16) {
   Tensor h = torch::randn({300, 64}).cuda().requires_grad_(), w = torch::randn({1000, 64}).cuda().requires_grad_();
   Tensor labels = torch::randint(1000, {300}, torch::kLong).cuda();
   Tensor h2 = h.detach().clone().requires_grad_(), w2 = w.detach().clone().requires_grad_();
-  trainer::Bf16Autocast ac(true);
+  model::Bf16Autocast ac(true);
   LossSum want = token_loss(torch::nn::functional::linear(h, w), labels);
   LossSum got = chunked_cross_entropy(h2, w2, {}, labels, 64);
   want.sum.backward(), got.sum.backward();
