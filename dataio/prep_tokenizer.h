@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "dataio/format.h"
-#include "dataio/prep.h"
+#include "dataio/prep_options.h"
 
 namespace sentencepiece {
 class SentencePieceProcessor;
