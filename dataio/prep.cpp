@@ -213,7 +213,7 @@ void encode_part(const PrepOptions& opt, const PrepWorld& world, const PrepCorpu
   Progress progress("encode " + corpus.input.name + " (rank 0's files)", total, "MB", opt.progress && world.rank == 0);
   for (size_t i = static_cast<size_t>(world.rank); i < files.size(); i += static_cast<size_t>(world.size)) {
     int64_t doc = 0;
-    read_documents(files[i], fmt, opt.jsonl_field, [&](std::string&& d) {
+    read_documents(files[i], fmt, opt.jsonl_field, opt.encoding, [&](std::string&& d) {
       const Split split = assign_split(files[i], doc++, opt.valid_fraction, opt.test_fraction);
       const int64_t items = enc.encode(d, tokens, lens);
       if (items > 0) ++docs[static_cast<size_t>(split)];
@@ -378,8 +378,9 @@ PrepSummary run_prep(const PrepOptions& opt, const PrepWorld& world) {
   world.barrier();
   PrepSummary sum;
   sentencepiece::SentencePieceProcessor sp;
-  const auto st = sp.Load(tokenizer_path(opt));
-  CST_INPUT_CHECK(st.ok(), "cannot load tokenizer '" << tokenizer_path(opt) << "': " << st.ToString());
+  // Errors name the tokenizer the user gave, not its copy in the staging folder.
+  const std::string shown = opt.tokenizer.empty() ? (fs::path(opt.output) / kTokenizer).string() : opt.tokenizer;
+  load_tokenizer(sp, tokenizer_path(opt), shown);
   ShardMeta meta;
   meta.version = kFormatVersion;
   meta.vocab_size = sp.GetPieceSize();
@@ -391,8 +392,8 @@ PrepSummary run_prep(const PrepOptions& opt, const PrepWorld& world) {
   const SpecialTokens& sp_ids = meta.special;
   CST_INPUT_CHECK(
       opt.task == SampleKind::kLm || (sp_ids.pad >= 0 && sp_ids.cls >= 0 && sp_ids.sep >= 0 && sp_ids.mask >= 0),
-      "tokenizer '" << tokenizer_path(opt) << "' lacks MLM's special tokens: pad " << sp_ids.pad << ", bos/[CLS] "
-                    << sp_ids.cls << ", eos/[SEP] " << sp_ids.sep << ", [MASK] " << sp_ids.mask << " (-1 = missing)");
+      "tokenizer '" << shown << "' lacks MLM's special tokens: pad " << sp_ids.pad << ", bos/[CLS] " << sp_ids.cls
+                    << ", eos/[SEP] " << sp_ids.sep << ", [MASK] " << sp_ids.mask << " (-1 = missing)");
   for (const PrepCorpus& c : corpora) {
     encode_part(opt, world, c, sp);
     world.barrier();

@@ -40,6 +40,8 @@ void make_tokenizer(const PrepOptions& opt, const std::vector<PrepCorpus>& corpo
   if (!opt.tokenizer.empty()) {
     std::error_code ec;
     CST_INPUT_CHECK(fs::is_regular_file(opt.tokenizer, ec), "tokenizer model '" << opt.tokenizer << "' not found");
+    sentencepiece::SentencePieceProcessor sp;
+    load_tokenizer(sp, opt.tokenizer, opt.tokenizer);
     fs::copy_file(opt.tokenizer, out);  // out: in the staging folder, which starts empty
     return;
   }
@@ -56,7 +58,7 @@ void make_tokenizer(const PrepOptions& opt, const std::vector<PrepCorpus>& corpo
     int64_t taken = 0;
     for (size_t i = 0; i < c.files.size() && taken < budget; ++i) {
       int64_t doc = 0;
-      read_documents(c.files[i], c.input.format, opt.jsonl_field, [&](std::string&& d) {
+      read_documents(c.files[i], c.input.format, opt.jsonl_field, opt.encoding, [&](std::string&& d) {
         if (assign_split(c.files[i], doc++, opt.valid_fraction, opt.test_fraction) != Split::kTrain) return;
         for (std::string& line : split_sentences(d)) {
           if (taken >= budget) return;
@@ -94,6 +96,11 @@ void make_tokenizer(const PrepOptions& opt, const std::vector<PrepCorpus>& corpo
   std::ofstream f(out, std::ios::binary | std::ios::trunc);
   f.write(model.data(), static_cast<std::streamsize>(model.size()));
   CST_INPUT_CHECK(f.good(), "cannot write tokenizer '" << out << "'");
+}
+
+void load_tokenizer(sentencepiece::SentencePieceProcessor& sp, const std::string& path, const std::string& shown) {
+  const auto st = sp.Load(path);
+  CST_INPUT_CHECK(st.ok(), "cannot load tokenizer '" << shown << "': " << st.ToString());
 }
 
 SpecialTokens special_tokens(const sentencepiece::SentencePieceProcessor& sp) {

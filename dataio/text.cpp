@@ -77,16 +77,69 @@ bool any_file(const fs::path& root, const std::function<bool(const fs::path&)>& 
   return false;
 }
 
-std::string read_file(const InputFile& f) {
-  std::ifstream in(f.path, std::ios::binary);
-  CST_INPUT_CHECK(in.good(), "cannot read input file '" << f.path << "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  CST_INPUT_CHECK(!in.bad(), "error reading input file '" << f.path << "'");
-  return ss.str();
+// Length of the valid UTF-8 sequence at s[i], or 0 (RFC 3629: no overlong forms, surrogates or
+// code points above U+10FFFF).
+size_t utf8_length(const std::string& s, size_t i) {
+  const auto b = [&](size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u; };
+  const auto cont = [&](size_t k) { return (b(k) & 0xC0u) == 0x80u; };
+  const unsigned c = b(0);
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    const unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    return b(1) >= lo && b(1) <= hi && cont(2) ? 3 : 0;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    const unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    return b(1) >= lo && b(1) <= hi && cont(2) && cont(3) ? 4 : 0;
+  }
+  return 0;
 }
 
 }  // namespace
+
+TextEncoding parse_text_encoding(const std::string& name) {
+  if (name == "utf-8") return TextEncoding::kUtf8;
+  if (name == "latin-1") return TextEncoding::kLatin1;
+  CST_THROW_INPUT("--encoding '" << name << "' (utf-8 or latin-1)");
+}
+
+std::string decode_text(std::string bytes, TextEncoding encoding, const std::string& path) {
+  const size_t nul = bytes.find('\0');
+  CST_INPUT_CHECK(nul == std::string::npos,
+                  "file '" << path << "': not text at byte offset " << nul << " (a NUL byte: a binary file?)");
+  if (encoding == TextEncoding::kLatin1) {
+    std::string out;
+    out.reserve(bytes.size());
+    for (const char ch : bytes) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (c < 0x80) {
+        out += ch;
+      } else {
+        out += static_cast<char>(0xC0 | (c >> 6));
+        out += static_cast<char>(0x80 | (c & 0x3F));
+      }
+    }
+    return out;
+  }
+  for (size_t i = 0; i < bytes.size();) {
+    const size_t n = utf8_length(bytes, i);
+    CST_INPUT_CHECK(n > 0, "file '" << path << "': not UTF-8 text at byte offset " << i << " (byte 0x" << std::hex
+                                    << static_cast<unsigned>(static_cast<unsigned char>(bytes[i])) << std::dec
+                                    << "; a binary file, or give --encoding latin-1 for ISO-8859-1 text)");
+    i += n;
+  }
+  return bytes;
+}
+
+std::string read_text_file(const std::string& path, TextEncoding encoding) {
+  std::ifstream in(path, std::ios::binary);
+  CST_INPUT_CHECK(in.good(), "cannot read input file '" << path << "'");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  CST_INPUT_CHECK(!in.bad(), "error reading input file '" << path << "'");
+  return decode_text(ss.str(), encoding, path);
+}
 
 std::vector<InputFile> list_inputs(const std::string& input, InputFormat& format) {
   const fs::path root(input);
@@ -129,9 +182,9 @@ std::vector<InputFile> list_inputs(const std::string& input, InputFormat& format
   return files;
 }
 
-void read_documents(const InputFile& file, InputFormat format, const std::string& jsonl_field,
+void read_documents(const InputFile& file, InputFormat format, const std::string& jsonl_field, TextEncoding encoding,
                     const std::function<void(std::string&&)>& on_doc) {
-  const std::string text = read_file(file);
+  const std::string text = read_text_file(file.path, encoding);
   if (format == InputFormat::kPg19 || format == InputFormat::kTxt) {
     on_doc(std::string(text));
     return;

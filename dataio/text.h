@@ -10,6 +10,9 @@
 //                  (BookCorpus's layout).
 // Files are visited in lexicographic order of their path relative to <input>. For all but
 // pg19, a document's split is drawn from a hash of (relative path, document number in file).
+// Every file is read as UTF-8 (checked: a file that is not, or holds a NUL byte, i.e. a binary
+// file, is an error naming it and the byte offset) or, with TextEncoding::kLatin1, converted from
+// ISO-8859-1.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +30,18 @@ enum class Split : int8_t { kTrain = 0, kValidation = 1, kTest = 2 };
 inline constexpr int kNumSplits = 3;
 const char* split_name(Split s);  // "train", "validation", "test"
 
+enum class TextEncoding { kUtf8, kLatin1 };
+TextEncoding parse_text_encoding(const std::string& name);  // "utf-8" | "latin-1"; InputError else
+
+// `bytes` (read from `path`) as UTF-8 text: checked (kUtf8) or converted (kLatin1). Throws
+// InputError "file '<path>': not UTF-8 text at byte offset <n> (...)" on an invalid UTF-8
+// sequence (overlong forms, surrogates and code points above U+10FFFF included) and on a NUL byte.
+std::string decode_text(std::string bytes, TextEncoding encoding, const std::string& path);
+
+// The whole file as UTF-8 text (decode_text). Throws InputError naming the file when it cannot be
+// read.
+std::string read_text_file(const std::string& path, TextEncoding encoding);
+
 struct InputFile {
   std::string path;  // as opened
   std::string rel;   // relative to the input root (hashing, messages)
@@ -41,7 +56,7 @@ std::vector<InputFile> list_inputs(const std::string& input, InputFormat& format
 
 // Calls on_doc(text) for each document of `file` in order. Throws InputError naming the file
 // (and line) when it cannot be read or is malformed.
-void read_documents(const InputFile& file, InputFormat format, const std::string& jsonl_field,
+void read_documents(const InputFile& file, InputFormat format, const std::string& jsonl_field, TextEncoding encoding,
                     const std::function<void(std::string&&)>& on_doc);
 
 // The split of document `doc` of a file without a folder split.

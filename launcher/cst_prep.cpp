@@ -4,6 +4,9 @@
 //   mpirun -np 8 cst-prep --input wiki/ --format wikiextractor --output data/wiki-mlm --task mlm
 //   cst-prep --input wiki=enwiki/text --input books=bookcorpus/ --output data/bert --task mlm
 //     (several corpora, one tokenizer: data/bert/{wiki,books}/{train,validation}/)
+//   cst-prep --task cls --format glue --glue-task mrpc --input glue_data/MRPC --output data/mrpc
+//            --tokenizer data/bert/tokenizer.model --seq-len 128
+//     (labelled examples for fine-tuning, dataio/prep_cls.h; one process)
 //
 // The output folder may not overlap the input or the tokenizer; a non-empty one is refused
 // unless --overwrite, which replaces only what an earlier cst-prep run wrote there
@@ -21,6 +24,7 @@
 #include "comm/mpi.h"
 #include "common/error.h"
 #include "dataio/prep.h"
+#include "dataio/prep_cls.h"
 #include "launcher/tool_main.h"
 
 namespace po = boost::program_options;
@@ -29,8 +33,9 @@ using cst::dataio::PrepOptions;
 namespace {
 
 // Parses the command line into `opt`; returns false after printing --help.
-bool parse(int argc, char** argv, PrepOptions& opt, bool print) {
-  std::string task = "lm";
+// --task cls fills `cls` (and sets is_cls) instead.
+bool parse(int argc, char** argv, PrepOptions& opt, cst::dataio::ClsPrepOptions& cls, bool& is_cls, bool print) {
+  std::string task = "lm", encoding = "utf-8";
   std::vector<std::string> inputs, formats;
   bool quiet = false;
   po::options_description desc("cst-prep: tokenize raw text into HDF5 shards.\nOptions");
@@ -39,11 +44,12 @@ bool parse(int argc, char** argv, PrepOptions& opt, bool print) {
                                                   "one tokenizer (output <output>/<name>/)")(
       "format", po::value(&formats),
       "auto (default) | pg19 | wikiextractor | jsonl | txt; once for all "
-      "inputs or once per input")("jsonl-field", po::value(&opt.jsonl_field)->default_value(opt.jsonl_field),
-                                  "jsonl: field with the text")("output,o", po::value(&opt.output)->required(),
-                                                                "output folder (new, empty, or one cst-prep wrote)")(
+      "inputs or once per input; --task cls: jsonl | glue | lra-listops")(
+      "jsonl-field", po::value(&opt.jsonl_field)->default_value(opt.jsonl_field), "jsonl: field with the text")(
+      "output,o", po::value(&opt.output)->required(), "output folder (new, empty, or one cst-prep wrote)")(
       "overwrite", po::bool_switch(&opt.overwrite), "replace the files an earlier cst-prep run wrote in --output")(
-      "task", po::value(&task)->default_value(task), "lm (token streams) | mlm (packed sequences)")(
+      "task", po::value(&task)->default_value(task),
+      "lm (token streams) | mlm (packed sequences) | cls (labelled examples)")(
       "tokenizer", po::value(&opt.tokenizer), "use this SentencePiece .model instead of training one")(
       "vocab-size", po::value(&opt.vocab_size)->default_value(opt.vocab_size), "trained tokenizer: vocabulary size")(
       "model-type", po::value(&opt.model_type)->default_value(opt.model_type),
@@ -61,7 +67,15 @@ bool parse(int argc, char** argv, PrepOptions& opt, bool print) {
                                                      po::value(&opt.test_fraction)->default_value(opt.test_fraction),
                                                      "non-pg19: share of documents for test")(
       "seed", po::value(&opt.seed)->default_value(opt.seed), "tokenizer training seed")(
-      "quiet,q", po::bool_switch(&quiet), "no progress output");
+      "quiet,q", po::bool_switch(&quiet), "no progress output")(
+      "encoding", po::value(&encoding)->default_value(encoding),
+      "utf-8 (checked: other bytes are an error) | latin-1 (ISO-8859-1, converted to UTF-8)")(
+      "glue-task", po::value(&cls.read.glue_task),
+      "cls, glue: cola | sst-2 | mrpc | qqp | sts-b | mnli | qnli | rte | wnli")(
+      "jsonl-pair-field", po::value(&cls.read.jsonl_pair_field), "cls, jsonl: field with the second text of a pair")(
+      "jsonl-label-field", po::value(&cls.read.jsonl_label_field)->default_value(cls.read.jsonl_label_field),
+      "cls, jsonl: field with the label (integer, or string mapped to ids in sorted order)")(
+      "skip-bad-rows", po::bool_switch(&cls.skip_bad_rows), "cls: skip (count, report) rows that are errors otherwise");
   po::variables_map vm;
   cst::reject_option_placeholders(argc, argv);
   try {
@@ -74,12 +88,26 @@ bool parse(int argc, char** argv, PrepOptions& opt, bool print) {
   } catch (const po::error& e) {
     CST_THROW_INPUT("cst-prep: " << e.what() << " (see --help)");
   }
-  opt.inputs = cst::dataio::parse_prep_inputs(inputs, formats);
-  CST_INPUT_CHECK(task == "lm" || task == "mlm", "cst-prep: --task '" << task << "' (lm or mlm)");
-  opt.task = task == "lm" ? cst::dataio::SampleKind::kLm : cst::dataio::SampleKind::kMlm;
-  opt.progress = !quiet;
   opt.created_by = "cst-prep";
   for (int i = 1; i < argc; ++i) opt.created_by += std::string(" ") + argv[i];
+  is_cls = task == "cls";
+  if (is_cls) {
+    CST_INPUT_CHECK(inputs.size() == 1 && formats.size() == 1,
+                    "cst-prep --task cls: give one --input and one --format (jsonl, glue or lra-listops)");
+    cls.input = inputs[0];
+    cls.read.format = cst::dataio::parse_cls_format(formats[0]);
+    cls.read.jsonl_field = opt.jsonl_field;
+    cls.read.encoding = cst::dataio::parse_text_encoding(encoding);
+    cls.output = opt.output, cls.overwrite = opt.overwrite, cls.tokenizer = opt.tokenizer;
+    cls.seq_len = opt.seq_len, cls.shard_rows = opt.shard_rows, cls.valid_fraction = opt.valid_fraction;
+    cls.seed = opt.seed, cls.created_by = opt.created_by;
+    return true;
+  }
+  opt.inputs = cst::dataio::parse_prep_inputs(inputs, formats);
+  CST_INPUT_CHECK(task == "lm" || task == "mlm", "cst-prep: --task '" << task << "' (lm, mlm or cls)");
+  opt.task = task == "lm" ? cst::dataio::SampleKind::kLm : cst::dataio::SampleKind::kMlm;
+  opt.encoding = cst::dataio::parse_text_encoding(encoding);
+  opt.progress = !quiet;
   return true;
 }
 
@@ -100,6 +128,24 @@ void print_summary(const PrepOptions& opt, const cst::dataio::PrepSummary& s) {
     }
 }
 
+void print_cls_summary(const cst::dataio::ClsPrepOptions& opt, const cst::dataio::ClsPrepSummary& s) {
+  std::printf("task %s: %lld classes; tokenizer: %s/%s (vocab %lld, sha256 %s)\n", s.task.c_str(),
+              static_cast<long long>(s.num_classes), opt.output.c_str(), s.tokenizer_file.c_str(),
+              static_cast<long long>(s.vocab_size), s.tokenizer_sha256.c_str());
+  for (const cst::dataio::ClsSplitSummary& p : s.splits) {
+    std::string labels;
+    for (size_t i = 0; i < p.label_counts.size(); ++i)
+      labels += (i ? ", " : "") + s.label_names[i] + " " + std::to_string(p.label_counts[i]);
+    std::printf(
+        "%-21s: %lld examples, %lld truncated to %lld tokens, %lld bad rows skipped, %lld unlabelled, %lld "
+        "shards in %s/%s/%s%s\n",
+        p.split.c_str(), static_cast<long long>(p.examples), static_cast<long long>(p.truncated),
+        static_cast<long long>(opt.seq_len), static_cast<long long>(p.skipped), static_cast<long long>(p.unlabelled),
+        static_cast<long long>(p.shards), opt.output.c_str(), p.split.c_str(),
+        labels.empty() ? "" : "; labels: ", labels.c_str());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -108,7 +154,15 @@ int main(int argc, char** argv) {
   try {
     mpi = std::make_unique<cst::comm::MpiEnvironment>(argc, argv);
     PrepOptions opt;
-    if (!parse(argc, argv, opt, mpi->rank() == 0)) return 0;
+    cst::dataio::ClsPrepOptions cls;
+    bool is_cls = false;
+    if (!parse(argc, argv, opt, cls, is_cls, mpi->rank() == 0)) return 0;
+    if (is_cls) {
+      CST_INPUT_CHECK(mpi->size() == 1,
+                      "cst-prep --task cls runs on one process (not under mpirun -np " << mpi->size() << ")");
+      print_cls_summary(cls, cst::dataio::run_cls_prep(cls));
+      return 0;
+    }
     opt.progress = opt.progress && mpi->rank() == 0;
     cst::dataio::PrepWorld world{mpi->rank(), mpi->size(), [&] { mpi->barrier(); }};
     const cst::dataio::PrepSummary summary = cst::dataio::run_prep(opt, world);

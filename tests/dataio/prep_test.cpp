@@ -72,8 +72,9 @@ TEST(Text, JsonlFileErrorsNameFileAndLine) {
   InputFormat f = InputFormat::kJsonl;
   const auto files = list_inputs(dir.file("c"), f);
   std::vector<std::string> docs;
-  expect_input_error([&] { read_documents(files[0], f, "text", [&](std::string&& d) { docs.push_back(d); }); },
-                     {"a.jsonl' line 3", "nested deeper than 64"});
+  expect_input_error(
+      [&] { read_documents(files[0], f, "text", TextEncoding::kUtf8, [&](std::string&& d) { docs.push_back(d); }); },
+      {"a.jsonl' line 3", "nested deeper than 64"});
   EXPECT_EQ(docs, std::vector<std::string>{"one"});
 }
 
@@ -94,9 +95,9 @@ TEST(Text, WikiExtractorAndJsonlDocuments) {
   ASSERT_EQ(files.size(), 2u);
   EXPECT_EQ(files[0].rel, "AA/wiki_00");
   std::vector<std::string> docs;
-  read_documents(files[0], f, "text", [&](std::string&& d) { docs.push_back(d); });
+  read_documents(files[0], f, "text", TextEncoding::kUtf8, [&](std::string&& d) { docs.push_back(d); });
   EXPECT_EQ(docs, (std::vector<std::string>{"A\n\nText one.\n", "B\nTwo.\n"}));
-  expect_input_error([&] { read_documents(files[1], f, "text", [](std::string&&) {}); },
+  expect_input_error([&] { read_documents(files[1], f, "text", TextEncoding::kUtf8, [](std::string&&) {}); },
                      {"AB/wiki_00", "line 1", "not closed"});
 
   write_text(dir.file("j/x.jsonl"), "{\"text\": \"d1\"}\n\n{\"text\": \"d2\"}\n{\"title\": 1}\n");
@@ -104,8 +105,9 @@ TEST(Text, WikiExtractorAndJsonlDocuments) {
   const auto jf = list_inputs(dir.file("j"), f);
   ASSERT_EQ(f, InputFormat::kJsonl);
   docs.clear();
-  expect_input_error([&] { read_documents(jf[0], f, "text", [&](std::string&& d) { docs.push_back(d); }); },
-                     {"x.jsonl", "line 4", "no string field"});
+  expect_input_error(
+      [&] { read_documents(jf[0], f, "text", TextEncoding::kUtf8, [&](std::string&& d) { docs.push_back(d); }); },
+      {"x.jsonl", "line 4", "no string field"});
   EXPECT_EQ(docs, (std::vector<std::string>{"d1", "d2"}));
 }
 
@@ -118,10 +120,42 @@ TEST(Text, InputListingErrors) {
   expect_input_error([&] { list_inputs(dir.file("empty"), f); }, {"empty", "no txt input file"});
   expect_input_error(
       [&] {
-        read_documents({dir.file("gone.txt"), "gone.txt", -1, 0}, InputFormat::kTxt, "text", [](std::string&&) {});
+        read_documents({dir.file("gone.txt"), "gone.txt", -1, 0}, InputFormat::kTxt, "text", TextEncoding::kUtf8,
+                       [](std::string&&) {});
       },
       {"gone.txt", "cannot read"});
   expect_input_error([&] { parse_input_format("csv"); }, {"'csv'"});
+}
+
+TEST(Text, Utf8CheckedLatin1ConvertedBinaryRefused) {
+  EXPECT_EQ(decode_text("caf\xc3\xa9 \xf0\x9f\x93\x96", TextEncoding::kUtf8, "a.txt"), "caf\xc3\xa9 \xf0\x9f\x93\x96");
+  EXPECT_EQ(decode_text("caf\xe9 \xff", TextEncoding::kLatin1, "a.txt"), "caf\xc3\xa9 \xc3\xbf");
+  // A stray byte, a cut sequence, an overlong '/', a surrogate, above U+10FFFF, a NUL (binary).
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"ab\xe9", "offset 2"},         {"abc\xe2\x82", "offset 3"},      {"a\xc0\xaf", "offset 1"},
+      {"xy\xed\xa0\x80", "offset 2"}, {"\xf4\x90\x80\x80", "offset 0"}, {std::string("abcd\0e", 6), "offset 4"}};
+  for (const auto& [bytes, where] : bad)
+    expect_input_error([&] { decode_text(bytes, TextEncoding::kUtf8, "a.txt"); }, {"'a.txt'", where});
+  expect_input_error([&] { decode_text(std::string("a\0", 2), TextEncoding::kLatin1, "b.bin"); },
+                     {"'b.bin'", "offset 1", "NUL"});
+  expect_input_error([&] { parse_text_encoding("utf-16"); }, {"'utf-16'", "latin-1"});
+  // Every reader goes through it: txt, jsonl and wikiextractor files alike.
+  TempDir dir;
+  write_text(dir.file("t.txt"), "good text\nthen \xff\xfe bad");
+  write_text(dir.file("j.jsonl"), "{\"text\": \"ok\"}\n{\"text\": \"caf\xe9\"}\n");
+  write_text(dir.file("w/wiki_00"), "<doc id=\"1\">\nx\x80\n</doc>\n");
+  const std::vector<std::tuple<std::string, std::string, InputFormat>> files = {
+      {"t.txt", "offset 15", InputFormat::kTxt},
+      {"j.jsonl", "offset 28", InputFormat::kJsonl},
+      {"w/wiki_00", "offset 14", InputFormat::kWikiExtractor}};
+  for (const auto& [name, where, format] : files) {
+    const InputFile f{dir.file(name), name, -1, 0};
+    expect_input_error([&] { read_documents(f, format, "text", TextEncoding::kUtf8, [](std::string&&) {}); },
+                       {dir.file(name), where});
+    std::vector<std::string> docs;
+    read_documents(f, format, "text", TextEncoding::kLatin1, [&](std::string&& d) { docs.push_back(d); });
+    EXPECT_FALSE(docs.empty()) << name;
+  }
 }
 
 PrepOptions prep_opts(const TempDir& dir, const std::string& input, SampleKind task) {

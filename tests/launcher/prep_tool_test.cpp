@@ -216,5 +216,62 @@ TEST_F(PrepTool, BadOutputPathsExitTwoNamingThePath) {
   EXPECT_EQ(read_text(p("afile")), "x");
 }
 
+// Text that is not UTF-8 (and binary files) are errors naming the file and byte offset, for
+// every format; --encoding latin-1 converts ISO-8859-1 instead.
+TEST_F(PrepTool, NonUtf8InputIsAnErrorOrConvertedWithLatin1) {
+  write(dir_ / "pg" / "train" / "4.txt", book(7) + "The caf\xe9 by the sea.\n");
+  auto [rc, err] = run("--input " + p("pg") + " --output " + p("out"));
+  EXPECT_EQ(rc, 2) << err;
+  expect_words(err, {p("pg/train/4.txt"), "not UTF-8 text at byte offset " + std::to_string(book(7).size() + 7)});
+  EXPECT_FALSE(fs::exists(p("out")));
+  std::tie(rc, err) = run("--input " + p("pg") + " --output " + p("out") + " --encoding latin-1");
+  EXPECT_EQ(rc, 0) << err;
+  write(dir_ / "bin" / "a.txt", std::string("\x7f"
+                                            "ELF\x02\x01\x01\0\0\0",
+                                            10));
+  std::tie(rc, err) = run("--input " + p("bin") + " --output " + p("out-bin") + " --encoding latin-1");
+  EXPECT_EQ(rc, 2) << err;
+  expect_words(err, {p("bin/a.txt"), "byte offset 7", "NUL"});
+}
+
+// A --tokenizer that does not load is named as given (not as its copy in the staging folder).
+TEST_F(PrepTool, TokenizerThatDoesNotLoadIsNamedAsGiven) {
+  write(dir_ / "tok" / "bad.model", "not a sentencepiece model");
+  for (const char* task : {"lm", "mlm"}) {
+    auto [rc, err] =
+        run("--input " + p("pg") + " --output " + p("out") + " --task " + task + " --tokenizer " + p("tok/bad.model"));
+    EXPECT_EQ(rc, 2) << err;
+    expect_words(err, {"cannot load tokenizer '" + p("tok/bad.model") + "'"});
+    EXPECT_EQ(err.find("staging"), std::string::npos) << err;
+    EXPECT_FALSE(fs::exists(p("out")));
+  }
+}
+
+// --task cls end to end: a ListOps folder with the built-in vocabulary, the per-split counts
+// printed (examples, truncated, skipped), a bad row exiting 2 naming file, line and column, and
+// the output safety of the other tasks.
+TEST_F(PrepTool, ClsTaskPrintsCountsAndNamesBadRows) {
+  write(dir_ / "lo" / "basic_train.tsv", "Source\tTarget\n( ( [MAX 2 ) 9 ) ] )\t9\n[SM 1 2 3 4 5 6 7 8 9 ]\t5\n");
+  write(dir_ / "lo" / "basic_val.tsv", "Source\tTarget\n[MIN 4 [MED 1 2 3 ] ]\t2\n[MAX 1 ]\tx\n");
+  auto [rc, err] = run("--task cls --format lra-listops --input " + p("lo") + " --output " + p("out") +
+                       " --seq-len 8 --skip-bad-rows");
+  ASSERT_EQ(rc, 0) << err;
+  const std::string out = read_text(p("scratch/tool-stdout.txt"));
+  expect_words(out, {"lra/listops", "listops-vocab.txt (vocab 19", "train", "2 examples, 1 truncated to 8 tokens",
+                     "validation", "1 examples, 1 truncated to 8 tokens, 1 bad rows skipped"});
+  expect_words(err, {"skipped a bad row", p("lo/basic_val.tsv") + "' line 3 column 2 ('Target')"});
+  expect_words(read_text(p("out/cst-prep.json")), {"\"complete\": true", "listops-vocab.txt", "train/shard-00000.h5"});
+  std::tie(rc, err) = run("--task cls --format lra-listops --input " + p("lo") + " --output " + p("out2"));
+  EXPECT_EQ(rc, 2) << err;
+  expect_words(err, {p("lo/basic_val.tsv") + "' line 3 column 2 ('Target')", "'x'"});
+  EXPECT_FALSE(fs::exists(p("out2")));
+  std::tie(rc, err) = run("--task cls --format lra-listops --input " + p("lo") + " --output " + p("lo/out"));
+  EXPECT_EQ(rc, 2) << err;
+  expect_words(err, {"lies inside --input"});
+  std::tie(rc, err) = run("--task cls --format txt --input " + p("lo") + " --output " + p("out3"));
+  EXPECT_EQ(rc, 2) << err;
+  expect_words(err, {"'txt'", "lra-listops"});
+}
+
 }  // namespace
 }  // namespace cst
