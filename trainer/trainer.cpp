@@ -40,10 +40,14 @@ TrainResult Trainer::run() {
       s.train_step(step, off);
     }
     if (every(cfg.log.interval, step) || step == steps) s.log(step, res);
-    if (every(cfg.log.eval_interval, step) || step == steps) s.evaluate(step, res);
+    if (every(cfg.log.eval_interval, step) || step == steps) {
+      s.evaluate(step, res);
+      s.keep_best(step);
+    }
     if (every(cfg.checkpoint.weights_interval, step) && step != steps)
       s.export_weights(cfg.log.dir + "/model_step" + std::to_string(step) + ".h5");
-    if (every(cfg.checkpoint.interval, step) && step != steps) s.save_checkpoint(step, !cfg.checkpoint.async);
+    if (every(cfg.checkpoint.interval, step) && step != steps && s.last_checkpoint_step != step)
+      s.save_checkpoint(step, !cfg.checkpoint.async);
     if (const int sig = s.preemption_signal(step)) {
       s.stop_preempted(step, sig, res);
       return res;
@@ -55,6 +59,8 @@ TrainResult Trainer::run() {
   res.steps = steps;
   return res;
 }
+
+model::CstModelImpl& Trainer::model() { return *s_->model; }
 
 void Trainer::State::profiled_train_step(int64_t step) {
   PhaseTimer phases([this] {
@@ -84,15 +90,17 @@ void Trainer::State::train_step(int64_t step, PhaseTimer& phases) {
   phases.mark("data");
   // This rank's chunk of each sequence (its LM targets are the next tokens, across the border).
   Tensor ids = to_tensor(batch->input_ids, batch->rows, batch->cols, torch::kLong);
-  Tensor labels =
-      chunk(mlm ? to_tensor(batch->labels, batch->rows, batch->cols, torch::kLong) : ids.narrow(1, 1, seq_len));
-  Tensor inputs = chunk(mlm ? ids : ids.narrow(1, 0, seq_len));
-  Tensor mask = chunk(mlm ? to_tensor(batch->attention_mask, batch->rows, batch->cols, torch::kBool) : Tensor());
-  // Predicted tokens in the global batch (each counted once, on the rank holding it): the loss
-  // is normalised by it on every rank.
-  const int64_t local_count = labels.ne(-100).sum().item<int64_t>();
+  // cls: one label per row [rows] (no sequence parallelism).
+  Tensor labels = cls   ? cls_labels(*batch, regression)
+                  : mlm ? chunk(to_tensor(batch->labels, batch->rows, batch->cols, torch::kLong))
+                        : chunk(ids.narrow(1, 1, seq_len));
+  Tensor inputs = chunk(mlm || cls ? ids : ids.narrow(1, 0, seq_len));
+  Tensor mask = chunk(mlm || cls ? to_tensor(batch->attention_mask, batch->rows, batch->cols, torch::kBool) : Tensor());
+  // Predicted tokens (cls: labelled examples) in the global batch (each counted once, on the rank
+  // holding it): the loss is normalised by it on every rank.
+  const int64_t local_count = cls ? labelled_count(labels) : labels.ne(-100).sum().item<int64_t>();
   int64_t global_count = cfg.train.global_batch * seq_len;
-  if (mlm) {
+  if (mlm || cls) {
     const auto tc = Clock::now();
     global_count = collective("all_reduce(token count) at step " + std::to_string(step),
                               [&] { return comm.all_reduce_int(local_count, comm::ReduceOp::kSum); });

@@ -15,6 +15,9 @@
 namespace cst::comm {
 class Communicator;
 }
+namespace cst::model {
+class CstModelImpl;
+}
 
 namespace cst::trainer {
 
@@ -58,6 +61,9 @@ class Trainer {
   // until a preemption signal (install_preemption_handlers): then every rank saves and returns
   // with preempted_signal set. Collective: every rank must call it.
   TrainResult run();
+
+  // The model being trained (this rank's replica), e.g. to inspect it after setup.
+  model::CstModelImpl& model();
 
  private:
   struct State;

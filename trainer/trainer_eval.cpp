@@ -10,6 +10,12 @@ using torch::Tensor;
 
 void Trainer::State::evaluate(int64_t step, TrainResult& res) {
   if (!valid_src) return;
+  if (cls) {
+    last_eval = evaluate_cls(step);
+    res.final_eval_loss = last_eval->loss;
+    if (sink) sink->eval(*last_eval);
+    return;
+  }
   torch::NoGradGuard no_grad;
   model->eval();
   dataio::Loader vl(valid_src, loader_options(false));
@@ -56,6 +62,7 @@ void Trainer::State::evaluate(int64_t step, TrainResult& res) {
   r.accuracy = mlm ? (weights > 0 ? accuracy / weights : 0.0) : -1.0;
   res.final_eval_loss = r.loss;
   if (sink) sink->eval(r);
+  last_eval = std::move(r);
 }
 
 }  // namespace cst::trainer

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "trainer/init_weights.h"
 #include "trainer/perf.h"
 #include "trainer/trainer_state.h"
 #ifdef CST_WITH_CUDA
@@ -53,6 +54,8 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
     : s_(std::make_unique<State>(cfg, comm, proc, wd)) {
   State& s = *s_;
   s.mlm = cfg.model.task == model::Task::kMlm;
+  s.cls = cfg.model.task == model::Task::kCls;
+  s.regression = s.cls && cfg.model.num_classes == 1;
   s.device = torch::Device(select_device(cfg.dist, proc));
   s.bf16 = s.device.is_cuda() && cfg.dist.bf16 != "off";
   CST_INPUT_CHECK(cfg.dist.bf16 != "on" || s.device.is_cuda(), "dist.bf16 = on needs a CUDA device");
@@ -69,7 +72,7 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
 
   s.train_src = s.open_split("data.train", cfg.data.train);
   if (!cfg.data.valid.empty()) s.valid_src = s.open_split("data.valid", cfg.data.valid);
-  s.seq_len = s.mlm ? s.train_src->sample_len() : cfg.data.seq_len;
+  s.seq_len = s.mlm || s.cls ? s.train_src->sample_len() : cfg.data.seq_len;
   CST_INPUT_CHECK(s.seq_len <= cfg.model.max_seq_len, "data: samples of "
                                                           << s.seq_len << " tokens in '" << cfg.data.train
                                                           << "' exceed model.max_seq_len = " << cfg.model.max_seq_len);
@@ -96,6 +99,7 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   co.timeout_s = cfg.dist.comm_timeout_s;
   co.delay_ms = cfg.debug.save_delay_ms, co.prune_delay_ms = cfg.debug.prune_delay_ms;
   s.ckpt = std::make_unique<CheckpointWriter>(co);
+  if (!cfg.checkpoint.keep_best.empty()) s.best = std::make_unique<BestCheckpoint>(cfg.checkpoint.keep_best, co.dir);
   s.resume();
   if (s.rank0()) {  // only once resuming has succeeded: a rejected checkpoint leaves the folder as it was
     std::filesystem::create_directories(co.dir);
@@ -109,7 +113,10 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
     if (s.resumed_from.empty()) throw;
     throw InputError("checkpoint manifest '" + s.resumed_from + "/manifest.json', field loader: " + e.what());
   }
-  s.train_flops_per_token = 3.0 * forward_flops_per_token(cfg.model, s.seq_len, s.mlm ? cfg.data.mask_prob : 1.0);
+  s.train_flops_per_token = 3.0 * forward_flops_per_token(cfg.model, s.seq_len,
+                                                          s.mlm   ? cfg.data.mask_prob
+                                                          : s.cls ? 0.0
+                                                                  : 1.0);
   if (s.rank0()) s.describe_setup(mc);
 }
 
@@ -117,7 +124,8 @@ Trainer::~Trainer() = default;
 
 std::shared_ptr<dataio::BlendSource> Trainer::State::open_split(const std::string& key, const std::string& text) const {
   dataio::SourceOptions so;
-  so.kind = mlm ? dataio::SampleKind::kMlm : dataio::SampleKind::kLm;
+  so.kind = cls ? dataio::SampleKind::kCls : mlm ? dataio::SampleKind::kMlm : dataio::SampleKind::kLm;
+  so.num_classes = cls ? cfg.model.num_classes : 0;
   so.seq_len = cfg.data.seq_len;
   so.vocab_size = cfg.model.vocab_size;
   so.tokenizer_sha256 = cfg.data.tokenizer_sha256;
@@ -147,7 +155,12 @@ void Trainer::State::resume() {
       std::fflush(stderr);
     });
   });
-  if (!point) return;
+  if (!point) {
+    if (cfg.init.weights.empty()) return;
+    const InitReport rep = load_init_weights(*model, cfg.init.weights);
+    if (rank0()) std::printf("init.weights %s:\n%s\n", cfg.init.weights.c_str(), rep.text().c_str());
+    return;
+  }
   const Manifest& m = point->manifest;
   restore(*point, *model, *opt, proc.rank, proc.world_size, cfg.train.seed, cuda_generator());
   start_step = last_checkpoint_step = m.step;
@@ -159,6 +172,10 @@ void Trainer::State::resume() {
                                          << "from position 0 (model, optimizer and step restored)");
   loader_state = cfg.data.reset_position ? dataio::LoaderState{} : m.loader;
   resumed_from = point->dir;
+  if (best) {
+    best->restore(m.step);
+    ckpt->protect(best->step());
+  }
   if (rank0())
     std::printf("resumed from %s: step %ld, epoch %ld, consumed samples %ld, saved by %ld rank(s)%s%s\n",
                 point->dir.c_str(), static_cast<long>(m.step), static_cast<long>(m.loader.epoch),
