@@ -2,7 +2,8 @@
 # Does MLM pretraining help? On the KJV (docs/BENCHMARKS.md, "Fine-tuning"):
 #
 #   scripts/finetune-kjv.sh <build dir> [--out runs/finetune-kjv] [--data data/kjv]
-#                           [--pretrain-steps 200] [--steps 100] [--seeds "1 2 3"] [--np 1]
+#                           [--pretrain-steps 200] [--steps 100] [--seeds "1 2 3"] [--batch 32] [--np 1]
+#                           [--extra "--model.d_model 64 ..."]  (options for every cst-train run)
 #
 # 1. Data (in --data): scripts/prepare-kjv.sh (MLM shards of the train books, every 7th chapter held out) and
 #    scripts/prepare-kjv-cls.sh (the 6-way book-group task on the held-out chapters).
@@ -16,11 +17,11 @@
 # each call; a folder without the mark is refused.
 set -euo pipefail
 
-usage() { echo "usage: $0 <build dir> [--out DIR] [--data DIR] [--pretrain-steps N] [--steps N] [--seeds \"1 2 3\"] [--np W]" >&2; exit 2; }
+usage() { echo "usage: $0 <build dir> [--out DIR] [--data DIR] [--pretrain-steps N] [--steps N] [--seeds \"1 2 3\"] [--batch G] [--np W] [--extra ARGS]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$1"; shift
-out="$root/runs/finetune-kjv" data="$root/data/kjv" pretrain=200 steps=100 seeds="1 2 3" np=1
+out="$root/runs/finetune-kjv" data="$root/data/kjv" pretrain=200 steps=100 seeds="1 2 3" batch=32 np=1 extra=""
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || usage
   case "$1" in
@@ -29,6 +30,8 @@ while [ $# -gt 0 ]; do
     --pretrain-steps) pretrain="$2" ;;
     --steps) steps="$2" ;;
     --seeds) seeds="$2" ;;
+    --batch) batch="$2" ;;
+    --extra) extra="$2" ;;
     --np) np="$2" ;;
     *) usage ;;
   esac
@@ -56,16 +59,17 @@ run() {  # <log dir> <args...>
   local dir="$1"; shift
   rm -rf "$dir"
   local t0=$SECONDS
-  "${launch[@]}" "$@" --log.dir "$dir" --log.peak_tflops 1 --log.tensorboard false > "$dir.log" 2>&1 ||
+  "${launch[@]}" "$@" $extra --train.global_batch "$batch" --train.micro_batch "$batch" \
+      --log.dir "$dir" --log.peak_tflops 1 --log.tensorboard false > "$dir.log" 2>&1 ||
     { echo "error: run $dir failed:" >&2; tail -20 "$dir.log" >&2; exit 1; }
   echo "[finetune-kjv] $(basename "$dir"): $((SECONDS - t0)) s, $(grep '^eval' "$dir.log" | tail -1)"
 }
 
 run "$out/mlm" --config configs/tiny_mlm.cfg "${mlm_data[@]}" --train.steps "$pretrain" --log.eval_interval "$pretrain"
 for s in $seeds; do
-  run "$out/pretrained-s$s" --config configs/tiny_cls.cfg "${cls_data[@]}" --init.weights "$out/mlm/model.h5" \
+  run "$out/pretrained-s$s" --config configs/tiny_cls.cfg "${cls_data[@]}" --log.eval_interval $(((steps + 1) / 2)) --init.weights "$out/mlm/model.h5" \
       --train.seed "$s" --train.steps "$steps"
-  run "$out/scratch-s$s" --config configs/tiny_cls.cfg "${cls_data[@]}" --train.seed "$s" --train.steps "$steps"
+  run "$out/scratch-s$s" --config configs/tiny_cls.cfg "${cls_data[@]}" --log.eval_interval $(((steps + 1) / 2)) --train.seed "$s" --train.steps "$steps"
 done
 
 "$CST_PYTHON" - "$out" "$data/cls/validation" $seeds <<'PY'

@@ -2,7 +2,8 @@
 # CST against full attention on ListOps at equal steps (docs/BENCHMARKS.md, "Fine-tuning"):
 #
 #   scripts/listops-compare.sh <build dir> [--out runs/listops-compare] [--data data/listops-short]
-#                              [--steps 300] [--train 2000] [--max-length 200] [--np 1]
+#                              [--steps 300] [--train 2000] [--max-length 200] [--batch 32] [--np 1]
+#                           [--extra "--model.d_model 64 ..."]  (options for every cst-train run)
 #
 # 1. scripts/listops_gen.py (LRA's procedure, lengths in (10, --max-length)) -> <data>/basic_*.tsv,
 #    then cst-prep --task cls --format lra-listops at N = the next multiple of 64 -> <data>-cls.
@@ -13,11 +14,11 @@
 #    folder (marked by <out>/.listops-compare); a folder without the mark is refused.
 set -euo pipefail
 
-usage() { echo "usage: $0 <build dir> [--out DIR] [--data DIR] [--steps N] [--train N] [--max-length N] [--np W]" >&2; exit 2; }
+usage() { echo "usage: $0 <build dir> [--out DIR] [--data DIR] [--steps N] [--train N] [--max-length N] [--batch G] [--np W] [--extra ARGS]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$1"; shift
-out="$root/runs/listops-compare" data="$root/data/listops-short" steps=300 ntrain=2000 maxlen=200 np=1
+out="$root/runs/listops-compare" data="$root/data/listops-short" steps=300 ntrain=2000 maxlen=200 batch=32 np=1 extra=""
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || usage
   case "$1" in
@@ -26,6 +27,8 @@ while [ $# -gt 0 ]; do
     --steps) steps="$2" ;;
     --train) ntrain="$2" ;;
     --max-length) maxlen="$2" ;;
+    --batch) batch="$2" ;;
+    --extra) extra="$2" ;;
     --np) np="$2" ;;
     *) usage ;;
   esac
@@ -53,9 +56,10 @@ run() {  # <log dir> <args...>
   local dir="$1"; shift
   rm -rf "$dir"
   local t0=$SECONDS
-  "${launch[@]}" "$@" --data.train "$data-cls/train" --data.valid "$data-cls/validation" --model.max_seq_len "$n" \
+  "${launch[@]}" "$@" $extra --data.train "$data-cls/train" --data.valid "$data-cls/validation" --model.max_seq_len "$n" \
       --train.steps "$steps" --optim.lr 1e-3 --optim.warmup_steps $((steps / 10)) --log.eval_interval $((steps / 3)) \
-      --checkpoint.interval 0 --log.dir "$dir" --log.peak_tflops 1 --log.tensorboard false > "$dir.log" 2>&1 ||
+      --checkpoint.interval 0 --train.global_batch "$batch" --train.micro_batch "$batch" \
+      --log.dir "$dir" --log.peak_tflops 1 --log.tensorboard false > "$dir.log" 2>&1 ||
     { echo "error: run $dir failed:" >&2; tail -20 "$dir.log" >&2; exit 1; }
   echo "[listops-compare] $(basename "$dir"): $((SECONDS - t0)) s, $(grep '^eval' "$dir.log" | tail -1)"
 }
