@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/json.h"
 #include "dataio/rng.h"
 
 namespace cst::dataio {
@@ -170,8 +171,11 @@ BlendSource::BlendSource(BlendSpec spec, std::vector<std::shared_ptr<SampleSourc
                                                               << a.origin() << "' has " << x
                                                               << " (one tokenizer for all corpora: docs/DATA.md)");
     };
-    if (b.kind() != a.kind())
-      differ("the task", a.kind() == SampleKind::kLm ? "LM" : "MLM", b.kind() == SampleKind::kLm ? "LM" : "MLM");
+    if (b.kind() != a.kind()) differ("the task", to_string(a.kind()), to_string(b.kind()));
+    const ClsMeta ca = a.cls_meta(), cb = b.cls_meta();
+    if (a.kind() == SampleKind::kCls && (ca.num_classes != cb.num_classes || ca.label_names != cb.label_names))
+      differ("the classes", std::to_string(ca.num_classes) + " classes " + Json(ca.label_names).dump(),
+             std::to_string(cb.num_classes) + " classes " + Json(cb.label_names).dump());
     if (b.tokenizer_sha256() != a.tokenizer_sha256())
       differ("the tokenizer", "tokenizer_sha256 " + a.tokenizer_sha256(), "tokenizer_sha256 " + b.tokenizer_sha256());
     if (b.vocab_size() != a.vocab_size())

@@ -87,8 +87,9 @@ class BlendSchedule {
 // [start(j), start(j) + n_j). The Loader reads a BlendSource of >= 2 corpora as a blend (the
 // schedule above); one of a single corpus reads exactly as that corpus. The corpora must agree
 // on what a sample is: kind, sample length (LM N+1, MLM S), vocabulary size, tokenizer sha256,
-// special token ids and static masks; construction throws InputError naming the first shard of
-// both corpora and both values otherwise. Owns its corpora; not thread-safe (as every source).
+// special token ids, static masks and (classification) num_classes and label names; construction throws InputError
+// naming the first shard of both corpora and both values otherwise. Owns its corpora; not thread-safe (as every
+// source).
 class BlendSource : public SampleSource {
  public:
   BlendSource(BlendSpec spec, std::vector<std::shared_ptr<SampleSource>> corpora);
@@ -101,6 +102,7 @@ class BlendSource : public SampleSource {
   bool static_masks() const override { return corpora_[0]->static_masks(); }
   std::string tokenizer_sha256() const override { return corpora_[0]->tokenizer_sha256(); }
   std::string origin() const override { return corpora_[0]->origin(); }
+  ClsMeta cls_meta() const override { return corpora_[0]->cls_meta(); }  // each corpus's task: corpus(j)
   void read(int64_t index, const SampleRow& out) override;
 
   const BlendSpec& spec() const { return spec_; }

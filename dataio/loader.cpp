@@ -180,13 +180,21 @@ void Loader::read_rows(Batch& b, const std::vector<int64_t>& epochs) const {
   b.rows = static_cast<int64_t>(b.sample_index.size());
   b.cols = source_->sample_len();
   const size_t cells = static_cast<size_t>(b.rows * b.cols);
-  const bool mlm = source_->kind() == SampleKind::kMlm;
+  const bool mlm = source_->kind() == SampleKind::kMlm, cls = source_->kind() == SampleKind::kCls;
+  const size_t rows = static_cast<size_t>(b.rows);
   b.input_ids.resize(cells);
-  if (mlm) {
+  if (mlm || cls) {
     b.attention_mask.resize(cells);
     b.segment_ids.resize(cells);
+  }
+  if (mlm) {
     b.labels.resize(cells);
-    b.next_sentence_labels.resize(static_cast<size_t>(b.rows));
+    b.next_sentence_labels.resize(rows);
+  }
+  if (cls) {
+    b.class_labels.resize(rows);
+    b.targets.resize(rows);
+    b.example_index.resize(rows);
   }
   for (int64_t i = 0; i < b.rows; ++i) {
     const size_t at = static_cast<size_t>(i * b.cols);
@@ -194,6 +202,9 @@ void Loader::read_rows(Batch& b, const std::vector<int64_t>& epochs) const {
     if (mlm)
       row = {row.input_ids, b.attention_mask.data() + at, b.segment_ids.data() + at, b.labels.data() + at,
              b.next_sentence_labels.data() + i};
+    if (cls)
+      row = {row.input_ids, b.attention_mask.data() + at, b.segment_ids.data() + at, nullptr,
+             nullptr,       b.class_labels.data() + i,    b.targets.data() + i,      b.example_index.data() + i};
     const int64_t index = b.sample_index[static_cast<size_t>(i)];
     source_->read(index, row);
     if (mlm && !source_->static_masks())

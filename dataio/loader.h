@@ -21,7 +21,7 @@
 // Threads and memory. A background thread reads up to `prefetch` batches ahead into a bounded
 // queue. Memory bound, per rank: (prefetch + 2) batches of B = G/W rows of L tokens (queued +
 // being built + the one held by the caller), each row 10*L bytes for MLM (ids 4 + labels 4 +
-// mask 1 + segment 1) or 4*L for LM; e.g. MLM, prefetch 4, B 32, L 512: 6*32*5120 B = 1 MiB.
+// mask 1 + segment 1), 6*L + 20 for CLS, or 4*L for LM; e.g. MLM, prefetch 4, B 32, L 512: 6*32*5120 B = 1 MiB.
 // An exception in the thread (bad data) is rethrown by next(). The destructor stops and joins
 // the thread. The Loader owns the thread; the SampleSource is shared and must not be used by
 // anyone else while the Loader lives. Not thread-safe: one consumer thread calls next().
@@ -112,10 +112,13 @@ struct Batch {
   std::vector<int64_t> sample_index;         // [rows] global sample ids (provenance, tests)
   std::vector<int32_t> corpus;               // [rows] corpus of each row in blend order (one corpus: 0)
   std::vector<int32_t> input_ids;            // [rows, cols] (MLM: after masking)
-  std::vector<uint8_t> attention_mask;       // [rows, cols] MLM only, 1 = real token
-  std::vector<uint8_t> segment_ids;          // [rows, cols] MLM only
+  std::vector<uint8_t> attention_mask;       // [rows, cols] MLM and CLS, 1 = real token
+  std::vector<uint8_t> segment_ids;          // [rows, cols] MLM and CLS
   std::vector<int32_t> labels;               // [rows, cols] MLM only, -100 = not predicted
   std::vector<int8_t> next_sentence_labels;  // [rows] MLM only, -1 = none
+  std::vector<int64_t> class_labels;         // [rows] CLS only: class id, -1 = none (regression: -1)
+  std::vector<float> targets;                // [rows] CLS only: regression target, NaN = none
+  std::vector<int64_t> example_index;        // [rows] CLS only: the example's index in its source split
 };
 
 // The global sample ids rank `rank` of `world` gets for the batch starting at `state`, with

@@ -1,13 +1,21 @@
 #include "dataio/source.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "common/error.h"
+#include "dataio/shard_checks.h"
 
 namespace cst::dataio {
 namespace fs = std::filesystem;
+using detail::expect;
+using detail::expect_shape;
 using h5::DType;
+
+const char* to_string(SampleKind k) {
+  return k == SampleKind::kLm ? "LM" : k == SampleKind::kMlm ? "MLM" : "classification";
+}
 
 std::vector<std::string> list_shards(const std::string& path) {
   std::error_code ec;
@@ -21,9 +29,8 @@ std::vector<std::string> list_shards(const std::string& path) {
   return out;
 }
 
-namespace {
+namespace detail {
 
-// Opens `name` and checks its element type and rank.
 h5::Dataset expect(const h5::File& f, const std::string& name, std::vector<DType> dtypes, size_t rank) {
   h5::Dataset d = f.open(name);
   DType t = d.dtype();
@@ -43,6 +50,10 @@ void expect_shape(const h5::Dataset& d, const std::vector<int64_t>& shape) {
                                                     << h5::shape_str(d.shape()) << ", expected "
                                                     << h5::shape_str(shape));
 }
+
+}  // namespace detail
+
+namespace {
 
 const std::vector<DType> kMaskTypes{DType::kInt8, DType::kUInt8};
 
@@ -76,7 +87,8 @@ void check_doc_offsets(const h5::Dataset& offsets, int64_t t) {
 struct Hdf5Source::Scan {
   bool nvidia = false;
   ShardMeta meta;
-  int64_t samples = 0, seq = 0, positions = 0;  // seq: MLM S; positions: NVIDIA P
+  int64_t samples = 0, seq = 0, positions = 0;  // seq: MLM, CLS S; positions: NVIDIA P
+  ClsMeta cls;
 };
 
 struct Hdf5Source::Open {
@@ -97,7 +109,7 @@ Hdf5Source::Scan Hdf5Source::scan(const std::string& path) const {
   } else {
     s.meta.format = f.attr_string("format");
     s.meta.version = f.attr_int("format_version");
-    CST_INPUT_CHECK(s.meta.format == kLmFormat || s.meta.format == kMlmFormat,
+    CST_INPUT_CHECK(s.meta.format == kLmFormat || s.meta.format == kMlmFormat || s.meta.format == kClsFormat,
                     "HDF5 file '" << path << "': unknown format '" << s.meta.format << "'");
     CST_INPUT_CHECK(s.meta.version >= 1 && s.meta.version <= kFormatVersion,
                     "HDF5 file '" << path << "': format_version " << s.meta.version
@@ -113,9 +125,14 @@ Hdf5Source::Scan Hdf5Source::scan(const std::string& path) const {
     sp.mask = static_cast<int32_t>(f.attr_int("mask_id"));
   }
   const bool lm = s.meta.format == kLmFormat;
-  CST_INPUT_CHECK(lm == (opt_.kind == SampleKind::kLm),
-                  "HDF5 file '" << path << "': format '" << s.meta.format << "' but the task needs "
-                                << (opt_.kind == SampleKind::kLm ? "LM" : "MLM") << " shards");
+  const SampleKind kind = lm ? SampleKind::kLm : s.meta.format == kClsFormat ? SampleKind::kCls : SampleKind::kMlm;
+  CST_INPUT_CHECK(kind == opt_.kind, "HDF5 file '" << path << "': format '" << s.meta.format << "' but the task needs "
+                                                   << to_string(opt_.kind) << " shards");
+  if (kind == SampleKind::kCls) {
+    const detail::ClsShard c = detail::scan_cls_shard(f, kMaxSampleLen);
+    s.samples = c.rows, s.seq = c.seq, s.cls = c.meta;
+    return s;
+  }
   if (lm) {
     h5::Dataset tokens = expect(f, "tokens", {DType::kUInt16, DType::kInt32}, 1);
     h5::Dataset offsets = expect(f, "doc_offsets", {DType::kInt64}, 1);
@@ -166,7 +183,7 @@ Hdf5Source::Scan Hdf5Source::scan(const std::string& path) const {
 Hdf5Source::Hdf5Source(std::vector<std::string> files, SourceOptions opt)
     : files_(std::move(files)), opt_(std::move(opt)) {
   CST_INPUT_CHECK(!files_.empty(), "no shard files given");
-  CST_CHECK(opt_.kind == SampleKind::kMlm || opt_.seq_len > 0, "LM source needs seq_len > 0");
+  CST_CHECK(opt_.kind != SampleKind::kLm || opt_.seq_len > 0, "LM source needs seq_len > 0");
   CST_CHECK(opt_.max_open_files >= 1, "max_open_files must be >= 1");
   auto lock = h5::lock_library();
   starts_.push_back(0);
@@ -186,6 +203,11 @@ Hdf5Source::Hdf5Source(std::vector<std::string> files, SourceOptions opt)
       CST_INPUT_CHECK(s.meta.tokenizer_sha256 == first.meta.tokenizer_sha256,
                       "HDF5 file '" << f << "': tokenizer_sha256 " << s.meta.tokenizer_sha256 << " differs from '"
                                     << files_[0] << "' (" << first.meta.tokenizer_sha256 << ")");
+      CST_INPUT_CHECK(s.cls.task == first.cls.task && s.cls.num_classes == first.cls.num_classes &&
+                          s.cls.label_names == first.cls.label_names,
+                      "HDF5 file '" << f << "': task '" << s.cls.task << "' with " << s.cls.num_classes
+                                    << " classes differs from '" << files_[0] << "' (task '" << first.cls.task << "', "
+                                    << first.cls.num_classes << " classes, label names in the same order)");
       CST_INPUT_CHECK(s.seq == first.seq && s.positions == first.positions,
                       "HDF5 file '" << f << "' dataset 'input_ids': sequence length " << s.seq << " differs from '"
                                     << files_[0] << "' (" << first.seq << ")");
@@ -196,6 +218,11 @@ Hdf5Source::Hdf5Source(std::vector<std::string> files, SourceOptions opt)
   nvidia_positions_ = first.positions;
   special_ = first.meta.special;
   tokenizer_sha256_ = first.meta.tokenizer_sha256;
+  cls_ = first.cls;
+  CST_INPUT_CHECK(opt_.kind != SampleKind::kCls || opt_.num_classes == 0 || opt_.num_classes == cls_.num_classes,
+                  "HDF5 file '" << files_[0] << "': num_classes " << cls_.num_classes << " (task '" << cls_.task
+                                << "') but the model config has num_classes " << opt_.num_classes
+                                << " (1 = regression)");
   sample_len_ = opt_.kind == SampleKind::kLm ? opt_.seq_len + 1 : first.seq;
   if (nvidia_) {
     CST_INPUT_CHECK(opt_.vocab_size > 0, "NVIDIA BERT shards ('" << files_[0] << "') carry no vocab "
@@ -234,6 +261,9 @@ Hdf5Source::Open& Hdf5Source::open(size_t shard) {
   std::vector<h5::Dataset> ds;
   if (opt_.kind == SampleKind::kLm) {
     ds.push_back(f.open("tokens"));
+  } else if (opt_.kind == SampleKind::kCls) {
+    for (const char* n : {"input_ids", "attention_mask", "segment_ids", "labels", "example_index"})
+      ds.push_back(f.open(n));
   } else {
     for (const char* n : {"input_ids", "input_mask", "segment_ids"}) ds.push_back(f.open(n));
     if (nvidia_)
@@ -260,6 +290,8 @@ void Hdf5Source::read(int64_t index, const SampleRow& out) {
   const int64_t local = index - starts_[shard];
   if (opt_.kind == SampleKind::kLm)
     read_lm(o, local, out);
+  else if (opt_.kind == SampleKind::kCls)
+    read_cls(o, local, out);
   else
     read_mlm(o, local, out);
 }
@@ -270,12 +302,17 @@ void Hdf5Source::read_lm(Open& o, int64_t local, const SampleRow& out) {
   check_ids(o, "tokens", first, out.input_ids, sample_len_);
 }
 
-void Hdf5Source::read_mlm(Open& o, int64_t row, const SampleRow& out) {
+void Hdf5Source::read_tokens(Open& o, int64_t row, const SampleRow& out) {
   const int64_t s = sample_len_;
   o.ds[0].read_slab<int32_t>({row, 0}, {1, s}, out.input_ids);
   check_ids(o, "input_ids", row * s, out.input_ids, s);
   o.ds[1].read_slab<uint8_t>({row, 0}, {1, s}, out.attention_mask);
   o.ds[2].read_slab<uint8_t>({row, 0}, {1, s}, out.segment_ids);
+}
+
+void Hdf5Source::read_mlm(Open& o, int64_t row, const SampleRow& out) {
+  const int64_t s = sample_len_;
+  read_tokens(o, row, out);
   std::fill(out.labels, out.labels + s, -100);
   *out.next_sentence_label = -1;
   if (!nvidia_) return;
@@ -293,6 +330,17 @@ void Hdf5Source::read_mlm(Open& o, int64_t row, const SampleRow& out) {
                                                             << ": position " << pos[j] << " outside [1, " << s << ")");
     out.labels[pos[j]] = ids[j];
   }
+}
+
+void Hdf5Source::read_cls(Open& o, int64_t row, const SampleRow& out) {
+  read_tokens(o, row, out);
+  *out.class_label = -1;
+  *out.target = std::nanf("");
+  if (cls_.num_classes == 1)
+    o.ds[3].read_slab<float>({row}, {1}, out.target);
+  else
+    o.ds[3].read_slab<int64_t>({row}, {1}, out.class_label);
+  o.ds[4].read_slab<int64_t>({row}, {1}, out.example_index);
 }
 
 // ---------------------------------------------------------------------------------------------

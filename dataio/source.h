@@ -7,6 +7,8 @@
 //         Inputs are window[0:N], targets window[1:N+1].
 //   MLM : sample i is a row. Shards are numbered in the order given (list_shards sorts them)
 //         and samples are numbered shard by shard.
+//   CLS : sample i is an example (a row of a cst-cls-examples shard), numbered as MLM rows, with
+//         its label and its example_index.
 //
 // A SampleSource is used by one thread at a time (the loader's prefetch thread); Hdf5Source
 // holds h5::lock_library() around its HDF5 calls so that it may run next to other HDF5 users.
@@ -23,7 +25,8 @@
 
 namespace cst::dataio {
 
-enum class SampleKind { kLm, kMlm };
+enum class SampleKind { kLm, kMlm, kCls };
+const char* to_string(SampleKind k);  // "LM", "MLM", "classification"
 
 // The longest MLM row a shard may hold (model::kMaxSeqLen): rows size the loader's buffers.
 inline constexpr int64_t kMaxSampleLen = 16777216;
@@ -35,6 +38,9 @@ struct SampleRow {
   uint8_t* segment_ids = nullptr;         // MLM
   int32_t* labels = nullptr;              // MLM: static labels (NVIDIA), else all -100
   int8_t* next_sentence_label = nullptr;  // MLM: NVIDIA's label, else -1
+  int64_t* class_label = nullptr;         // CLS: class id in [0, num_classes), -1 = no label (regression: -1)
+  float* target = nullptr;                // CLS regression (num_classes = 1): target, NaN = no label; else NaN
+  int64_t* example_index = nullptr;       // CLS: the example's index in its source split
 };
 
 class SampleSource {
@@ -50,6 +56,8 @@ class SampleSource {
   // name in messages about this source (its first shard file).
   virtual std::string tokenizer_sha256() const { return ""; }
   virtual std::string origin() const = 0;
+  // CLS: the task, num_classes and label names the shards declare (other kinds: ClsMeta{}).
+  virtual ClsMeta cls_meta() const { return {}; }
   // Reads sample `index` (0 <= index < num_samples). Throws InputError naming file, dataset,
   // index and value on bad data. Not thread-safe.
   virtual void read(int64_t index, const SampleRow& out) = 0;
@@ -57,8 +65,9 @@ class SampleSource {
 
 // What the caller (the model config) expects of the shards; mismatches are InputErrors.
 struct SourceOptions {
-  SampleKind kind = SampleKind::kLm;  // shards of the other kind are rejected
-  int64_t seq_len = 0;                // LM: N (> 0, windows of N+1); MLM: S (0 = take the shards')
+  SampleKind kind = SampleKind::kLm;  // shards of another kind are rejected
+  int64_t seq_len = 0;                // LM: N (> 0, windows of N+1); MLM, CLS: S (0 = take the shards')
+  int64_t num_classes = 0;            // CLS: the model's num_classes (1 = regression); shards must match (0 = no check)
   int64_t vocab_size = 0;             // the model's vocabulary; shards must match (0 = no check)
   std::string tokenizer_sha256;       // the model's tokenizer; shards must match ("" = no check)
   int max_open_files = 64;            // HDF5 files kept open at once (least recently used closed)
@@ -68,11 +77,15 @@ struct SourceOptions {
 // the folder, sorted by name. Throws InputError when there are none.
 std::vector<std::string> list_shards(const std::string& path);
 
-// Our LM/MLM shards or NVIDIA BERT shards, validated on construction (formats, versions,
+// Our LM/MLM/CLS shards or NVIDIA BERT shards, validated on construction (formats, versions,
 // dtypes, ranks, shapes, attributes, agreement between shards and with `opt`; every doc_offsets
 // entry, read in chunks; every dataset stored in full, h5::Dataset::check_stored, since shapes
 // size the loader's work). Opens each file once to validate it; afterwards reads by hyperslab,
 // one sample at a time (token ids are checked against vocab_size as they are read).
+// Classification shards: also the task attributes (num_classes >= 1, label_names a JSON array of
+// num_classes strings, [] for regression; shards agree on task, num_classes and label_names),
+// every label (int64 in [0, num_classes) or -1; regression float32, finite or NaN) and every
+// example_index (>= 0), read in full on open.
 class Hdf5Source : public SampleSource {
  public:
   Hdf5Source(std::vector<std::string> files, SourceOptions opt);
@@ -88,6 +101,7 @@ class Hdf5Source : public SampleSource {
   bool static_masks() const override { return nvidia_; }
   std::string tokenizer_sha256() const override { return tokenizer_sha256_; }
   std::string origin() const override { return files_[0]; }
+  ClsMeta cls_meta() const override { return cls_; }
   void read(int64_t index, const SampleRow& out) override;
   const std::vector<std::string>& files() const { return files_; }
 
@@ -98,6 +112,8 @@ class Hdf5Source : public SampleSource {
   Open& open(size_t shard);
   void read_lm(Open& o, int64_t local, const SampleRow& out);
   void read_mlm(Open& o, int64_t local, const SampleRow& out);
+  void read_cls(Open& o, int64_t local, const SampleRow& out);
+  void read_tokens(Open& o, int64_t row, const SampleRow& out);  // MLM / CLS: ids, mask, segments
   void check_ids(const Open& o, const char* dataset, int64_t first, const int32_t* ids, int64_t n) const;
 
   std::vector<std::string> files_;
@@ -107,6 +123,7 @@ class Hdf5Source : public SampleSource {
   bool nvidia_ = false;
   SpecialTokens special_;
   std::string tokenizer_sha256_;
+  ClsMeta cls_;
   std::list<std::unique_ptr<Open>> open_;  // most recently used first
 };
 

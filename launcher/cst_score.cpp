@@ -2,7 +2,11 @@
 // per-token log-probabilities to another HDF5 file (docs/WEIGHTS.md, "Scoring").
 //
 //   cst-score --weights model.h5 --input ids.h5 --output scores.h5 [--batch-size 8] [--no-logits]
+//   cst-score --weights classifier.h5 --input data/glue/mrpc/test --output preds.h5 [--glue-submission MRPC.tsv]
 //
+// An --input that is a classification shard or split folder (format cst-cls-examples) is scored
+// by launcher/score_cls.h: class probabilities (or regression values) per example with its
+// example_index, the task's metrics when labelled, and the GLUE submission TSV on request.
 // Input: dataset input_ids [batch, seq] (any integer type), optional attention_mask [batch, seq]
 // (0/1), read batch by batch. Output (task lm):  logits [batch, seq, V], token_logprobs
 // [batch, seq-1] = log p(input_ids[b, i+1] | input_ids[b, :i+1]); (task mlm): logits [batch,
@@ -18,12 +22,14 @@
 
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <optional>
 
 #include "common/error.h"
 #include "common/h5.h"
 #include "common/output_guard.h"
+#include "launcher/score_cls.h"
 #include "launcher/tool_main.h"
 #include "model/weights_io.h"
 
@@ -94,6 +100,13 @@ class Inputs {
 };
 
 // true when `path` is an HDF5 file cst-score wrote (its created_by attribute).
+// true when `path` is a GLUE submission TSV (what --glue-submission writes).
+bool is_submission_tsv(const std::string& path) {
+  std::ifstream in(path);
+  std::string first;
+  return std::getline(in, first) && first == "index\tprediction";
+}
+
 bool written_by_score(const std::string& path) {
   try {
     h5::File f(path, h5::File::Mode::kRead);
@@ -106,7 +119,7 @@ bool written_by_score(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  std::string weights, input, output;
+  std::string weights, input, output, submission;
   int64_t batch_size = 8, threads = 0, budget_mb = 4096;
   bool no_logits = false, overwrite = false;
   po::options_description desc("cst-score options");
@@ -119,6 +132,8 @@ int main(int argc, char** argv) try {
       "memory-budget-mb", po::value(&budget_mb)->default_value(budget_mb),
       "MiB the logits and log-probabilities of one forward pass may take (the batch shrinks to fit)")(
       "no-logits", po::bool_switch(&no_logits), "skip the (large) logits dataset")(
+      "glue-submission", po::value(&submission),
+      "classification examples: also write the GLUE submission TSV (index, prediction) to this file")(
       "threads", po::value(&threads)->default_value(threads), "intra-op threads (0 = torch default)");
   if (!cst::parse_command_line(argc, argv, desc)) return 0;
   CST_INPUT_CHECK(batch_size >= 1 && batch_size <= 65536, "--batch-size = " << batch_size << " must be in [1, 65536]");
@@ -128,10 +143,37 @@ int main(int argc, char** argv) try {
   const NamedPath out_path{"--output", output};
   check_no_overlap(out_path, {{"--weights", weights}, {"--input", input}});
   check_output_file(out_path, overwrite, kTool, written_by_score);
+  if (!submission.empty()) {
+    const NamedPath tsv{"--glue-submission", submission};
+    check_no_overlap(tsv, {{"--weights", weights}, {"--input", input}, {"--output", output}});
+    check_output_file(tsv, overwrite, kTool, is_submission_tsv);
+  }
   if (threads > 0) at::set_num_threads(static_cast<int>(threads));
 
   model::CstModel m = model::load_model(weights);
   m->eval();
+  if (launcher::is_cls_examples(input)) {
+    StagedFile staged(output);
+    {
+      h5::File out(staged.tmp_path(), h5::File::Mode::kCreate);
+      out.set_attr("created_by", std::string(kTool));
+      out.set_attr("weights", weights);
+      out.set_attr("input", input);
+      out.set_attr("task", std::string(model::to_string(m->config().task)));
+      out.set_attr("config_hash", std::to_string(m->config().hash()));
+    }
+    const std::string metrics =
+        launcher::score_cls_examples(*m, {input, output, submission, batch_size}, staged.tmp_path());
+    staged.commit();
+    std::printf("scored the classification examples of %s -> %s%s%s\n", input.c_str(), output.c_str(),
+                submission.empty() ? "" : " and ", submission.c_str());
+    if (!metrics.empty()) std::printf("%s\n", metrics.c_str());
+    return 0;
+  }
+  CST_INPUT_CHECK(submission.empty(),
+                  "--glue-submission needs classification examples (a cst-cls-examples shard or "
+                  "split folder) as --input, got '"
+                      << input << "'");
   const model::ModelConfig& cfg = m->config();
   const Inputs in(input, cfg.vocab_size, cfg.max_seq_len);
   const int64_t B = in.rows(), N = in.len();

@@ -12,6 +12,7 @@
 // ranks got different ones). docs/CHECKPOINT.md.
 #include <cstdio>
 #include <iostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "common/error.h"
 #include "common/output_guard.h"
 #include "launcher/train_options.h"
+#include "trainer/init_weights.h"
 #include "trainer/preemption.h"
 #include "trainer/trainer.h"
 #include "trainer/watchdog.h"
@@ -44,9 +46,11 @@ int main(int argc, char** argv) {
   std::string what;
   try {
     trainer::TrainConfig cfg;
+    std::set<std::string> explicit_keys;
     if (!launcher::parse_train_options(std::vector<std::string>(argv, argv + argc), cfg,
-                                       rank == 0 ? &std::cout : nullptr, kHelpEpilogue))
+                                       rank == 0 ? &std::cout : nullptr, kHelpEpilogue, &explicit_keys))
       return 0;
+    trainer::adopt_init_config(cfg, explicit_keys);  // init.weights: the model shape of the source
     cfg.validate(mpi.size());
     // Output folders that cannot be made fail here, with exit 2 naming them, not mid-run.
     check_folder_usable({"log.dir", cfg.log.dir});

@@ -15,6 +15,7 @@ namespace {
 
 const std::vector<std::pair<std::string, std::string>> kGroups = {{"model", "Model"},
                                                                   {"data", "Data"},
+                                                                  {"init", "Fine-tuning"},
                                                                   {"train", "Batching and steps"},
                                                                   {"optim", "Optimizer"},
                                                                   {"dist", "Distributed"},
@@ -25,7 +26,7 @@ const std::vector<std::pair<std::string, std::string>> kGroups = {{"model", "Mod
 }  // namespace
 
 bool parse_train_options(const std::vector<std::string>& args, trainer::TrainConfig& cfg, std::ostream* help,
-                         const std::string& help_epilogue) {
+                         const std::string& help_epilogue, std::set<std::string>* explicit_keys) {
   const trainer::TrainConfig defaults;
   po::options_description generic("cst-train options");
   generic.add_options()("help,h", "show this help")("config,c", po::value<std::string>(),
@@ -74,7 +75,10 @@ bool parse_train_options(const std::vector<std::string>& args, trainer::TrainCon
     CST_THROW_INPUT(e.what() << " (see --help)");
   }
   for (const auto& f : trainer::TrainConfig::fields())
-    if (vm.count(f.name) && !vm[f.name].defaulted()) cfg.set(f.name, vm[f.name].as<std::string>());
+    if (vm.count(f.name) && !vm[f.name].defaulted()) {
+      cfg.set(f.name, vm[f.name].as<std::string>());
+      if (explicit_keys) explicit_keys->insert(f.name);
+    }
   if (vm.count("resume")) cfg.set("checkpoint.resume", vm["resume"].as<std::string>());
   return true;
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -16,7 +17,9 @@ namespace cst::launcher {
 // Returns false when --help was given (the help, with `help_epilogue`, is written to *help when
 // help is not null). Throws InputError naming the key, value and file on an unknown key, a bad
 // value, a malformed or unreadable config file. Does not validate(): the caller does, once.
+// explicit_keys, if given, receives the keys the config file or the command line set
+// (trainer::adopt_init_config refuses a shape they set that differs from init.weights').
 bool parse_train_options(const std::vector<std::string>& args, trainer::TrainConfig& cfg, std::ostream* help,
-                         const std::string& help_epilogue = "");
+                         const std::string& help_epilogue = "", std::set<std::string>* explicit_keys = nullptr);
 
 }  // namespace cst::launcher

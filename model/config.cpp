@@ -78,7 +78,8 @@ const std::vector<ModelConfig::Field>& ModelConfig::fields() {
       CST_FIELD_FLOAT(ModelConfig, "alpha", alpha, "slice extension ratio in [1, 3]; (alpha-1)*L/2 must be whole"),
       CST_FIELD_FLOAT(ModelConfig, "dropout", dropout, "dropout probability in [0, 1)"),
       CST_FIELD_FLOAT(ModelConfig, "layer_norm_eps", layer_norm_eps, "LayerNorm epsilon"),
-      CST_FIELD_INT(ModelConfig, "num_classes", num_classes, "classifier outputs (task = cls)"),
+      CST_FIELD_INT(ModelConfig, "num_classes", num_classes,
+                    "classifier outputs (task = cls); 1 = regression (one output, MSE loss)"),
       CST_FIELD_FLOAT(ModelConfig, "init_std", init_std, "std of the normal weight init"),
       CST_FIELD_ENUM(ModelConfig, "composition", composition, kComp, "local-global (CST) | global-local | parallel"),
       CST_FIELD_ENUM(ModelConfig, "aggregation", aggregation, kAgg, "slice embedding: mean | max | linear"),
@@ -152,7 +153,8 @@ void ModelConfig::validate() const {
   CST_FIELD_CHECK(dropout >= 0.0 && dropout < 1.0, "dropout", "must be in [0, 1)");
   CST_FIELD_CHECK(layer_norm_eps > 0.0, "layer_norm_eps", "must be > 0");
   CST_FIELD_CHECK(init_std > 0.0, "init_std", "must be > 0");
-  if (task == Task::kCls) CST_FIELD_CHECK(num_classes >= 2, "num_classes", "must be >= 2 for task = cls");
+  if (task == Task::kCls)
+    CST_FIELD_CHECK(num_classes >= 1, "num_classes", "must be >= 1 for task = cls (1 = regression, >= 2 = classes)");
   if (arch == Arch::kFull) {
     CST_FIELD_CHECK(pos_emb != PosEmb::kMsVipe, "pos_emb",
                     "MS-VIPE needs slices; the full-attention baseline uses absolute positions");

@@ -41,6 +41,15 @@ LossSum token_loss(const at::Tensor& logits, const at::Tensor& labels) {
 
 LossSum cls_loss(const at::Tensor& logits, const at::Tensor& labels) { return ce_sum(logits, labels); }
 
+LossSum regression_loss(const at::Tensor& pred, const at::Tensor& targets) {
+  TORCH_CHECK(pred.dim() == 1 && targets.sizes() == pred.sizes(), "regression_loss: pred ", pred.sizes(), ", targets ",
+              targets.sizes());
+  const at::ScalarType dt = pred.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::Tensor y = targets.to(dt), valid = y.isnan().logical_not();
+  const at::Tensor diff = at::where(valid, pred.to(dt) - y.nan_to_num(0.0), at::zeros({}, y.options()));
+  return {diff.square().sum(), valid.sum().item<int64_t>()};
+}
+
 namespace {
 
 // Rows per chunk unless asked: a chunk's logits hold about as many values as the R x D hidden

@@ -18,8 +18,11 @@ LossSum lm_loss(const at::Tensor& logits, const at::Tensor& input_ids, const at:
 // Per-token cross entropy against explicit labels [B, N] int64, -100 where nothing is
 // predicted: MLM labels, or LM targets (the loader's window[:, 1:] for inputs window[:, :N]).
 LossSum token_loss(const at::Tensor& logits, const at::Tensor& labels);
-// Classification: logits [B, C], labels [B] int64.
+// Classification: logits [B, C], labels [B] int64 (-100 = no label).
 LossSum cls_loss(const at::Tensor& logits, const at::Tensor& labels);
+// Regression (num_classes = 1): squared error summed over the labelled examples, in float32 at
+// least. pred [B], targets [B] floating (NaN = no label, contributes nothing, not counted).
+LossSum regression_loss(const at::Tensor& pred, const at::Tensor& targets);
 
 // Cross entropy of a linear head, chunk by chunk, so that the [R, V] logits never exist at once.
 // h [R, D] hidden rows, weight [V, D], bias [V] or undefined, labels [R] int64 (-100: row not

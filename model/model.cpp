@@ -185,6 +185,7 @@ LossSum CstModelImpl::loss(const Tensor& input_ids, const Tensor& attention_mask
                            int64_t chunk_rows) {
   if (cfg_.task == Task::kCls) {
     Tensor logits = forward(input_ids, attention_mask);
+    if (cfg_.num_classes == 1) return regression_loss(logits.squeeze(-1), labels);
     if (correct) *correct = logits.argmax(-1).eq(labels).sum();
     return cls_loss(logits, labels);
   }

@@ -59,7 +59,8 @@ class MlmHeadImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MlmHead);
 
-// Classifier head: mean over real tokens, Linear, ReLU, Linear (paper A.6.1).
+// Classifier head: mean over real tokens, Linear, ReLU, Linear (paper A.6.1); num_classes = 1:
+// one output, a regression value.
 class ClsHeadImpl : public torch::nn::Module {
  public:
   explicit ClsHeadImpl(const ModelConfig& cfg);
@@ -86,7 +87,8 @@ class CstModelImpl : public torch::nn::Module {
   // The training loss, never holding [B, N, V] logits. lm / mlm: labels [B, N] int64, -100 where
   // nothing is predicted (lm: the next tokens), cross entropy of the tied head in chunks
   // (chunked_cross_entropy; mlm: the head runs on the predicted rows only, one device sync);
-  // cls: labels [B]. correct, if given, receives the number of predicted tokens (cls: examples)
+  // cls: labels [B] int64 (-100 = none), or, num_classes = 1, float targets [B] (NaN = none;
+  // squared error, correct not set). correct, if given, receives the number of predicted tokens (cls: examples)
   // whose argmax is the label, a scalar int64 tensor. Equal to token_loss(forward(...), labels).
   LossSum loss(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, const torch::Tensor& labels,
                torch::Tensor* correct = nullptr, int64_t chunk_rows = 0);

@@ -186,7 +186,9 @@ void CheckpointWriter::commit(Manifest meta) const {
 
 void CheckpointWriter::prune(int64_t committed) const {
   if (o_.keep <= 0) return;  // only now that a newer checkpoint is committed
-  const auto steps = list_step_dirs(o_.dir, nullptr);
+  auto steps = list_step_dirs(o_.dir, nullptr);
+  const int64_t kept = protected_step_;
+  steps.erase(std::remove_if(steps.begin(), steps.end(), [&](const auto& s) { return s.first == kept; }), steps.end());
   for (size_t i = 0; i + static_cast<size_t>(o_.keep) < steps.size(); ++i)
     if (steps[i].first != committed) discard(steps[i].second);  // never the one just committed
 }

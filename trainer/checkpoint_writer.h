@@ -17,6 +17,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -60,6 +61,9 @@ class CheckpointWriter {
             Manifest meta);
   // Waits for the in-flight save, if any; rethrows its error.
   void wait();
+  // Pruning never removes step_<step> from now on (checkpoint.keep_best's checkpoint; -1 = none;
+  // a later call replaces it). It does not count towards `keep`.
+  void protect(int64_t step) { protected_step_ = step; }
   // Rank 0, before training: removes the step_<N>.tmp and step_<N>.pruning leftovers of killed
   // runs.
   void remove_leftovers() const;
@@ -74,6 +78,7 @@ class CheckpointWriter {
   std::shared_ptr<model::CstModelImpl> shadow_;  // rank 0, async: host copy of the parameters (made on first save)
   std::thread thread_;
   std::exception_ptr error_;
+  std::atomic<int64_t> protected_step_{-1};  // read by the background writer when it prunes
 };
 
 }  // namespace cst::trainer

@@ -57,27 +57,50 @@ void MetricsSink::train(const TrainRecord& r) {
   }
 }
 
+namespace {
+// " | f1 0.8123 | mcc 0.4000" (classification metrics beside accuracy).
+std::string metrics_text(const std::vector<NamedMetric>& metrics) {
+  std::string out;
+  for (const NamedMetric& m : metrics) {
+    char buf[96];
+    std::snprintf(buf, sizeof(buf), " %s %.4f", m.name.c_str(), m.value);
+    out += buf;
+  }
+  return out;
+}
+// `, "f1": 0.81, "mcc": 0.4` for metrics.jsonl.
+void metrics_json(std::ostream& os, const std::vector<NamedMetric>& metrics) {
+  for (const NamedMetric& m : metrics) os << ", " << Json(m.name).dump() << ": " << m.value;
+}
+}  // namespace
+
 void MetricsSink::eval(const EvalRecord& r) {
   std::string per_corpus;
   for (const CorpusEval& c : r.corpora) {
     char buf[160];
     std::snprintf(buf, sizeof(buf), " | %s loss %.4f ppl %.2f", c.name.c_str(), c.loss, ppl(c.loss));
     per_corpus += buf;
+    if (r.classification && c.accuracy >= 0) per_corpus += " acc " + std::to_string(c.accuracy);
+    per_corpus += metrics_text(c.metrics);
   }
-  std::printf("eval  %6ld | loss %.4f | ppl %9.2f%s | %ld tokens%s\n", (long)r.step, r.loss, ppl(r.loss),
-              r.accuracy >= 0 ? (" | acc " + std::to_string(r.accuracy)).c_str() : "", (long)r.tokens,
-              per_corpus.c_str());
+  std::printf("eval  %6ld | loss %.4f | ppl %9.2f%s%s | %ld %s%s\n", (long)r.step, r.loss, ppl(r.loss),
+              r.accuracy >= 0 ? (" | acc " + std::to_string(r.accuracy)).c_str() : "",
+              r.metrics.empty() ? "" : (" |" + metrics_text(r.metrics)).c_str(), (long)r.tokens,
+              r.classification ? "examples" : "tokens", per_corpus.c_str());
   std::fflush(stdout);
   std::ostringstream os;
   os.precision(9);
   os << "{\"kind\": \"eval\", \"step\": " << r.step << ", \"loss\": " << r.loss << ", \"ppl\": " << ppl(r.loss)
      << ", \"accuracy\": " << r.accuracy << ", \"tokens\": " << r.tokens;
+  metrics_json(os, r.metrics);
   if (!r.corpora.empty()) {
     os << ", \"corpora\": {";
     for (size_t j = 0; j < r.corpora.size(); ++j) {
       const CorpusEval& c = r.corpora[j];
       os << (j ? ", " : "") << Json(c.name).dump() << ": {\"loss\": " << c.loss << ", \"ppl\": " << ppl(c.loss)
-         << ", \"accuracy\": " << c.accuracy << ", \"tokens\": " << c.tokens << ", \"weight\": " << c.weight << "}";
+         << ", \"accuracy\": " << c.accuracy << ", \"tokens\": " << c.tokens << ", \"weight\": " << c.weight;
+      metrics_json(os, c.metrics);
+      os << "}";
     }
     os << "}";
   }
@@ -86,11 +109,14 @@ void MetricsSink::eval(const EvalRecord& r) {
   if (tb_) {
     tb_->add_scalar("valid/loss", r.loss, r.step);
     tb_->add_scalar("valid/perplexity", ppl(r.loss), r.step);
-    if (r.accuracy >= 0) tb_->add_scalar("valid/mlm_accuracy", r.accuracy, r.step);
+    const std::string acc = r.classification ? "accuracy" : "mlm_accuracy";
+    if (r.accuracy >= 0) tb_->add_scalar("valid/" + acc, r.accuracy, r.step);
+    for (const NamedMetric& m : r.metrics) tb_->add_scalar("valid/" + m.name, m.value, r.step);
     for (const CorpusEval& c : r.corpora) {
       tb_->add_scalar("valid/" + c.name + "/loss", c.loss, r.step);
       tb_->add_scalar("valid/" + c.name + "/perplexity", ppl(c.loss), r.step);
-      if (c.accuracy >= 0) tb_->add_scalar("valid/" + c.name + "/mlm_accuracy", c.accuracy, r.step);
+      if (c.accuracy >= 0) tb_->add_scalar("valid/" + c.name + "/" + acc, c.accuracy, r.step);
+      for (const NamedMetric& m : c.metrics) tb_->add_scalar("valid/" + c.name + "/" + m.name, m.value, r.step);
     }
     tb_->flush();
   }

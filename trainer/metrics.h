@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "trainer/cls_metrics.h"
+
 namespace cst::trainer {
 
 class TensorBoardWriter;
@@ -27,19 +29,24 @@ struct TrainRecord {
 
 // Validation of one corpus of a blend.
 struct CorpusEval {
-  std::string name;      // dataio::corpus_names: "wiki" for data/wiki/validation
-  double weight = 0;     // normalised weight in data.valid
-  double loss = 0;       // mean loss per predicted token of this corpus
-  double accuracy = -1;  // MLM: masked-token accuracy; -1 = not measured
-  int64_t tokens = 0;    // predicted tokens evaluated
+  std::string name;                  // dataio::corpus_names: "wiki" for data/wiki/validation
+  double weight = 0;                 // normalised weight in data.valid
+  double loss = 0;                   // mean loss per predicted token of this corpus
+  double accuracy = -1;              // MLM: masked-token accuracy; classification: accuracy; -1 = not measured
+  int64_t tokens = 0;                // predicted tokens evaluated (classification: labelled examples)
+  std::vector<NamedMetric> metrics;  // classification: the task's metrics but accuracy (f1, mcc, pearson, spearman)
 };
 
 struct EvalRecord {
   int64_t step = 0;
-  double loss = 0;       // one corpus: mean loss per predicted token; a blend: sum of weight x loss
-                         // over its corpora (weights renormalised over those with tokens)
-  double accuracy = -1;  // MLM: masked-token accuracy (a blend: weighted as loss); -1 = not measured
-  int64_t tokens = 0;    // predicted tokens evaluated (all corpora)
+  double loss = 0;                   // one corpus: mean loss per predicted token; a blend: sum of weight x loss
+                                     // over its corpora (weights renormalised over those with tokens)
+  double accuracy = -1;              // MLM: masked-token accuracy; classification: accuracy (a blend: weighted as
+                                     // loss); -1 = not measured
+  int64_t tokens = 0;                // predicted tokens evaluated (all corpora; classification: labelled examples)
+  bool classification = false;       // model.task = cls: accuracy is valid/accuracy, not valid/mlm_accuracy
+  std::vector<NamedMetric> metrics;  // classification: f1, mcc, pearson, spearman as the task has them
+                                     // (a blend: weighted as loss over the corpora that have them)
   // A blend of >= 2 corpora: each one; else empty.
   std::vector<CorpusEval> corpora;
 };

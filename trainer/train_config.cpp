@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "dataio/blend.h"
+#include "trainer/cls_metrics.h"
 
 namespace cst::trainer {
 namespace {
@@ -41,6 +42,9 @@ std::vector<Field<C>> make_fields() {
       CST_FIELD_FLOAT(C, "data.mask_prob", data.mask_prob, "MLM: fraction of tokens masked"),
       CST_FIELD_BOOL(C, "data.reset_position", data.reset_position,
                      "resume with every corpus at position 0 (model, optimizer, step kept); allows a changed blend"),
+      CST_FIELD_STRING(C, "init.weights", init.weights,
+                       "fine-tune from a weights file or checkpoint step folder of an mlm or cls run (fresh start "
+                       "only): its encoder and shape, a new head"),
       CST_FIELD_INT(C, "train.steps", train.steps, "optimizer steps"),
       CST_FIELD_INT(C, "train.global_batch", train.global_batch, "samples per step over all ranks"),
       CST_FIELD_INT(C, "train.micro_batch", train.micro_batch, "samples per forward/backward per rank"),
@@ -82,6 +86,9 @@ std::vector<Field<C>> make_fields() {
       CST_FIELD_STRING(C, "checkpoint.resume", checkpoint.resume,
                        "resume from: empty = fresh start, auto = newest complete checkpoint in checkpoint.dir, "
                        "or a step_<N> folder (also --resume)"),
+      CST_FIELD_STRING(C, "checkpoint.keep_best", checkpoint.keep_best,
+                       "keep the checkpoint of the best value of this eval metric (valid/accuracy, valid/f1, "
+                       "valid/<corpus>/mcc, valid/loss...; empty = off) beside the newest checkpoint.keep"),
       CST_FIELD_STRING(C, "log.dir", log.dir, "run folder: metrics.jsonl, TensorBoard events, weights"),
       CST_FIELD_INT(C, "log.interval", log.interval, "steps between log lines"),
       CST_FIELD_INT(C, "log.eval_interval", log.eval_interval, "steps between validations (0 = at the end)"),
@@ -138,9 +145,11 @@ void TrainConfig::validate(int world_size) const {
   CST_OPT_CHECK(!data.train.empty(), "data.train", "a train split is required");
   dataio::parse_blend(data.train, "data.train");  // InputError naming the key, token and value
   if (!data.valid.empty()) dataio::parse_blend(data.valid, "data.valid");
-  CST_OPT_CHECK(data.seq_len >= (model.task == model::Task::kMlm ? 0 : 2), "data.seq_len", "must be >= 2 (LM)");
+  CST_OPT_CHECK(data.seq_len >= (model.task == model::Task::kLm ? 2 : 0), "data.seq_len", "must be >= 2 (LM)");
   CST_OPT_CHECK(data.seq_len <= model.max_seq_len, "data.seq_len", "exceeds model.max_seq_len = " << model.max_seq_len);
-  CST_OPT_CHECK(model.task != model::Task::kCls, "model.task", "cst-train trains lm and mlm");
+  CST_OPT_CHECK(init.weights.empty() || model.task != model::Task::kLm, "init.weights",
+                "fine-tuning starts a bidirectional model (model.task = cls or mlm), not a causal LM");
+  if (!checkpoint.keep_best.empty()) check_keep_best(checkpoint.keep_best, !data.valid.empty());
   // Upper bounds: these size buffers, threads or int arithmetic (steps x global_batch samples).
   CST_OPT_CHECK(data.prefetch >= 1 && data.prefetch <= 64, "data.prefetch", "must be in [1, 64]");
   CST_OPT_CHECK(data.mask_prob > 0 && data.mask_prob < 1, "data.mask_prob", "must be in (0, 1)");
@@ -210,6 +219,9 @@ void TrainConfig::validate_seq_parallel(int world_size) const {
   CST_INPUT_CHECK(S >= 1 && world_size % S == 0,
                   "dist.seq_parallel = " << S << " does not divide the world size " << world_size << " (ranks)");
   if (S == 1) return;
+  CST_INPUT_CHECK(model.task != model::Task::kCls,
+                  "dist.seq_parallel = " << S << ": the classifier head (model.task = cls) pools over the whole "
+                                         << "sequence; sequence parallelism is for lm and mlm");
   CST_INPUT_CHECK(model.arch == model::Arch::kCst, "dist.seq_parallel = " << S
                                                                           << " needs model.arch = cst (full "
                                                                              "attention would need every token "
@@ -226,6 +238,13 @@ void TrainConfig::check_seq_parallel_len(int64_t n, const std::string& what) con
                   what << " = " << n << " split over dist.seq_parallel = " << S << " ranks gives chunks of "
                        << (n % S == 0 ? std::to_string(n / S) : "(not whole) " + std::to_string(double(n) / S))
                        << " tokens, not a multiple of model.slice_len = " << L << " (N / S must be a multiple of L)");
+}
+
+void check_keep_best(const std::string& metric, bool has_valid) {
+  CST_INPUT_CHECK(metric.rfind("valid/", 0) == 0 && metric.size() > 6,
+                  "checkpoint.keep_best = " << metric << ": expected valid/<metric> or valid/<corpus>/<metric>");
+  CST_INPUT_CHECK(has_valid, "checkpoint.keep_best = " << metric << " needs a validation split (data.valid)");
+  higher_is_better(metric.substr(metric.find_last_of('/') + 1));  // InputError naming an unknown metric
 }
 
 double learning_rate(const OptimOptions& o, int64_t steps, int64_t step) {

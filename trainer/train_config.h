@@ -1,6 +1,6 @@
 // TrainConfig: everything cst-train takes, as typed structs with in-class defaults. Each option
-// is declared once in the field table (train_config.cpp) under its group (model, data, train,
-// optim, dist, checkpoint, log, debug); config files use [group] sections, the command line
+// is declared once in the field table (train_config.cpp) under its group (model, data, init,
+// train, optim, dist, checkpoint, log, debug); config files use [group] sections, the command line
 // --group.key. validate() runs once after merging and throws cst::InputError naming the key.
 #pragma once
 
@@ -27,6 +27,12 @@ struct DataOptions {
   double mask_prob = 0.15;       // MLM dynamic masking: fraction of tokens predicted
   bool reset_position = false;   // resume: every corpus from position 0 (the model, optimizer and
                                  // step are restored); needed to resume with a changed blend
+};
+
+// Fine-tuning from pretrained weights (docs/WEIGHTS.md, "Fine-tuning"): read at a fresh start
+// only (a resume restores its checkpoint instead).
+struct InitOptions {
+  std::string weights;  // weights file or checkpoint step folder of a bidirectional run ("" = random init)
 };
 
 struct TrainOptions {
@@ -75,6 +81,8 @@ struct CheckpointOptions {
   bool async = false;            // write in a background thread (host copy at the step boundary)
   int64_t zero_stage = 0;        // 0: optimizer state replicated; 1: partitioned over ranks (ZeRO-1)
   std::string resume;            // "" = fresh start; "auto" = newest complete checkpoint in dir; or a path
+  std::string keep_best;         // "" = off; else an eval metric as in metrics.jsonl (valid/accuracy,
+                                 // valid/<corpus>/f1, valid/loss...): its best checkpoint is kept
   std::string resolved_dir(const std::string& log_dir) const { return dir.empty() ? log_dir + "/checkpoints" : dir; }
 };
 
@@ -108,6 +116,7 @@ inline constexpr int64_t kMaxBatch = 16777216;     // 2^24 samples per step or p
 struct TrainConfig {
   model::ModelConfig model;
   DataOptions data;
+  InitOptions init;
   TrainOptions train;
   OptimOptions optim;
   DistOptions dist;
@@ -135,6 +144,10 @@ struct TrainConfig {
  private:
   void validate_seq_parallel(int world_size) const;
 };
+
+// InputError unless `metric` names an evaluation metric as metrics.jsonl does (valid/<m> or
+// valid/<corpus>/<m>, m one of cls_metrics.h's names, loss or ppl) and there is a validation split.
+void check_keep_best(const std::string& metric, bool has_valid);
 
 // Learning rate at optimizer step `step` (0-based): linear warmup to lr over warmup_steps,
 // then linear or cosine decay to min_lr at `steps`, or constant.

@@ -27,7 +27,7 @@ bool every(int64_t k, int64_t step) { return k > 0 && step % k == 0; }
 }  // namespace
 
 TrainResult Trainer::run() {
-  State& s = *s_;
+  TrainerState& s = *s_;
   const TrainConfig& cfg = s.cfg;
   const int64_t steps = cfg.train.steps;
   TrainResult res;
@@ -40,10 +40,14 @@ TrainResult Trainer::run() {
       s.train_step(step, off);
     }
     if (every(cfg.log.interval, step) || step == steps) s.log(step, res);
-    if (every(cfg.log.eval_interval, step) || step == steps) s.evaluate(step, res);
+    if (every(cfg.log.eval_interval, step) || step == steps) {
+      s.evaluate(step, res);
+      s.keep_best(step);
+    }
     if (every(cfg.checkpoint.weights_interval, step) && step != steps)
       s.export_weights(cfg.log.dir + "/model_step" + std::to_string(step) + ".h5");
-    if (every(cfg.checkpoint.interval, step) && step != steps) s.save_checkpoint(step, !cfg.checkpoint.async);
+    if (every(cfg.checkpoint.interval, step) && step != steps && s.last_checkpoint_step != step)
+      s.save_checkpoint(step, !cfg.checkpoint.async);
     if (const int sig = s.preemption_signal(step)) {
       s.stop_preempted(step, sig, res);
       return res;
@@ -56,7 +60,9 @@ TrainResult Trainer::run() {
   return res;
 }
 
-void Trainer::State::profiled_train_step(int64_t step) {
+model::CstModelImpl& Trainer::model() { return *s_->model; }
+
+void TrainerState::profiled_train_step(int64_t step) {
   PhaseTimer phases([this] {
     if (device.is_cuda()) torch::cuda::synchronize();
   });
@@ -71,7 +77,7 @@ void Trainer::State::profiled_train_step(int64_t step) {
   sink->text("profile of step " + std::to_string(step) + ": " + phases.line() + "; operators in " + path);
 }
 
-void Trainer::State::train_step(int64_t step, PhaseTimer& phases) {
+void TrainerState::train_step(int64_t step, PhaseTimer& phases) {
   if (cfg.debug.fail_rank == proc.rank && cfg.debug.fail_at_step == step)
     CST_THROW("debug: injected failure at step " << step << " on rank " << proc.rank);
   const int W = proc.world_size;
@@ -84,15 +90,17 @@ void Trainer::State::train_step(int64_t step, PhaseTimer& phases) {
   phases.mark("data");
   // This rank's chunk of each sequence (its LM targets are the next tokens, across the border).
   Tensor ids = to_tensor(batch->input_ids, batch->rows, batch->cols, torch::kLong);
-  Tensor labels =
-      chunk(mlm ? to_tensor(batch->labels, batch->rows, batch->cols, torch::kLong) : ids.narrow(1, 1, seq_len));
-  Tensor inputs = chunk(mlm ? ids : ids.narrow(1, 0, seq_len));
-  Tensor mask = chunk(mlm ? to_tensor(batch->attention_mask, batch->rows, batch->cols, torch::kBool) : Tensor());
-  // Predicted tokens in the global batch (each counted once, on the rank holding it): the loss
-  // is normalised by it on every rank.
-  const int64_t local_count = labels.ne(-100).sum().item<int64_t>();
+  // cls: one label per row [rows] (no sequence parallelism).
+  Tensor labels = cls   ? cls_labels(*batch, regression)
+                  : mlm ? chunk(to_tensor(batch->labels, batch->rows, batch->cols, torch::kLong))
+                        : chunk(ids.narrow(1, 1, seq_len));
+  Tensor inputs = chunk(mlm || cls ? ids : ids.narrow(1, 0, seq_len));
+  Tensor mask = chunk(mlm || cls ? to_tensor(batch->attention_mask, batch->rows, batch->cols, torch::kBool) : Tensor());
+  // Predicted tokens (cls: labelled examples) in the global batch (each counted once, on the rank
+  // holding it): the loss is normalised by it on every rank.
+  const int64_t local_count = cls ? labelled_count(labels) : labels.ne(-100).sum().item<int64_t>();
   int64_t global_count = cfg.train.global_batch * seq_len;
-  if (mlm) {
+  if (mlm || cls) {
     const auto tc = Clock::now();
     global_count = collective("all_reduce(token count) at step " + std::to_string(step),
                               [&] { return comm.all_reduce_int(local_count, comm::ReduceOp::kSum); });
@@ -129,7 +137,7 @@ void Trainer::State::train_step(int64_t step, PhaseTimer& phases) {
   ++interval.steps;
 }
 
-void Trainer::State::log(int64_t step, TrainResult& res) {
+void TrainerState::log(int64_t step, TrainResult& res) {
   const std::vector<double> t = collective("all_reduce(train loss) at step " + std::to_string(step), [&] {
     return comm.all_reduce_doubles({interval.loss_sum, static_cast<double>(interval.tokens)});
   });
@@ -147,19 +155,19 @@ void Trainer::State::log(int64_t step, TrainResult& res) {
   interval = Interval{};
 }
 
-std::string Trainer::State::tokenizer_sha256() const {
+std::string TrainerState::tokenizer_sha256() const {
   const std::string shards = train_src ? train_src->tokenizer_sha256() : "";
   return shards.empty() ? cfg.data.tokenizer_sha256 : shards;
 }
 
-void Trainer::State::export_weights(const std::string& path) {
+void TrainerState::export_weights(const std::string& path) {
   if (!rank0()) return;
   auto lock = h5::lock_library();  // the loader's prefetch thread also uses libhdf5
   model::save_weights(*model, path, tokenizer_sha256());
   sink->text("saved weights to " + path);
 }
 
-void Trainer::State::save_checkpoint(int64_t step, bool sync) {
+void TrainerState::save_checkpoint(int64_t step, bool sync) {
   Manifest m;
   m.step = step;
   m.optimizer_steps = opt->steps_taken();
@@ -182,14 +190,14 @@ void Trainer::State::save_checkpoint(int64_t step, bool sync) {
 }
 
 // Every rank learns the largest signal any rank received, at the same step.
-int Trainer::State::preemption_signal(int64_t step) {
+int TrainerState::preemption_signal(int64_t step) {
   if (cfg.debug.signal_rank == proc.rank && cfg.debug.signal_at_step == step)
     std::raise(static_cast<int>(cfg.debug.signal));
   return static_cast<int>(collective("all_reduce(preemption flag) at step " + std::to_string(step),
                                      [&] { return comm.all_reduce_int(pending_signal(), comm::ReduceOp::kMax); }));
 }
 
-void Trainer::State::stop_preempted(int64_t step, int signal, TrainResult& res) {
+void TrainerState::stop_preempted(int64_t step, int signal, TrainResult& res) {
   if (rank0()) std::printf("signal %d received: saving a checkpoint at step %ld and stopping\n", signal, (long)step);
   collective("checkpoint wait", [&] { ckpt->wait(); });
   if (last_checkpoint_step != step) save_checkpoint(step, true);

@@ -11,35 +11,25 @@
 #include <string>
 
 #include "trainer/train_config.h"
+#include "trainer/train_types.h"
 
 namespace cst::comm {
 class Communicator;
+}
+namespace cst::model {
+class CstModelImpl;
 }
 
 namespace cst::trainer {
 
 class Watchdog;
-
-// Where this process runs: rank, local rank (picks the CUDA device) and host, from MPI / the
-// launcher's environment (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID).
-struct ProcessInfo {
-  int rank = 0, world_size = 1, local_rank = 0, local_size = 1;
-  std::string host = "localhost";
-  static ProcessInfo from_environment(int rank, int world_size, const std::string& host);
-};
+struct TrainerState;
 
 // Picks this rank's device from dist.device ("auto": CUDA when present) and makes it current:
 // CUDA device = local_rank % device count. Returns "cpu" or "cuda:<i>". Throws InputError when
 // CUDA is asked for and absent. Also sets the intra-op thread count (dist.threads, default
 // cores / ranks on this host). Call before make_communicator (NCCL binds the current device).
 std::string select_device(const DistOptions& dist, const ProcessInfo& proc);
-
-struct TrainResult {
-  int64_t steps = 0;
-  double final_train_loss = 0;  // mean over the last log interval
-  double final_eval_loss = -1;  // -1 when there is no validation split
-  int preempted_signal = 0;     // > 0: stopped by this signal after a checkpoint; exit 128 + it
-};
 
 class Trainer {
  public:
@@ -59,9 +49,11 @@ class Trainer {
   // with preempted_signal set. Collective: every rank must call it.
   TrainResult run();
 
+  // The model being trained (this rank's replica), e.g. to inspect it after setup.
+  model::CstModelImpl& model();
+
  private:
-  struct State;
-  std::unique_ptr<State> s_;
+  std::unique_ptr<TrainerState> s_;  // trainer_state.h
 };
 
 }  // namespace cst::trainer

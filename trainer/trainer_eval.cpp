@@ -1,15 +1,23 @@
 // Validation: one pass over each corpus of the validation split (or log.eval_batches batches of
-// each), loss and accuracy per corpus, and the blend's loss as their weighted mean.
+// each), loss and accuracy per corpus, and the blend's loss as their weighted mean; and
+// checkpoint.keep_best after it.
 #include "model/autocast_scope.h"
 #include "model/loss.h"
+#include "trainer/manifest.h"
 #include "trainer/trainer_state.h"
 
 namespace cst::trainer {
 
 using torch::Tensor;
 
-void Trainer::State::evaluate(int64_t step, TrainResult& res) {
+void TrainerState::evaluate(int64_t step, TrainResult& res) {
   if (!valid_src) return;
+  if (cls) {
+    last_eval = evaluate_cls(step);
+    res.final_eval_loss = last_eval->loss;
+    if (sink) sink->eval(*last_eval);
+    return;
+  }
   torch::NoGradGuard no_grad;
   model->eval();
   dataio::Loader vl(valid_src, loader_options(false));
@@ -56,6 +64,20 @@ void Trainer::State::evaluate(int64_t step, TrainResult& res) {
   r.accuracy = mlm ? (weights > 0 ? accuracy / weights : 0.0) : -1.0;
   res.final_eval_loss = r.loss;
   if (sink) sink->eval(r);
+  last_eval = std::move(r);
+}
+
+void TrainerState::keep_best(int64_t step) {
+  if (!best || !last_eval || last_eval->step != step) return;
+  const double v = best->value_of(*last_eval);
+  if (!best->improves(v)) return;
+  ckpt->protect(step);
+  if (last_checkpoint_step != step) save_checkpoint(step, true);
+  best->set(step, v);
+  if (!rank0()) return;
+  best->write();
+  sink->text("best " + best->metric() + " " + std::to_string(v) + " at step " + std::to_string(step) + ": " +
+             step_dir_name(step) + " kept (best.json)");
 }
 
 }  // namespace cst::trainer

@@ -9,7 +9,9 @@
 #include <thread>
 
 #include "common/error.h"
+#include "trainer/init_weights.h"
 #include "trainer/perf.h"
+#include "trainer/trainer.h"
 #include "trainer/trainer_state.h"
 #ifdef CST_WITH_CUDA
 #include <c10/cuda/CUDAFunctions.h>
@@ -50,9 +52,11 @@ std::string select_device(const DistOptions& dist, const ProcessInfo& proc) {
 }
 
 Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const ProcessInfo& proc, Watchdog* wd)
-    : s_(std::make_unique<State>(cfg, comm, proc, wd)) {
-  State& s = *s_;
+    : s_(std::make_unique<TrainerState>(cfg, comm, proc, wd)) {
+  TrainerState& s = *s_;
   s.mlm = cfg.model.task == model::Task::kMlm;
+  s.cls = cfg.model.task == model::Task::kCls;
+  s.regression = s.cls && cfg.model.num_classes == 1;
   s.device = torch::Device(select_device(cfg.dist, proc));
   s.bf16 = s.device.is_cuda() && cfg.dist.bf16 != "off";
   CST_INPUT_CHECK(cfg.dist.bf16 != "on" || s.device.is_cuda(), "dist.bf16 = on needs a CUDA device");
@@ -69,7 +73,7 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
 
   s.train_src = s.open_split("data.train", cfg.data.train);
   if (!cfg.data.valid.empty()) s.valid_src = s.open_split("data.valid", cfg.data.valid);
-  s.seq_len = s.mlm ? s.train_src->sample_len() : cfg.data.seq_len;
+  s.seq_len = s.mlm || s.cls ? s.train_src->sample_len() : cfg.data.seq_len;
   CST_INPUT_CHECK(s.seq_len <= cfg.model.max_seq_len, "data: samples of "
                                                           << s.seq_len << " tokens in '" << cfg.data.train
                                                           << "' exceed model.max_seq_len = " << cfg.model.max_seq_len);
@@ -96,6 +100,7 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   co.timeout_s = cfg.dist.comm_timeout_s;
   co.delay_ms = cfg.debug.save_delay_ms, co.prune_delay_ms = cfg.debug.prune_delay_ms;
   s.ckpt = std::make_unique<CheckpointWriter>(co);
+  if (!cfg.checkpoint.keep_best.empty()) s.best = std::make_unique<BestCheckpoint>(cfg.checkpoint.keep_best, co.dir);
   s.resume();
   if (s.rank0()) {  // only once resuming has succeeded: a rejected checkpoint leaves the folder as it was
     std::filesystem::create_directories(co.dir);
@@ -109,22 +114,26 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
     if (s.resumed_from.empty()) throw;
     throw InputError("checkpoint manifest '" + s.resumed_from + "/manifest.json', field loader: " + e.what());
   }
-  s.train_flops_per_token = 3.0 * forward_flops_per_token(cfg.model, s.seq_len, s.mlm ? cfg.data.mask_prob : 1.0);
+  s.train_flops_per_token = 3.0 * forward_flops_per_token(cfg.model, s.seq_len,
+                                                          s.mlm   ? cfg.data.mask_prob
+                                                          : s.cls ? 0.0
+                                                                  : 1.0);
   if (s.rank0()) s.describe_setup(mc);
 }
 
 Trainer::~Trainer() = default;
 
-std::shared_ptr<dataio::BlendSource> Trainer::State::open_split(const std::string& key, const std::string& text) const {
+std::shared_ptr<dataio::BlendSource> TrainerState::open_split(const std::string& key, const std::string& text) const {
   dataio::SourceOptions so;
-  so.kind = mlm ? dataio::SampleKind::kMlm : dataio::SampleKind::kLm;
+  so.kind = cls ? dataio::SampleKind::kCls : mlm ? dataio::SampleKind::kMlm : dataio::SampleKind::kLm;
+  so.num_classes = cls ? cfg.model.num_classes : 0;
   so.seq_len = cfg.data.seq_len;
   so.vocab_size = cfg.model.vocab_size;
   so.tokenizer_sha256 = cfg.data.tokenizer_sha256;
   return dataio::open_blend(dataio::parse_blend(text, key), so);
 }
 
-dataio::LoaderOptions Trainer::State::loader_options(bool train) const {
+dataio::LoaderOptions TrainerState::loader_options(bool train) const {
   dataio::LoaderOptions lo;
   lo.global_batch = cfg.train.global_batch;
   lo.rank = dp_rank, lo.world_size = dp_size;  // the S ranks of a sequence read the same samples
@@ -136,18 +145,23 @@ dataio::LoaderOptions Trainer::State::loader_options(bool train) const {
   return lo;
 }
 
-at::Generator Trainer::State::cuda_generator() const {
+at::Generator TrainerState::cuda_generator() const {
   return device.is_cuda() ? at::globalContext().defaultGenerator(device) : at::Generator();
 }
 
-void Trainer::State::resume() {
+void TrainerState::resume() {
   const auto point = collective("resume: choosing the checkpoint", [&] {
     return agree_on_resume_point(cfg, comm, [](const std::string& w) {
       std::fprintf(stderr, "[rank 0] warning: %s\n", w.c_str());
       std::fflush(stderr);
     });
   });
-  if (!point) return;
+  if (!point) {
+    if (cfg.init.weights.empty()) return;
+    const InitReport rep = load_init_weights(*model, cfg.init.weights);
+    if (rank0()) std::printf("init.weights %s:\n%s\n", cfg.init.weights.c_str(), rep.text().c_str());
+    return;
+  }
   const Manifest& m = point->manifest;
   restore(*point, *model, *opt, proc.rank, proc.world_size, cfg.train.seed, cuda_generator());
   start_step = last_checkpoint_step = m.step;
@@ -159,6 +173,10 @@ void Trainer::State::resume() {
                                          << "from position 0 (model, optimizer and step restored)");
   loader_state = cfg.data.reset_position ? dataio::LoaderState{} : m.loader;
   resumed_from = point->dir;
+  if (best) {
+    best->restore(m.step);
+    ckpt->protect(best->step());
+  }
   if (rank0())
     std::printf("resumed from %s: step %ld, epoch %ld, consumed samples %ld, saved by %ld rank(s)%s%s\n",
                 point->dir.c_str(), static_cast<long>(m.step), static_cast<long>(m.loader.epoch),
@@ -167,7 +185,7 @@ void Trainer::State::resume() {
                 cfg.data.reset_position ? "; data position reset to 0 (data.reset_position)" : "");
 }
 
-void Trainer::State::describe_setup(const model::ModelConfig& mc) {
+void TrainerState::describe_setup(const model::ModelConfig& mc) {
   std::filesystem::create_directories(cfg.log.dir);
   std::ofstream(cfg.log.dir + "/config.cfg") << cfg.to_string();
   sink = std::make_unique<MetricsSink>(cfg.log.dir, cfg.log.tensorboard);

@@ -77,6 +77,41 @@ inline void write_mlm_fixture(const std::string& path, int64_t rows, int64_t s, 
   write_mlm_shard(path, test_meta(vocab), rows, s, ids, mask, seg);
 }
 
+// A classification shard of `rows` examples of s tokens: "<s>=2 ids... </s>=3 [PAD]=0 x (r % 5)",
+// ids in [5, vocab), segment 1 after the middle of the row. Class label (num_classes >= 2): the
+// first id after <s> modulo num_classes (so the task is learnable), -1 for every 7th row when
+// `unlabelled_every7`; regression (num_classes = 1): the share of ids below vocab / 2.
+// example_index = first_index + r.
+inline void write_cls_fixture(const std::string& path, int64_t rows, int64_t s, int64_t vocab, int64_t num_classes,
+                              uint64_t seed = 21, const std::string& task = "jsonl", int64_t first_index = 0,
+                              bool unlabelled_every7 = false) {
+  auto ids = random_tokens(rows * s, vocab, seed, 5);
+  std::vector<int8_t> mask(ids.size(), 1), seg(ids.size(), 0);
+  std::vector<int64_t> labels, index;
+  std::vector<float> targets;
+  for (int64_t r = 0; r < rows; ++r) {
+    const size_t row = static_cast<size_t>(r * s), len = static_cast<size_t>(s - r % 5);
+    ids[row] = 2;
+    ids[row + len - 1] = 3;
+    int64_t low = 0;
+    for (size_t c = 0; c < static_cast<size_t>(s); ++c) {
+      if (c >= len) ids[row + c] = 0, mask[row + c] = 0;
+      if (c > len / 2 && c < len) seg[row + c] = 1;
+      if (c > 0 && c + 1 < len) low += ids[row + c] < vocab / 2;
+    }
+    if (num_classes == 1)
+      targets.push_back(static_cast<float>(low) / static_cast<float>(len - 2));
+    else
+      labels.push_back(unlabelled_every7 && r % 7 == 6 ? -1 : ids[row + 1] % num_classes);
+    index.push_back(first_index + r);
+  }
+  ClsMeta cls;
+  cls.task = task;
+  cls.num_classes = num_classes;
+  for (int64_t c = 0; num_classes > 1 && c < num_classes; ++c) cls.label_names.push_back("class" + std::to_string(c));
+  write_cls_shard(path, test_meta(vocab), cls, rows, s, ids, mask, seg, labels, targets, index);
+}
+
 // Expects fn() to throw cst::InputError whose message contains every word of `words`.
 inline void expect_input_error(const std::function<void()>& fn, const std::vector<std::string>& words) {
   try {

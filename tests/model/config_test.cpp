@@ -47,7 +47,7 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"ffn", [](ModelConfig& c) { c.d_ff = -4; }, "d_ff = -4"},
         Bad{"dropout", [](ModelConfig& c) { c.dropout = 1.0; }, "dropout = 1"},
         Bad{"eps", [](ModelConfig& c) { c.layer_norm_eps = 0; }, "layer_norm_eps"},
-        Bad{"classes", [](ModelConfig& c) { c.task = Task::kCls, c.num_classes = 1; }, "num_classes = 1"},
+        Bad{"classes", [](ModelConfig& c) { c.task = Task::kCls, c.num_classes = 0; }, "num_classes = 0"},
         Bad{"full_msvipe", [](ModelConfig& c) { c.arch = Arch::kFull, c.pos_emb = PosEmb::kMsVipe; },
             "pos_emb = msvipe"},
         // Upper bounds: sizes that would ask for terabytes (or overflow) are refused by value.

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "model/model.h"
 #include "tests/model/test_util.h"
 
@@ -95,6 +97,26 @@ TEST_P(ModelLoss, EqualsLossOfTheLogits) {
     ++compared;
   }
   EXPECT_GE(compared, 20);
+}
+
+// num_classes = 1: one output per example, squared error over the labelled (non-NaN) targets.
+TEST(RegressionLoss, SquaredErrorOfTheLabelledExamples) {
+  ModelConfig cfg = testing::small_config(Task::kCls, 2.0, 4, 16);
+  cfg.num_classes = 1;
+  torch::manual_seed(4);
+  CstModel m(cfg);
+  m->to(torch::kDouble);
+  Tensor ids = torch::randint(cfg.vocab_size, {4, 9}, torch::kLong);
+  Tensor y = torch::tensor({0.5, std::nan(""), -1.0, 2.0}, torch::kDouble);
+  Tensor pred = m->forward(ids, {});
+  ASSERT_EQ(pred.sizes(), (std::vector<int64_t>{4, 1}));
+  double want = 0;
+  for (int64_t i : {0, 2, 3}) want += std::pow(pred[i][0].item<double>() - y[i].item<double>(), 2);
+  LossSum got = m->loss(ids, {}, y);
+  EXPECT_EQ(got.count, 3);
+  EXPECT_NEAR(got.sum.item<double>(), want, 1e-12);
+  got.sum.backward();
+  EXPECT_TRUE(torch::isfinite(m->cls_head->fc2->weight.grad()).all().item<bool>()) << "no NaN from the unlabelled row";
 }
 
 INSTANTIATE_TEST_SUITE_P(Tasks, ModelLoss, ::testing::Values(Task::kLm, Task::kMlm, Task::kCls),
