@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "common/error.h"
+#include "common/h5.h"
 
 namespace cst {
 namespace fs = std::filesystem;
@@ -103,6 +104,15 @@ void StagedFile::commit() {
   CST_INPUT_CHECK(std::rename(tmp_.c_str(), path_.c_str()) == 0,
                   "cannot rename '" << tmp_ << "' to '" << path_ << "': " << std::generic_category().message(errno));
   committed_ = true;
+}
+
+bool h5_created_by(const std::string& path, const std::string& tool) {
+  try {
+    h5::File f(path, h5::File::Mode::kRead);
+    return f.has_attr("created_by") && f.attr_string("created_by").rfind(tool, 0) == 0;
+  } catch (const InputError&) {
+    return false;
+  }
 }
 
 }  // namespace cst

@@ -35,6 +35,11 @@ void check_folder_usable(const NamedPath& dir);
 void check_output_file(const NamedPath& out, bool overwrite, const std::string& tool,
                        const std::function<bool(const std::string&)>& written_by_tool);
 
+// Whether `path` is an HDF5 file whose root attribute created_by starts with `tool` (what our
+// tools record in the files they write): the written_by_tool of check_output_file for them.
+// False for anything else, a file that is not HDF5 included.
+bool h5_created_by(const std::string& path, const std::string& tool);
+
 // A file written under a temporary name beside its final path ("<dir>/.<name>.tmp-<pid>") and
 // renamed over it by commit(), so the final path holds either the old file or the complete new
 // one. The temporary file is removed when commit() was not reached. Not copyable.

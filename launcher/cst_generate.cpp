@@ -190,15 +190,6 @@ class Generator {
   bool stream_;
 };
 
-bool written_by_generate(const std::string& path) {
-  try {
-    h5::File f(path, h5::File::Mode::kRead);
-    return f.has_attr("created_by") && f.attr_string("created_by").rfind(kTool, 0) == 0;
-  } catch (const InputError&) {
-    return false;
-  }
-}
-
 // input_ids / attention_mask [B, T] and prompt_lengths [B], int32, through a staged file.
 void write_output(const Options& o, const std::vector<Row>& rows) {
   const int64_t B = static_cast<int64_t>(rows.size());
@@ -268,7 +259,7 @@ int main(int argc, char** argv) try {
     std::vector<NamedPath> inputs{{"--weights", o.weights}, {"--tokenizer", o.tokenizer}};
     if (!o.prompt_file.empty()) inputs.push_back({"--prompt-file", o.prompt_file});
     check_no_overlap(out, inputs);
-    check_output_file(out, o.overwrite, kTool, written_by_generate);
+    check_output_file(out, o.overwrite, kTool, [](const std::string& p) { return h5_created_by(p, kTool); });
   }
   if (o.threads > 0) at::set_num_threads(static_cast<int>(o.threads));
 

@@ -107,15 +107,6 @@ bool is_submission_tsv(const std::string& path) {
   return std::getline(in, first) && first == "index\tprediction";
 }
 
-bool written_by_score(const std::string& path) {
-  try {
-    h5::File f(path, h5::File::Mode::kRead);
-    return f.has_attr("created_by") && f.attr_string("created_by").rfind(kTool, 0) == 0;
-  } catch (const InputError&) {
-    return false;
-  }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -142,7 +133,7 @@ int main(int argc, char** argv) try {
   CST_INPUT_CHECK(threads >= 0 && threads <= 4096, "--threads = " << threads << " must be in [0, 4096]");
   const NamedPath out_path{"--output", output};
   check_no_overlap(out_path, {{"--weights", weights}, {"--input", input}});
-  check_output_file(out_path, overwrite, kTool, written_by_score);
+  check_output_file(out_path, overwrite, kTool, [](const std::string& p) { return h5_created_by(p, kTool); });
   if (!submission.empty()) {
     const NamedPath tsv{"--glue-submission", submission};
     check_no_overlap(tsv, {{"--weights", weights}, {"--input", input}, {"--output", output}});
