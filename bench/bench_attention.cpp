@@ -9,7 +9,8 @@
 // --device cuda: wall time between device synchronisations, bfloat16 autocast (--bf16), the
 //   CUDA caching allocator's peak of allocated bytes (beyond what other variants hold), and the
 //   GEMM peak as the best of a 2048^3 and an 8192^3 bfloat16 matmul. A point that runs out of GPU
-//   memory prints "OOM".
+//   memory prints "OOM". On a card trainer::datasheet_bf16_peak knows, MFU is also given against
+//   the datasheet's dense bf16 peak ("MFU vs sheet" columns).
 // The variants of one N are timed round robin (one step each per round), so that a shared
 // machine's load hits them alike.
 //
@@ -255,9 +256,16 @@ int main(int argc, char** argv) try {
   std::snprintf(peak_note, sizeof(peak_note), "%.1f GFLOP per %s (%s %s, best of %d: %s)", peak.flops_per_s / 1e9,
                 cuda ? "second" : "CPU-second", peak.dtype.c_str(), peak.device.c_str(), cuda ? 10 : 5,
                 peak.measured.c_str());
+  // On a known GPU, MFU also against the card's datasheet (dense bf16) peak.
+  const trainer::DatasheetPeak sheet = cuda ? trainer::datasheet_bf16_peak(peak.device) : trainer::DatasheetPeak{};
   const char* unit = cuda ? "tok/s" : "tok/CPU-s";
   std::printf("device %s; GEMM peak %s; %s\n", peak.device.c_str(), peak_note,
               cuda ? (bf16 != "off" ? "bf16 autocast" : "float32") : "float32");
+  if (sheet.flops_per_s > 0)
+    std::printf(
+        "datasheet peak %.1f TFLOPS (%s, dense bf16): MFU columns \"vs sheet\" count against it; measured "
+        "GEMM peak / datasheet peak = %.2f\n",
+        sheet.flops_per_s / 1e12, sheet.card.c_str(), peak.flops_per_s / sheet.flops_per_s);
   std::printf("model D=%ld H=%ld layers=%ld F=%ld V=%ld, CST L=%ld alpha=%.1f; %ld tokens per step\n\n",
               (long)base.d_model, (long)base.n_heads, (long)base.n_layers, (long)base.d_ff, (long)base.vocab_size,
               (long)base.slice_len, base.alpha, (long)tokens);
@@ -294,6 +302,8 @@ int main(int argc, char** argv) try {
   for (auto& v : variants) col(v.first + " peak MiB");
   others([&](size_t i) { col(variants[i].first + " / " + rname + " memory"); });
   for (auto& v : variants) col(v.first + " MFU");
+  if (sheet.flops_per_s > 0)
+    for (auto& v : variants) col(v.first + " MFU vs sheet");
   std::printf("%s\n%s\n", head.c_str(), rule.c_str());
   std::string profiles;
   for (int64_t n : ns) {
@@ -315,6 +325,8 @@ int main(int argc, char** argv) try {
     for (auto& x : r) add(cell(x, x.peak_mib, "%.0f"));
     others([&](size_t i) { add(ratio(r[ref], r[i], r[i].peak_mib / r[ref].peak_mib)); });
     for (auto& x : r) add(cell(x, 100 * x.mfu, "%.1f%%"));
+    if (sheet.flops_per_s > 0)
+      for (auto& x : r) add(cell(x, 100 * x.mfu * peak.flops_per_s / sheet.flops_per_s, "%.1f%%"));
     std::printf("%s\n", row.c_str());
     std::fflush(stdout);
   }

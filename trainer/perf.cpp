@@ -70,4 +70,22 @@ GemmPeak measure_mfu_peak(bool cuda, int repeats, bool process_cpu_time) {
   return best;
 }
 
+DatasheetPeak datasheet_bf16_peak(const std::string& device_name) {
+  // NVIDIA's datasheets give BF16 tensor-core TFLOPS "with sparsity": the dense peak is half.
+  // More specific names first ("H100 NVL" and "GH200" contain "H100" and "H200").
+  struct Card {
+    const char* name_part;
+    const char* card;
+    double dense_tflops;
+  };
+  static constexpr Card kCards[] = {
+      {"GH200", "GH200", 989.4},       {"H200 NVL", "H200 NVL", 835.5},   {"H200", "H200 SXM", 989.4},
+      {"H100 NVL", "H100 NVL", 835.5}, {"H100 PCIe", "H100 PCIe", 756.5}, {"H100", "H100 SXM5", 989.4},
+      {"A100", "A100", 312.0},         {"L40S", "L40S", 362.05},
+  };
+  for (const Card& c : kCards)
+    if (device_name.find(c.name_part) != std::string::npos) return {c.dense_tflops * 1e12, c.card};
+  return {};
+}
+
 }  // namespace cst::trainer
