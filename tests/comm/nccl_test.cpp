@@ -76,6 +76,39 @@ TEST(NcclCommunicator, Collectives) {
   EXPECT_THROW(c->all_reduce(cpu, ReduceOp::kSum), Error);
 }
 
+// What sequence parallelism runs on its groups: split into groups, reduce_scatter, and the
+// halo exchange along an open chain (rank 0 has no left neighbour, the last rank no right one:
+// -1, nothing sent or received there). On 2 ranks with a GPU each (np1 runs the 1-rank case).
+TEST(NcclCommunicator, SplitReduceScatterAndOpenChainSendRecv) {
+  NCCL_OR_SKIP(c);
+  const int W = c->size(), R = c->rank();
+  // reduce_scatter: row r of rank q's input holds (q + 1) * (r + 1); this rank gets row R summed.
+  at::Tensor in = (at::arange(1, W + 1, cuda(c, at::kFloat)).unsqueeze(1) * (R + 1)).expand({W, 4}).contiguous();
+  at::Tensor out = at::empty({4}, cuda(c, at::kFloat));
+  c->reduce_scatter(in, out, ReduceOp::kSum);
+  EXPECT_EQ(out.cpu().min().item<double>(), (R + 1) * W * (W + 1) / 2.0);
+  EXPECT_EQ(out.cpu().max().item<double>(), (R + 1) * W * (W + 1) / 2.0);
+  // split: even and odd ranks, ranked by descending rank; a collective on each group sees its own.
+  std::unique_ptr<Communicator> g = c->split(R % 2, -R);
+  ASSERT_NE(g, nullptr);
+  EXPECT_STREQ(g->backend(), "nccl");
+  EXPECT_EQ(g->collective_device(), c->collective_device());
+  int members = 0, above = 0, sum = 0;
+  for (int q = R % 2; q < W; q += 2) members += 1, above += q > R, sum += q + 1;
+  EXPECT_EQ(g->size(), members);
+  EXPECT_EQ(g->rank(), above);
+  at::Tensor t = at::full({3}, R + 1, cuda(c, at::kFloat));
+  g->all_reduce(t, ReduceOp::kSum);
+  EXPECT_EQ(t.cpu().max().item<double>(), sum);
+  // open chain: send right, receive from the left; the ends pass -1.
+  const int right = R + 1 < W ? R + 1 : -1, left = R > 0 ? R - 1 : -1;
+  at::Tensor recv = at::full({6}, -1.0, cuda(c, at::kFloat));
+  c->send_recv(at::full({6}, R, cuda(c, at::kFloat)), right, recv, left);
+  EXPECT_EQ(recv.cpu().max().item<double>(), left) << "rank " << R;  // -1: untouched
+  EXPECT_EQ(recv.cpu().min().item<double>(), left) << "rank " << R;
+  c->barrier();
+}
+
 // The host-value helpers the trainer uses for losses, token counts and the preemption flag:
 // NCCL rejects host tensors, so they must stage through collective_device().
 TEST(NcclCommunicator, HostValueHelpersStageThroughTheDevice) {
