@@ -1,7 +1,7 @@
 // The peaks MFU is reported against (trainer/perf.h).
-#include <gtest/gtest.h>
-
 #include "trainer/perf.h"
+
+#include <gtest/gtest.h>
 
 namespace cst::trainer {
 namespace {
