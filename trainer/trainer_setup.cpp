@@ -64,12 +64,9 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   mc.full_sdpa = cfg.model.arch == model::Arch::kFull &&
                  (cfg.dist.sdpa == "on" || (cfg.dist.sdpa == "auto" && s.device.is_cuda()));
   mc.activation_checkpointing = cfg.train.activation_checkpointing == "block";
-  s.sp_size = static_cast<int>(cfg.dist.seq_parallel);
-  s.sp_rank = proc.rank % s.sp_size;
-  s.dp_rank = proc.rank / s.sp_size;
-  s.dp_size = proc.world_size / s.sp_size;
-  if (s.sp_size > 1)  // consecutive ranks hold one sequence (on one node, when S <= ranks per node)
-    s.sp_group = s.collective("split (sequence-parallel groups)", [&] { return comm.split(s.dp_rank, s.sp_rank); });
+  const ParallelLayout layout(cfg.layout_spec(proc.world_size, proc.rank));
+  // Consecutive ranks hold one sequence (on one node, when S <= ranks per node).
+  s.groups = s.collective("split (sequence-parallel groups)", [&] { return comm::ParallelGroups::make(layout, comm); });
 
   s.train_src = s.open_split("data.train", cfg.data.train);
   if (!cfg.data.valid.empty()) s.valid_src = s.open_split("data.valid", cfg.data.valid);
@@ -77,12 +74,12 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   CST_INPUT_CHECK(s.seq_len <= cfg.model.max_seq_len, "data: samples of "
                                                           << s.seq_len << " tokens in '" << cfg.data.train
                                                           << "' exceed model.max_seq_len = " << cfg.model.max_seq_len);
-  if (s.mlm && cfg.data.seq_len == 0) cfg.check_seq_parallel_len(s.seq_len, "the samples of '" + cfg.data.train + "'");
+  s.check_lengths();
 
   torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));  // identical init on every rank
   s.model = model::CstModel(mc);
   s.model->to(s.device);
-  s.model->set_sequence_parallel(s.sp_group.get());
+  s.model->set_sequence_parallel(layout, s.groups.seq.get());
   for (auto& item : s.model->named_parameters()) s.params.emplace_back(item.key(), item.value());
   comm::ReducerOptions ro;
   ro.first_bucket_bytes = static_cast<int64_t>(cfg.dist.bucket_first_mb * 1048576.0);
@@ -136,13 +133,20 @@ std::shared_ptr<dataio::BlendSource> TrainerState::open_split(const std::string&
 dataio::LoaderOptions TrainerState::loader_options(bool train) const {
   dataio::LoaderOptions lo;
   lo.global_batch = cfg.train.global_batch;
-  lo.rank = dp_rank, lo.world_size = dp_size;  // the S ranks of a sequence read the same samples
+  lo.place(groups.layout);  // the S ranks of a sequence read the same samples
   lo.seed = static_cast<uint64_t>(cfg.train.seed);
   lo.train = train;
   lo.prefetch = static_cast<int>(cfg.data.prefetch);
   lo.masking.prob = cfg.data.mask_prob;
   lo.eval_batches = cfg.log.eval_batches;  // per corpus
   return lo;
+}
+
+void TrainerState::check_lengths() const {
+  const int64_t extra = mlm || cls ? 0 : 1;  // LM samples are windows of N + 1 tokens
+  groups.layout.check_split_len("data.train = '" + cfg.data.train + "'", train_src->sample_len() - extra, seq_len);
+  if (valid_src)
+    groups.layout.check_split_len("data.valid = '" + cfg.data.valid + "'", valid_src->sample_len() - extra, seq_len);
 }
 
 at::Generator TrainerState::cuda_generator() const {
@@ -199,12 +203,8 @@ void TrainerState::describe_setup(const model::ModelConfig& mc) {
   }
   sink->text("model: " + std::to_string(model->num_parameters()) + " parameters, " +
              std::to_string(train_flops_per_token / 1e6) + " MFLOP per trained token; " +
-             std::to_string(proc.world_size) + " rank(s)" +
-             (sp_size > 1 ? " (" + std::to_string(dp_size) + " data-parallel x " + std::to_string(sp_size) +
-                                " sequence-parallel: " + std::to_string(seq_len / sp_size) + " tokens per rank)"
-                          : "") +
-             ", backend " + comm.backend() + ", device " + device.str() + (bf16 ? " (bf16 autocast)" : "") +
-             (mc.full_sdpa ? "; full attention through SDPA" : "") +
+             groups.layout.describe(seq_len) + ", backend " + comm.backend() + ", device " + device.str() +
+             (bf16 ? " (bf16 autocast)" : "") + (mc.full_sdpa ? "; full attention through SDPA" : "") +
              (mc.activation_checkpointing ? "; activation checkpointing" : "") + "; train samples " +
              std::to_string(train_src->num_samples()) + " of " + std::to_string(seq_len) + " tokens");
   if (train_src->num_corpora() > 1) {

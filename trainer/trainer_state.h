@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/parallel_groups.h"
 #include "comm/reducer.h"
 #include "dataio/blend.h"
 #include "dataio/loader.h"
@@ -53,11 +54,10 @@ struct TrainerState {
   bool bf16 = false, mlm = false;
   bool cls = false, regression = false;  // model.task = cls; num_classes = 1
   int64_t seq_len = 0;                   // tokens per sample fed to the model (the whole sequence, all chunks)
-  // Sequence parallelism (dist.seq_parallel = S > 1): this rank is sp_rank of the S ranks of
-  // sp_group holding each sequence, and dp_rank of the W / S data-parallel replicas. The world
-  // communicator (comm) still reduces gradients, losses and counts over all W ranks.
-  std::unique_ptr<comm::Communicator> sp_group;
-  int sp_rank = 0, sp_size = 1, dp_rank = 0, dp_size = 1;
+  // Which rank holds which samples and tokens (groups.layout) and the sequence-parallel group
+  // (groups.seq, dist.seq_parallel = S > 1). The world communicator (comm) still reduces
+  // gradients, losses and counts over all W ranks.
+  comm::ParallelGroups groups;
   model::CstModel model{nullptr};
   NamedTensors params;
   std::unique_ptr<comm::GradReducer> reducer;
@@ -82,12 +82,12 @@ struct TrainerState {
   std::optional<EvalRecord> last_eval;  // the last validation (every rank holds the same)
 
   bool rank0() const { return proc.rank == 0; }
-  // This rank's tokens of t [rows, seq_len]: the chunk [sp_rank * N / S, (sp_rank + 1) * N / S)
-  // (all of t without sequence parallelism). Undefined stays undefined.
+  // This rank's tokens of t [rows, N]: groups.layout.token_range(N) (all of t without sequence
+  // parallelism). Undefined stays undefined.
   torch::Tensor chunk(const torch::Tensor& t) const {
-    if (!t.defined() || sp_size == 1) return t;
-    const int64_t c = t.size(1) / sp_size;
-    return t.narrow(1, sp_rank * c, c);
+    if (!t.defined()) return t;
+    const TokenRange r = groups.layout.token_range(t.size(1));
+    return r.size() == t.size(1) ? t : t.narrow(1, r.begin, r.size());
   }
   // Runs fn, a collective every rank makes, with the watchdog armed; a timeout names `what`.
   template <class F>
@@ -109,6 +109,10 @@ struct TrainerState {
                   // (and then loads init.weights)
   void describe_setup(const model::ModelConfig& mc);  // rank 0: config.cfg, metrics sink, MFU peak
   dataio::LoaderOptions loader_options(bool train) const;
+  // Under sequence parallelism, the samples of data.train and data.valid have the training
+  // length seq_len and split into whole slices per rank (ParallelLayout::check_split_len):
+  // InputError naming the split, the length, S and L, before step 1.
+  void check_lengths() const;
 
   // the loop (trainer.cpp); collective unless said otherwise
   // data, forward + backward, gradient all-reduce, clip, optimizer; phases: marked after each
