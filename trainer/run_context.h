@@ -1,7 +1,7 @@
 // RunContext: what every part of a training run reads and none owns: the validated
 // configuration, this process, the world communicator with the layout's groups
 // (comm/parallel_groups.h), the device, and the watchdog that guards collectives. The Trainer
-// builds it once; the parts (train_data.h, model_state.h, evaluation.h, run_log.h) take it by
+// builds it once; the parts (train_data.h, model_state.h, evaluation.h, run_progress.h) take it by
 // reference.
 #pragma once
 
