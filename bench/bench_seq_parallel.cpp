@@ -104,7 +104,8 @@ void comm_table(comm::Communicator& world, const Options& o) {
     model::LayerContext ctx;
     ctx.local = torch::randn({cfg.window(), D}) * 0.02;
     ctx.global = torch::randn({cfg.max_slices(), D}) * 0.02;
-    ctx.sp = std::make_shared<model::SeqChunk>(model::SeqChunk::make(counting, mask, false, L, e, cfg.causal()));
+    ctx.sp = std::make_shared<model::SeqChunk>(
+        model::SeqChunk::make(counting, mask, false, counting.rank() * T, L, e, cfg.causal()));
     counting.reset();  // the per-forward mask exchange is not a layer's
     Tensor y = layer.forward(x, mask, ctx);
     const double fwd = static_cast<double>(counting.total().received_bytes);

@@ -14,6 +14,8 @@ void LoaderOptions::validate() const {
   masking.validate();
 }
 
+void LoaderOptions::place(const ParallelLayout& layout) { rank = layout.dp_rank(), world_size = layout.dp_size(); }
+
 namespace {
 // The positions [first, second) of a global batch of m that rank `rank` of `world` takes.
 std::pair<int64_t, int64_t> rank_range(int64_t m, int rank, int world) {

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "common/parallel_layout.h"
 #include "dataio/blend.h"
 #include "dataio/masking.h"
 #include "dataio/source.h"
@@ -101,6 +102,9 @@ struct LoaderOptions {
   int64_t eval_batches = 0;  // evaluation: at most this many batches per corpus (0 = all samples)
   MaskingOptions masking;    // MLM with dynamic masks only
   void validate() const;     // throws cst::Error
+  // rank, world_size: the layout's data-parallel replica and replica count (the S ranks of a
+  // sequence read the same samples).
+  void place(const ParallelLayout& layout);
 };
 
 // This rank's share of one global batch. Row-major arrays of rows x cols.

@@ -182,9 +182,8 @@ Tensor CompositeSliceAttention::local_part(const Tensor& x_in, const Tensor& mp,
   // One message per side of D values per token (the local input), not 2D (keys and values).
   const Halo h = halo_exchange(*sp->group, x_in, e, !cfg_.causal());
   auto kv = [&](const Tensor& t, const Tensor& m) { return KvHalo{k_proj(t), v_proj(t), sp->masked ? m : Tensor()}; };
-  const KvHalo left = sp->group->rank() > 0 ? kv(h.left, sp->mask_left) : KvHalo{};  // rank 0: the sequence start
-  const KvHalo right =
-      h.right.defined() && sp->group->rank() + 1 < sp->group->size() ? kv(h.right, sp->mask_right) : KvHalo{};
+  const KvHalo left = sp->has_left() ? kv(h.left, sp->mask_left) : KvHalo{};  // none at the sequence start
+  const KvHalo right = h.right.defined() && sp->has_right() ? kv(h.right, sp->mask_right) : KvHalo{};
   return local(h.x, mp, pos, left, right, tokens);
 }
 
@@ -226,7 +225,6 @@ Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, con
   const int64_t n_total = sp ? sp->total_slices * L : N;
   CST_CHECK(n_total <= cfg_.max_seq_len,
             "CSA: sequence length " << n_total << " exceeds max_seq_len = " << cfg_.max_seq_len);
-  CST_CHECK(!sp || N % L == 0, "CSA: a sequence-parallel chunk of " << N << " tokens is not a multiple of L = " << L);
   auto [xp, mp] = csa::pad_to_slices(x, mask, L);
   Tensor ms = csa::to_slices(mp, L);  // [B, n, L]
   Tensor slice_mask = ms.any(-1);     // [B, n]

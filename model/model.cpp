@@ -117,21 +117,25 @@ Tensor CstModelImpl::full_mask(const Tensor& ids_or_x, const Tensor& mask) const
   return at::ones({ids_or_x.size(0), ids_or_x.size(1)}, ids_or_x.options().dtype(at::kBool));
 }
 
-void CstModelImpl::set_sequence_parallel(comm::Communicator* group) {
-  if (group != nullptr && group->size() > 1) {
-    CST_INPUT_CHECK(cfg_.arch == Arch::kCst,
-                    "sequence parallelism needs model.arch = cst (full attention would need "
-                    "every token of every rank), got "
-                        << to_string(cfg_.arch));
-    CST_INPUT_CHECK(cfg_.task != Task::kCls,
-                    "sequence parallelism: the classifier head pools over the whole sequence; "
-                    "task = cls is not supported");
-  }
-  sp_group_ = group != nullptr && group->size() > 1 ? group : nullptr;
+void CstModelImpl::set_sequence_parallel(const ParallelLayout& layout, comm::Communicator* group) {
+  CST_CHECK(!layout.seq_parallel() || (group != nullptr && group->size() == layout.sp_size() &&
+                                       group->rank() == layout.sp_rank() && layout.slice_len() == cfg_.slice_len),
+            "sequence parallelism: the group does not hold the layout's " << layout.sp_size()
+                                                                          << " ranks of L = " << layout.slice_len());
+  LayoutSpec spec;  // this model under the layout's sequence-parallel part, checked by ParallelLayout
+  spec.world_size = layout.sp_size(), spec.rank = layout.sp_rank(), spec.seq_parallel = layout.sp_size();
+  spec.slice_len = cfg_.slice_len;
+  spec.full_attention = cfg_.arch == Arch::kFull;
+  spec.classifier = cfg_.task == Task::kCls;
+  sp_layout_ = ParallelLayout(spec);
+  sp_group_ = sp_layout_.seq_parallel() ? group : nullptr;
 }
 
-int64_t CstModelImpl::chunk_offset(int64_t chunk_len) const {
-  return sp_group_ ? static_cast<int64_t>(sp_group_->rank()) * chunk_len : 0;
+void CstModelImpl::set_sequence_parallel(comm::Communicator* group) {
+  LayoutSpec spec;
+  if (group != nullptr) spec.world_size = group->size(), spec.rank = group->rank(), spec.seq_parallel = group->size();
+  spec.slice_len = cfg_.slice_len;
+  set_sequence_parallel(ParallelLayout(spec), group);
 }
 
 Tensor CstModelImpl::forward_embeddings(const Tensor& x, const Tensor& attention_mask) {
@@ -143,8 +147,9 @@ Tensor CstModelImpl::forward_embeddings(const Tensor& x, const Tensor& attention
   const bool all_real = !attention_mask.defined() || (ask && mask.all().item<bool>());
   LayerContext pos = layer_context(all_real);
   if (sp_group_)
-    pos.sp = std::make_shared<SeqChunk>(
-        SeqChunk::make(*sp_group_, mask, attention_mask.defined(), cfg_.slice_len, cfg_.extension(), cfg_.causal()));
+    pos.sp = std::make_shared<SeqChunk>(SeqChunk::make(*sp_group_, mask, attention_mask.defined(),
+                                                       sp_layout_.chunk_offset(x.size(1)), cfg_.slice_len,
+                                                       cfg_.extension(), cfg_.causal()));
   const bool checkpoint = cfg_.activation_checkpointing && is_training();
   Tensor h = x;
   for (const auto& layer : *layers) {
@@ -162,7 +167,7 @@ Tensor CstModelImpl::forward_embeddings(const Tensor& x, const Tensor& attention
 
 Tensor CstModelImpl::forward_hidden(const Tensor& input_ids, const Tensor& attention_mask) {
   CST_CHECK(input_ids.dim() == 2, "input_ids must be [batch, seq], got " << input_ids.sizes());
-  const int64_t N = input_ids.size(1), offset = chunk_offset(N);
+  const int64_t N = input_ids.size(1), offset = sp_layout_.chunk_offset(N);
   CST_CHECK(N >= 1 && offset + N <= cfg_.max_seq_len,
             "sequence length " << offset + N << " is outside [1, max_seq_len = " << cfg_.max_seq_len << "]");
   Tensor x = tok_emb(input_ids);

@@ -20,6 +20,7 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include "common/parallel_layout.h"
 #include "model/attention.h"
 #include "model/config.h"
 #include "model/loss.h"
@@ -97,11 +98,14 @@ class CstModelImpl : public torch::nn::Module {
   LayerContext layer_context(bool all_real) const { return {pos_local, pos_global, all_real, nullptr}; }
 
   // Sequence parallelism (model/seq_parallel.h, docs/SEQUENCE_PARALLEL.md): from now on every
-  // forward takes this rank's chunk of each sequence, tokens [r*T, (r+1)*T) of N = S*T for rank
-  // r of the S ranks of `group` (T a multiple of L), and returns the chunk's outputs; each
-  // forward and its backward are collectives of the group. nullptr (or S = 1): whole
-  // sequences. CST with task lm or mlm only (InputError otherwise). `group` must outlive
-  // every forward and backward.
+  // forward takes this rank's part of each sequence, the tokens layout.token_range(N) of N
+  // (N/S a multiple of L; a forward of T tokens means N = S*T), and returns that part's outputs;
+  // each forward and its backward are collectives of `group`, the layout's S sequence-parallel
+  // ranks ranked by sp_rank (comm::ParallelGroups::seq). S = 1 (group may be null): whole
+  // sequences. The layout's rules are checked against this model (ParallelLayout: CST with task
+  // lm or mlm only, InputError otherwise). `group` must outlive every forward and backward.
+  void set_sequence_parallel(const ParallelLayout& layout, comm::Communicator* group);
+  // The same for a group alone: its S ranks hold one sequence, rank r of the group its r-th part.
   void set_sequence_parallel(comm::Communicator* group);
   comm::Communicator* sequence_parallel() const { return sp_group_; }
   int64_t num_parameters() const;
@@ -115,10 +119,10 @@ class CstModelImpl : public torch::nn::Module {
 
  private:
   torch::Tensor full_mask(const torch::Tensor& ids_or_x, const torch::Tensor& mask) const;
-  int64_t chunk_offset(int64_t chunk_len) const;  // first token of this rank's chunk
   void init_weights();
   ModelConfig cfg_;
   comm::Communicator* sp_group_ = nullptr;
+  ParallelLayout sp_layout_;  // the sequence-parallel ranks only (one replica); S = 1 without sp_group_
 };
 TORCH_MODULE(CstModel);
 

@@ -77,17 +77,15 @@ Tensor all_gather_seq(comm::Communicator& group, const Tensor& x) {
   return out[0];
 }
 
-SeqChunk SeqChunk::make(comm::Communicator& group, const Tensor& mask, bool masked, int64_t slice_len, int64_t ext,
-                        bool causal) {
-  const int64_t T = mask.size(1);
-  CST_CHECK(T % slice_len == 0,
-            "sequence parallelism: a rank's chunk of " << T << " tokens is not a multiple of L = " << slice_len);
+SeqChunk SeqChunk::make(comm::Communicator& group, const Tensor& mask, bool masked, int64_t first_token,
+                        int64_t slice_len, int64_t ext, bool causal) {
   torch::NoGradGuard no_grad;
   SeqChunk c;
   c.group = &group;
   c.masked = masked;
-  const int64_t n_local = T / slice_len;
-  c.first_slice = group.rank() * n_local;
+  const int64_t n_local = mask.size(1) / slice_len;
+  c.first_slice = first_token / slice_len;
+  c.local_slices = n_local;
   c.total_slices = group.size() * n_local;
   if (ext > 0) {
     const Halo h = halo_exchange(group, mask, ext, !causal);

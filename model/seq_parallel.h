@@ -42,16 +42,20 @@ at::Tensor all_gather_seq(comm::Communicator& group, const at::Tensor& x);
 struct SeqChunk {
   comm::Communicator* group = nullptr;  // the S ranks holding the sequence
   int64_t first_slice = 0;              // global index of this chunk's first slice
+  int64_t local_slices = 0;             // slices of this chunk
   int64_t total_slices = 0;             // slices in the whole sequence, n = N / L
   at::Tensor mask_left, mask_right;     // [B, e] key-mask halos (false beyond the ends);
                                         // undefined when e = 0 (right: also when causal)
   at::Tensor slice_mask_all;            // [B, n] bool: the slice has a real token
   bool masked = true;                   // false: the sequence came without a mask (all real)
 
-  // Collective over the group. mask [B, T] bool (this chunk; T = N / S, a multiple of L);
-  // masked: whether the caller passed a mask (the same on every rank).
-  static SeqChunk make(comm::Communicator& group, const at::Tensor& mask, bool masked, int64_t slice_len, int64_t ext,
-                       bool causal);
+  // Collective over the group. mask [B, T] bool (this chunk; T = N / S, a multiple of L, as
+  // ParallelLayout::token_range asserts); masked: whether the caller passed a mask (the same on
+  // every rank); first_token: the chunk's first token in the sequence (token_range(N).begin).
+  static SeqChunk make(comm::Communicator& group, const at::Tensor& mask, bool masked, int64_t first_token,
+                       int64_t slice_len, int64_t ext, bool causal);
+  bool has_left() const { return first_slice > 0; }                             // tokens precede the chunk
+  bool has_right() const { return first_slice + local_slices < total_slices; }  // tokens follow it
 };
 
 }  // namespace cst::model

@@ -158,9 +158,10 @@ void TrainConfig::validate(int world_size) const {
                 "must be in [1, " << kMaxBatch << "]");
   CST_OPT_CHECK(train.global_batch >= 1 && train.global_batch <= kMaxBatch, "train.global_batch",
                 "must be in [1, " << kMaxBatch << "]");
-  CST_INPUT_CHECK(world_size >= 1, "world size " << world_size << " must be >= 1");
-  validate_seq_parallel(world_size);
-  const int64_t dp = data_parallel_size(world_size);
+  const ParallelLayout layout(layout_spec(world_size, 0));  // every rank has the same rules
+  // MLM with data.seq_len = 0 takes the shards' length: checked once known (Trainer).
+  if (data.seq_len > 0) layout.check_seq_len(data.seq_len, "data.seq_len");
+  const int64_t dp = layout.dp_size();
   CST_INPUT_CHECK(train.global_batch % (dp * train.micro_batch) == 0,
                   "train.global_batch = " << train.global_batch << " is not a multiple of "
                                           << (dist.seq_parallel > 1 ? "the data-parallel size " : "world size ") << dp
@@ -214,30 +215,18 @@ void TrainConfig::validate(int world_size) const {
 #undef CST_OPT_CHECK
 }
 
-void TrainConfig::validate_seq_parallel(int world_size) const {
-  const int64_t S = dist.seq_parallel;
-  CST_INPUT_CHECK(S >= 1 && world_size % S == 0,
-                  "dist.seq_parallel = " << S << " does not divide the world size " << world_size << " (ranks)");
-  if (S == 1) return;
-  CST_INPUT_CHECK(model.task != model::Task::kCls,
-                  "dist.seq_parallel = " << S << ": the classifier head (model.task = cls) pools over the whole "
-                                         << "sequence; sequence parallelism is for lm and mlm");
-  CST_INPUT_CHECK(model.arch == model::Arch::kCst, "dist.seq_parallel = " << S
-                                                                          << " needs model.arch = cst (full "
-                                                                             "attention would need every token "
-                                                                             "on every rank), got model.arch = "
-                                                                          << model::to_string(model.arch));
-  // MLM with data.seq_len = 0 takes the shards' length: checked once known (check_seq_parallel_len).
-  if (data.seq_len > 0) check_seq_parallel_len(data.seq_len, "data.seq_len");
+int64_t TrainConfig::micro_steps(int world_size) const {
+  return train.global_batch / (ParallelLayout(layout_spec(world_size, 0)).dp_size() * train.micro_batch);
 }
 
-void TrainConfig::check_seq_parallel_len(int64_t n, const std::string& what) const {
-  const int64_t S = dist.seq_parallel, L = model.slice_len;
-  if (S <= 1) return;
-  CST_INPUT_CHECK(n % S == 0 && (n / S) % L == 0,
-                  what << " = " << n << " split over dist.seq_parallel = " << S << " ranks gives chunks of "
-                       << (n % S == 0 ? std::to_string(n / S) : "(not whole) " + std::to_string(double(n) / S))
-                       << " tokens, not a multiple of model.slice_len = " << L << " (N / S must be a multiple of L)");
+LayoutSpec TrainConfig::layout_spec(int world_size, int rank) const {
+  LayoutSpec l;
+  l.world_size = world_size, l.rank = rank;
+  l.seq_parallel = dist.seq_parallel;
+  l.slice_len = model.slice_len;
+  l.full_attention = model.arch == model::Arch::kFull;
+  l.classifier = model.task == model::Task::kCls;
+  return l;
 }
 
 void check_keep_best(const std::string& metric, bool has_valid) {

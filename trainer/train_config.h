@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/fields.h"
+#include "common/parallel_layout.h"
 #include "model/config.h"
 
 namespace cst::trainer {
@@ -132,17 +133,11 @@ struct TrainConfig {
 
   // Throws InputError naming the key and value. world_size: the job's number of ranks.
   void validate(int world_size) const;
-  // InputError unless a sequence of n tokens splits over dist.seq_parallel ranks into chunks of
-  // whole slices; `what` names where n comes from (a key, or the shards).
-  void check_seq_parallel_len(int64_t n, const std::string& what) const;
-  // Data-parallel replicas: world_size / dist.seq_parallel (each reads its own samples).
-  int64_t data_parallel_size(int world_size) const { return world_size / dist.seq_parallel; }
-  int64_t micro_steps(int world_size) const {
-    return train.global_batch / (data_parallel_size(world_size) * train.micro_batch);
-  }
-
- private:
-  void validate_seq_parallel(int world_size) const;
+  // The layout of rank `rank` of world_size (dist.seq_parallel, model.slice_len, model.arch,
+  // model.task), unchecked: ParallelLayout's constructor checks it.
+  LayoutSpec layout_spec(int world_size, int rank) const;
+  // Micro-steps per optimizer step: global_batch / (data-parallel replicas x micro_batch).
+  int64_t micro_steps(int world_size) const;
 };
 
 // InputError unless `metric` names an evaluation metric as metrics.jsonl does (valid/<m> or

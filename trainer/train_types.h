@@ -1,9 +1,11 @@
-// Plain types the trainer takes and returns (trainer.h), apart from it so that the trainer's
-// state (trainer_state.h) can hold them without including the class it implements.
+// Plain types the trainer takes and returns (trainer.h), apart from it so that the parts of a
+// run (run_context.h, train_data.h, ...) can hold them without including the class they make up.
 #pragma once
 
 #include <cstdint>
 #include <string>
+
+#include "model/config.h"
 
 namespace cst::trainer {
 
@@ -13,6 +15,19 @@ struct ProcessInfo {
   int rank = 0, world_size = 1, local_rank = 0, local_size = 1;
   std::string host = "localhost";
   static ProcessInfo from_environment(int rank, int world_size, const std::string& host);
+};
+
+// What the model is trained to do (model.task), as the parts of a run ask it.
+struct TaskKind {
+  bool mlm = false;         // model.task = mlm
+  bool cls = false;         // model.task = cls
+  bool regression = false;  // cls with model.num_classes = 1
+  static TaskKind of(const model::ModelConfig& m) {
+    TaskKind t;
+    t.mlm = m.task == model::Task::kMlm, t.cls = m.task == model::Task::kCls;
+    t.regression = t.cls && m.num_classes == 1;
+    return t;
+  }
 };
 
 struct TrainResult {

@@ -7,6 +7,7 @@
 // split, so W ranks x k micro-steps compute the same update as 1 rank x 1 big batch.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -23,7 +24,13 @@ class CstModelImpl;
 namespace cst::trainer {
 
 class Watchdog;
-struct TrainerState;
+class PhaseTimer;
+class Evaluator;
+struct RunContext;
+struct TrainData;
+struct ModelState;
+struct RunCheckpoints;
+struct RunLog;
 
 // Picks this rank's device from dist.device ("auto": CUDA when present) and makes it current:
 // CUDA device = local_rank % device count. Returns "cpu" or "cuda:<i>". Throws InputError when
@@ -53,7 +60,34 @@ class Trainer {
   model::CstModelImpl& model();
 
  private:
-  std::unique_ptr<TrainerState> s_;  // trainer_state.h
+  // The parts of a run, each with one job, built in this order by the constructor.
+  std::unique_ptr<RunContext> ctx_;       // configuration, process, communicators, device (run_context.h)
+  std::unique_ptr<TrainData> data_;       // splits, sequence length, train loader (train_data.h)
+  std::unique_ptr<ModelState> state_;     // model, parameters, reducer, optimizer (model_state.h)
+  std::unique_ptr<Evaluator> eval_;       // validation; null without data.valid (evaluation.h)
+  std::unique_ptr<RunCheckpoints> ckpt_;  // writer, keep_best, resume point (run_progress.h)
+  std::unique_ptr<RunLog> log_;           // metrics sink, MFU, log-interval sums (run_progress.h)
+
+  // setup (trainer_setup.cpp)
+  void resume();  // collective: restores checkpoint.resume, or checks that a fresh start overwrites nothing
+                  // (and then loads init.weights)
+  void describe_setup(const model::ModelConfig& mc);  // rank 0: config.cfg, metrics sink, MFU peak
+
+  // the loop (trainer.cpp); collective unless said otherwise
+  // data, forward + backward, gradient all-reduce, clip, optimizer; phases: marked after each
+  void train_step(int64_t step, PhaseTimer& phases);
+  // train_step under the operator profiler, with phases timed; rank 0 writes
+  // <log.dir>/profile_step<step>.md and prints the phases.
+  void profiled_train_step(int64_t step);
+  void log(int64_t step, TrainResult& res);
+  void evaluate(int64_t step, TrainResult& res);
+  // checkpoint.keep_best (best_checkpoint.h): after evaluate, saves and keeps this step's
+  // checkpoint when the last validation improves the metric.
+  void keep_best(int64_t step);
+  void export_weights(const std::string& path);  // rank 0 only
+  void save_checkpoint(int64_t step, bool sync);
+  int preemption_signal(int64_t step);  // > 0: every rank stops after this step
+  void stop_preempted(int64_t step, int signal, TrainResult& res);
 };
 
 }  // namespace cst::trainer

@@ -1,7 +1,7 @@
 // cst-train end to end under mpirun: W = 2 and W = 4 equal W = 1, accumulation equals one big
 // batch, sequence parallelism (S = 2, 4) equals one rank and its checkpoints resume with another
 // S, activation checkpointing trains bitwise the same, a failing or hanging rank ends the whole
-// job quickly, and config errors exit 2.
+// job quickly, and config errors (sequence lengths included) exit 2.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -201,6 +201,36 @@ TEST_F(TrainJob, SequenceParallelConfigErrorsExitTwo) {
   r = run(2, lm + " --train.activation_checkpointing layer");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("train.activation_checkpointing = 'layer'"), std::string::npos) << r.err;
+}
+
+// Under sequence parallelism every split the model sees has the training length and splits into
+// whole slices per rank, checked before step 1: an MLM validation split of another length, and
+// MLM shards (data.seq_len = 0) whose chunks are not whole slices, exit 2 naming the split, the
+// length, S and L. One rank takes any validation length; S = 2 takes one of the training length.
+TEST_F(TrainJob, SequenceParallelSplitLengthsAreCheckedAtStart) {
+  const std::string short_dir = dir_->file("mlm24");
+  fs::create_directories(short_dir);
+  dataio::testing::write_mlm_fixture(short_dir + "/shard0.h5", 48, 24, 64, 5);
+  const std::string mlm = common_args("mlm", 2, "1e-2", 2) + " --train.global_batch 8 --train.micro_batch 4";
+  auto expect_named = [](const JobResult& r, const std::vector<std::string>& parts) {
+    EXPECT_EQ(r.code, 2) << r.err;
+    for (const std::string& p : parts) EXPECT_NE(r.err.find(p), std::string::npos) << p << "\n" << r.err;
+    EXPECT_EQ(r.out.find("| loss"), std::string::npos) << "no step ran:\n" << r.out;
+  };
+  expect_named(run(2, mlm + " --dist.seq_parallel 2 --data.valid " + short_dir),
+               {"data.valid = '" + short_dir + "': samples of 24 tokens", "training length is 32",
+                "dist.seq_parallel = 2", "model.slice_len = 8"});
+  std::string short_train = mlm;
+  const std::string train_dir = " --data.train " + dir_->file("mlm") + " ";
+  short_train.replace(short_train.find(train_dir), train_dir.size(), " --data.train " + short_dir + " ");
+  expect_named(run(2, short_train + " --dist.seq_parallel 2"),
+               {"data.train = '" + short_dir + "': sample length = 24",
+                "split over dist.seq_parallel = 2 ranks gives chunks of 12 tokens", "model.slice_len = 8"});
+  JobResult r = run(2, mlm + " --data.valid " + short_dir + " --log.dir " + dir_->file("valid24"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = run(2, mlm + " --dist.seq_parallel 2 --data.valid " + dir_->file("mlm") + " --log.dir " + dir_->file("valid32"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("eval"), std::string::npos) << r.out;
 }
 
 TEST_F(TrainJob, RankThrowingAtStepThreeEndsBothRanksQuickly) {
