@@ -34,36 +34,35 @@ ProcessInfo ProcessInfo::from_environment(int rank, int world_size, const std::s
   return p;
 }
 
-std::string select_device(const DistOptions& dist, const ProcessInfo& proc) {
+Execution setup_execution(const TrainConfig& cfg, const ProcessInfo& proc) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  at::set_num_threads(dist.threads > 0 ? static_cast<int>(dist.threads)
-                                       : std::max(1, hw / std::max(1, proc.local_size)));
-  const bool cuda = torch::cuda::is_available();
-  CST_INPUT_CHECK(dist.device != "cuda" || cuda, "dist.device = cuda but no CUDA device is available on "
-                                                     << proc.host << " (rank " << proc.rank << ")");
-  if (dist.device == "cpu" || !cuda) return "cpu";
+  at::set_num_threads(cfg.dist.threads > 0 ? static_cast<int>(cfg.dist.threads)
+                                           : std::max(1, hw / std::max(1, proc.local_size)));
+  const int cuda = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+  const Execution ex = resolve_execution(cfg, proc, cuda);
+  if (!ex.device.is_cuda()) return ex;
 #ifdef CST_WITH_CUDA
-  const int dev = proc.local_rank % static_cast<int>(torch::cuda::device_count());
-  c10::cuda::set_device(static_cast<c10::DeviceIndex>(dev));
-  return "cuda:" + std::to_string(dev);
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(ex.device.index));
+  return ex;
 #else
   CST_THROW_INPUT("dist.device: this build has no CUDA support");
 #endif
 }
 
 Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const ProcessInfo& proc, Watchdog* wd)
+    : Trainer(cfg, comm, proc, setup_execution(cfg, proc), wd) {}
+
+Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const ProcessInfo& proc, const Execution& ex,
+                 Watchdog* wd)
     : s_(std::make_unique<TrainerState>(cfg, comm, proc, wd)) {
   TrainerState& s = *s_;
   s.mlm = cfg.model.task == model::Task::kMlm;
   s.cls = cfg.model.task == model::Task::kCls;
   s.regression = s.cls && cfg.model.num_classes == 1;
-  s.device = torch::Device(select_device(cfg.dist, proc));
-  s.bf16 = s.device.is_cuda() && cfg.dist.bf16 != "off";
-  CST_INPUT_CHECK(cfg.dist.bf16 != "on" || s.device.is_cuda(), "dist.bf16 = on needs a CUDA device");
-  model::ModelConfig mc = cfg.model;  // + how to compute, which is not part of the model
-  mc.full_sdpa = cfg.model.arch == model::Arch::kFull &&
-                 (cfg.dist.sdpa == "on" || (cfg.dist.sdpa == "auto" && s.device.is_cuda()));
-  mc.activation_checkpointing = cfg.train.activation_checkpointing == "block";
+  s.device =
+      torch::Device(ex.device.is_cuda() ? torch::kCUDA : torch::kCPU, static_cast<c10::DeviceIndex>(ex.device.index));
+  s.bf16 = ex.bf16;
+  const model::ModelConfig mc = ex.apply(cfg.model);  // + how to compute, which is not part of the model
   s.sp_size = static_cast<int>(cfg.dist.seq_parallel);
   s.sp_rank = proc.rank % s.sp_size;
   s.dp_rank = proc.rank / s.sp_size;
@@ -118,7 +117,7 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
                                                           s.mlm   ? cfg.data.mask_prob
                                                           : s.cls ? 0.0
                                                                   : 1.0);
-  if (s.rank0()) s.describe_setup(mc);
+  if (s.rank0()) s.describe_setup(ex);
 }
 
 Trainer::~Trainer() = default;
@@ -185,7 +184,7 @@ void TrainerState::resume() {
                 cfg.data.reset_position ? "; data position reset to 0 (data.reset_position)" : "");
 }
 
-void TrainerState::describe_setup(const model::ModelConfig& mc) {
+void TrainerState::describe_setup(const Execution& ex) {
   std::filesystem::create_directories(cfg.log.dir);
   std::ofstream(cfg.log.dir + "/config.cfg") << cfg.to_string();
   sink = std::make_unique<MetricsSink>(cfg.log.dir, cfg.log.tensorboard);
@@ -203,9 +202,7 @@ void TrainerState::describe_setup(const model::ModelConfig& mc) {
              (sp_size > 1 ? " (" + std::to_string(dp_size) + " data-parallel x " + std::to_string(sp_size) +
                                 " sequence-parallel: " + std::to_string(seq_len / sp_size) + " tokens per rank)"
                           : "") +
-             ", backend " + comm.backend() + ", device " + device.str() + (bf16 ? " (bf16 autocast)" : "") +
-             (mc.full_sdpa ? "; full attention through SDPA" : "") +
-             (mc.activation_checkpointing ? "; activation checkpointing" : "") + "; train samples " +
+             ", backend " + comm.backend() + ", " + ex.str() + "; train samples " +
              std::to_string(train_src->num_samples()) + " of " + std::to_string(seq_len) + " tokens");
   if (train_src->num_corpora() > 1) {
     std::string samples;

@@ -19,6 +19,7 @@
 #include "model/model.h"
 #include "trainer/best_checkpoint.h"
 #include "trainer/checkpoint.h"
+#include "trainer/execution.h"
 #include "trainer/metrics.h"
 #include "trainer/op_profile.h"
 #include "trainer/optimizer.h"
@@ -107,7 +108,7 @@ struct TrainerState {
   std::shared_ptr<dataio::BlendSource> open_split(const std::string& key, const std::string& text) const;
   void resume();  // collective: restores checkpoint.resume, or checks that a fresh start overwrites nothing
                   // (and then loads init.weights)
-  void describe_setup(const model::ModelConfig& mc);  // rank 0: config.cfg, metrics sink, MFU peak
+  void describe_setup(const Execution& ex);  // rank 0: config.cfg, metrics sink, MFU peak, ex logged once
   dataio::LoaderOptions loader_options(bool train) const;
 
   // the loop (trainer.cpp); collective unless said otherwise
