@@ -57,14 +57,14 @@ int main(int argc, char** argv) {
     check_folder_usable({"checkpoint.dir", cfg.checkpoint.resolved_dir(cfg.log.dir)});
     if (rank == 0) std::printf("# resolved configuration (%d rank(s))\n%s\n", mpi.size(), cfg.to_string().c_str());
     trainer::ProcessInfo proc = trainer::ProcessInfo::from_environment(rank, mpi.size(), mpi.host());
-    trainer::select_device(cfg.dist, proc);
+    const trainer::Execution ex = trainer::setup_execution(cfg, proc);  // before NCCL binds the device
     std::unique_ptr<comm::Communicator> comm = comm::make_communicator(&mpi, cfg.dist.backend, cfg.dist.comm_timeout_s);
     trainer::Watchdog watchdog(cfg.dist.comm_timeout_s, [&](const std::string& msg) {
       std::fprintf(stderr, "[rank %d %s] error: %s; aborting the job\n", rank, mpi.host().c_str(), msg.c_str());
       std::fflush(stderr);
       mpi.abort(3);
     });
-    trainer::Trainer t(cfg, *comm, proc, &watchdog);
+    trainer::Trainer t(cfg, *comm, proc, ex, &watchdog);
     trainer::TrainResult r = t.run();
     if (rank == 0 && r.preempted_signal == 0)
       std::printf("done: %ld steps, final train loss %.4f%s\n", (long)r.steps, r.final_train_loss,

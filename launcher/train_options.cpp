@@ -1,6 +1,7 @@
 #include "launcher/train_options.h"
 
 #include <boost/program_options.hpp>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -55,6 +56,8 @@ bool parse_train_options(const std::vector<std::string>& args, trainer::TrainCon
     }
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
+      std::error_code ec;  // a folder opens and reads as nothing: refused, not an empty configuration
+      CST_INPUT_CHECK(!std::filesystem::is_directory(path, ec), "--config '" << path << "' is a folder, not a file");
       std::ifstream file(path, std::ios::binary);
       CST_INPUT_CHECK(file.good(), "cannot read config file '" << path << "'");
       std::stringstream text;

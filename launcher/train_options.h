@@ -16,7 +16,8 @@ namespace cst::launcher {
 // --group.key VALUE of the command line overrides it; --resume X is --checkpoint.resume X.
 // Returns false when --help was given (the help, with `help_epilogue`, is written to *help when
 // help is not null). Throws InputError naming the key, value and file on an unknown key, a bad
-// value, a malformed or unreadable config file. Does not validate(): the caller does, once.
+// value, a malformed or unreadable config file, or a --config that names a folder (refused, not
+// read as an empty configuration). Does not validate(): the caller does, once.
 // explicit_keys, if given, receives the keys the config file or the command line set
 // (trainer::adopt_init_config refuses a shape they set that differs from init.weights').
 bool parse_train_options(const std::vector<std::string>& args, trainer::TrainConfig& cfg, std::ostream* help,

@@ -14,6 +14,10 @@ namespace {
 const EnumTable<OptimizerKind> kOptim = {{"adamw", OptimizerKind::kAdamW}, {"lamb", OptimizerKind::kLamb}};
 const EnumTable<Schedule> kSchedule = {
     {"linear", Schedule::kLinear}, {"cosine", Schedule::kCosine}, {"constant", Schedule::kConstant}};
+const EnumTable<Toggle> kToggle = {{"auto", Toggle::kAuto}, {"on", Toggle::kOn}, {"off", Toggle::kOff}};
+const EnumTable<DeviceChoice> kDevice = {
+    {"auto", DeviceChoice::kAuto}, {"cpu", DeviceChoice::kCpu}, {"cuda", DeviceChoice::kCuda}};
+const EnumTable<Checkpointing> kCheckpointing = {{"none", Checkpointing::kNone}, {"block", Checkpointing::kBlock}};
 
 using C = TrainConfig;
 
@@ -49,8 +53,8 @@ std::vector<Field<C>> make_fields() {
       CST_FIELD_INT(C, "train.global_batch", train.global_batch, "samples per step over all ranks"),
       CST_FIELD_INT(C, "train.micro_batch", train.micro_batch, "samples per forward/backward per rank"),
       CST_FIELD_INT(C, "train.seed", train.seed, "seed of init, data order, masking, dropout"),
-      CST_FIELD_STRING(C, "train.activation_checkpointing", train.activation_checkpointing,
-                       "none | block: recompute each block in backward instead of keeping its activations"),
+      CST_FIELD_ENUM(C, "train.activation_checkpointing", train.activation_checkpointing, kCheckpointing,
+                     "none | block: recompute each block in backward instead of keeping its activations"),
       CST_FIELD_ENUM(C, "optim.name", optim.name, kOptim, "adamw | lamb"),
       CST_FIELD_FLOAT(C, "optim.lr", optim.lr, "peak learning rate"),
       CST_FIELD_FLOAT(C, "optim.min_lr", optim.min_lr, "final learning rate"),
@@ -62,15 +66,15 @@ std::vector<Field<C>> make_fields() {
       CST_FIELD_FLOAT(C, "optim.eps", optim.eps, "Adam epsilon"),
       CST_FIELD_FLOAT(C, "optim.grad_clip", optim.grad_clip, "max global gradient norm (0 = off)"),
       CST_FIELD_BOOL(C, "optim.decay_all", optim.decay_all, "decay norms, biases and embeddings too"),
-      CST_FIELD_STRING(C, "dist.backend", dist.backend, "auto | local | mpi | nccl"),
-      CST_FIELD_STRING(C, "dist.device", dist.device, "auto | cpu | cuda (device = local rank)"),
+      CST_FIELD_ENUM(C, "dist.backend", dist.backend, comm::backend_names(), "auto | local | mpi | nccl"),
+      CST_FIELD_ENUM(C, "dist.device", dist.device, kDevice, "auto | cpu | cuda (device = local rank)"),
       CST_FIELD_INT(C, "dist.threads", dist.threads, "intra-op threads per rank (0 = cores / local ranks)"),
       CST_FIELD_FLOAT(C, "dist.bucket_first_mb", dist.bucket_first_mb, "first gradient bucket, MiB"),
       CST_FIELD_FLOAT(C, "dist.bucket_mb", dist.bucket_mb, "gradient bucket size, MiB"),
       CST_FIELD_FLOAT(C, "dist.comm_timeout_s", dist.comm_timeout_s, "collective watchdog timeout, seconds"),
-      CST_FIELD_STRING(C, "dist.bf16", dist.bf16, "auto | on | off: bfloat16 autocast (CUDA)"),
-      CST_FIELD_STRING(C, "dist.sdpa", dist.sdpa,
-                       "auto | on | off: model.arch = full through fused scaled-dot-product attention (auto: on CUDA)"),
+      CST_FIELD_ENUM(C, "dist.bf16", dist.bf16, kToggle, "auto | on | off: bfloat16 autocast (CUDA)"),
+      CST_FIELD_ENUM(C, "dist.sdpa", dist.sdpa, kToggle,
+                     "auto | on | off: model.arch = full through fused scaled-dot-product attention (auto: on CUDA)"),
       CST_FIELD_INT(C, "dist.seq_parallel", dist.seq_parallel,
                     "S: split each sequence over S ranks (CST; divides the world size; N / S a multiple of L)"),
       CST_FIELD_BOOL(C, "checkpoint.save_final", checkpoint.save_final, "write <log.dir>/model.h5 at the end"),
@@ -176,18 +180,8 @@ void TrainConfig::validate(int world_size) const {
   CST_OPT_CHECK(optim.beta2 >= 0 && optim.beta2 < 1, "optim.beta2", "must be in [0, 1)");
   CST_OPT_CHECK(optim.eps > 0, "optim.eps", "must be > 0");
   CST_OPT_CHECK(optim.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 = off)");
-  for (auto [key, val, allowed] :
-       {std::tuple{"dist.backend", dist.backend, "auto local mpi nccl"},
-        std::tuple{"dist.device", dist.device, "auto cpu cuda"}, std::tuple{"dist.bf16", dist.bf16, "auto on off"},
-        std::tuple{"dist.sdpa", dist.sdpa, "auto on off"},
-        std::tuple{"train.activation_checkpointing", train.activation_checkpointing, "none block"}}) {
-    std::istringstream is(allowed);
-    bool ok = false;
-    for (std::string a; is >> a;) ok |= a == val;
-    CST_INPUT_CHECK(ok, key << " = '" << val << "' is not one of {" << allowed << "}");
-  }
   CST_INPUT_CHECK(
-      dist.sdpa != "on" || model.arch == model::Arch::kFull,
+      dist.sdpa != Toggle::kOn || model.arch == model::Arch::kFull,
       "dist.sdpa = on applies to model.arch = full only (CSA's kernels: model.csa_kernel); model.arch is cst");
   CST_OPT_CHECK(dist.threads >= 0 && dist.threads <= 4096, "dist.threads", "must be in [0, 4096]");
   CST_OPT_CHECK(dist.bucket_first_mb > 0 && dist.bucket_first_mb <= 65536, "dist.bucket_first_mb",

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/backend.h"
 #include "common/fields.h"
 #include "common/parallel_layout.h"
 #include "model/config.h"
@@ -16,6 +17,11 @@ namespace cst::trainer {
 
 enum class OptimizerKind { kAdamW, kLamb };
 enum class Schedule { kLinear, kCosine, kConstant };
+// Execution choices (how to compute, not what); `auto` is resolved once, by resolve_execution
+// (trainer/execution.h), for the device found.
+enum class Toggle { kAuto, kOn, kOff };          // auto | on | off
+enum class DeviceChoice { kAuto, kCpu, kCuda };  // auto (CUDA when present) | cpu | cuda
+enum class Checkpointing { kNone, kBlock };      // none | block
 
 // data.train and data.valid are a shard file or folder of *.h5, or a blend of several:
 // "w1 path1 w2 path2 ..." (docs/DATA.md, Blends; dataio/blend.h).
@@ -37,12 +43,12 @@ struct InitOptions {
 };
 
 struct TrainOptions {
-  int64_t steps = 1000;                           // optimizer steps
-  int64_t global_batch = 32;                      // samples per step over all ranks
-  int64_t micro_batch = 8;                        // samples per forward/backward on one rank
-  int64_t seed = 1234;                            // init, data order, masking, dropout (per rank: seed + rank)
-  std::string activation_checkpointing = "none";  // none | block: keep only each block's input
-                                                  // and recompute the block in backward
+  int64_t steps = 1000;       // optimizer steps
+  int64_t global_batch = 32;  // samples per step over all ranks
+  int64_t micro_batch = 8;    // samples per forward/backward on one rank
+  int64_t seed = 1234;        // init, data order, masking, dropout (per rank: seed + rank)
+  // none | block: keep only each block's input and recompute the block in backward
+  Checkpointing activation_checkpointing = Checkpointing::kNone;
 };
 
 struct OptimOptions {
@@ -58,14 +64,15 @@ struct OptimOptions {
 };
 
 struct DistOptions {
-  std::string backend = "auto";   // auto | local | mpi | nccl
-  std::string device = "auto";    // auto | cpu | cuda
+  comm::Backend backend = comm::Backend::kAuto;  // auto | local | mpi | nccl
+  DeviceChoice device = DeviceChoice::kAuto;     // auto | cpu | cuda (CUDA device = local rank)
+
   int64_t threads = 0;            // intra-op threads per rank (0 = cores / ranks on this host)
   double bucket_first_mb = 1.0;   // first gradient bucket (MiB)
   double bucket_mb = 25.0;        // later buckets (MiB)
   double comm_timeout_s = 600.0;  // watchdog: a collective taking longer aborts the job
-  std::string bf16 = "auto";      // auto (on for CUDA) | on | off: autocast to bfloat16
-  std::string sdpa = "auto";      // auto (on for CUDA) | on | off: model.arch = full through
+  Toggle bf16 = Toggle::kAuto;    // auto (on for CUDA) | on | off: autocast to bfloat16
+  Toggle sdpa = Toggle::kAuto;    // auto (on for CUDA) | on | off: model.arch = full through
                                   // at::scaled_dot_product_attention (ModelConfig::full_sdpa)
   int64_t seq_parallel = 1;       // S: each sequence split over S ranks (docs/SEQUENCE_PARALLEL.md);
                                   // the W ranks form W / S data-parallel groups of S

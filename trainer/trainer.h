@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "trainer/execution.h"
 #include "trainer/train_config.h"
 #include "trainer/train_types.h"
 
@@ -32,11 +33,12 @@ struct ModelState;
 struct RunCheckpoints;
 struct RunLog;
 
-// Picks this rank's device from dist.device ("auto": CUDA when present) and makes it current:
-// CUDA device = local_rank % device count. Returns "cpu" or "cuda:<i>". Throws InputError when
-// CUDA is asked for and absent. Also sets the intra-op thread count (dist.threads, default
-// cores / ranks on this host). Call before make_communicator (NCCL binds the current device).
-std::string select_device(const DistOptions& dist, const ProcessInfo& proc);
+// Resolves cfg's execution choices for the CUDA devices torch sees (resolve_execution,
+// trainer/execution.h) and makes the device current; also sets the intra-op thread count
+// (dist.threads, default cores / ranks on this host). Throws InputError as resolve_execution,
+// and for a CUDA device in a build without CUDA. Call before make_communicator (NCCL binds the
+// current device).
+Execution setup_execution(const TrainConfig& cfg, const ProcessInfo& proc);
 
 class Trainer {
  public:
@@ -45,7 +47,12 @@ class Trainer {
   // checkpoint.resume, restores model, optimizer (re-partitioned for this world size), step,
   // data position and RNG from a checkpoint (docs/CHECKPOINT.md; InputError when it does not
   // fit). Collective.
-  // watchdog may be null (no collective timeout beyond the reducer's own).
+  // ex is this rank's execution from setup_execution (its one resolution, made before the
+  // communicator); rank 0 logs it once. watchdog may be null (no collective timeout beyond the
+  // reducer's own).
+  Trainer(const TrainConfig& cfg, comm::Communicator& comm, const ProcessInfo& proc, const Execution& ex,
+          Watchdog* watchdog);
+  // The same with ex = setup_execution(cfg, proc).
   Trainer(const TrainConfig& cfg, comm::Communicator& comm, const ProcessInfo& proc, Watchdog* watchdog);
   ~Trainer();
   Trainer(const Trainer&) = delete;
@@ -71,7 +78,7 @@ class Trainer {
   // setup (trainer_setup.cpp)
   void resume();  // collective: restores checkpoint.resume, or checks that a fresh start overwrites nothing
                   // (and then loads init.weights)
-  void describe_setup(const model::ModelConfig& mc);  // rank 0: config.cfg, metrics sink, MFU peak
+  void describe_setup(const Execution& ex);  // rank 0: config.cfg, metrics sink, MFU peak, ex logged once
 
   // the loop (trainer.cpp); collective unless said otherwise
   // data, forward + backward, gradient all-reduce, clip, optimizer; phases: marked after each

@@ -39,35 +39,34 @@ ProcessInfo ProcessInfo::from_environment(int rank, int world_size, const std::s
   return p;
 }
 
-std::string select_device(const DistOptions& dist, const ProcessInfo& proc) {
+Execution setup_execution(const TrainConfig& cfg, const ProcessInfo& proc) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  at::set_num_threads(dist.threads > 0 ? static_cast<int>(dist.threads)
-                                       : std::max(1, hw / std::max(1, proc.local_size)));
-  const bool cuda = torch::cuda::is_available();
-  CST_INPUT_CHECK(dist.device != "cuda" || cuda, "dist.device = cuda but no CUDA device is available on "
-                                                     << proc.host << " (rank " << proc.rank << ")");
-  if (dist.device == "cpu" || !cuda) return "cpu";
+  at::set_num_threads(cfg.dist.threads > 0 ? static_cast<int>(cfg.dist.threads)
+                                           : std::max(1, hw / std::max(1, proc.local_size)));
+  const int cuda = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+  const Execution ex = resolve_execution(cfg, proc, cuda);
+  if (!ex.device.is_cuda()) return ex;
 #ifdef CST_WITH_CUDA
-  const int dev = proc.local_rank % static_cast<int>(torch::cuda::device_count());
-  c10::cuda::set_device(static_cast<c10::DeviceIndex>(dev));
-  return "cuda:" + std::to_string(dev);
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(ex.device.index));
+  return ex;
 #else
   CST_THROW_INPUT("dist.device: this build has no CUDA support");
 #endif
 }
 
 Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const ProcessInfo& proc, Watchdog* wd)
+    : Trainer(cfg, comm, proc, setup_execution(cfg, proc), wd) {}
+
+Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const ProcessInfo& proc, const Execution& ex,
+                 Watchdog* wd)
     : ctx_(std::make_unique<RunContext>(cfg, comm, proc, wd)),
       ckpt_(std::make_unique<RunCheckpoints>()),
       log_(std::make_unique<RunLog>()) {
   RunContext& c = *ctx_;
-  c.device = torch::Device(select_device(cfg.dist, proc));
-  c.bf16 = c.device.is_cuda() && cfg.dist.bf16 != "off";
-  CST_INPUT_CHECK(cfg.dist.bf16 != "on" || c.device.is_cuda(), "dist.bf16 = on needs a CUDA device");
-  model::ModelConfig mc = cfg.model;  // + how to compute, which is not part of the model
-  mc.full_sdpa = cfg.model.arch == model::Arch::kFull &&
-                 (cfg.dist.sdpa == "on" || (cfg.dist.sdpa == "auto" && c.device.is_cuda()));
-  mc.activation_checkpointing = cfg.train.activation_checkpointing == "block";
+  c.device =
+      torch::Device(ex.device.is_cuda() ? torch::kCUDA : torch::kCPU, static_cast<c10::DeviceIndex>(ex.device.index));
+  c.bf16 = ex.bf16;
+  const model::ModelConfig mc = ex.apply(cfg.model);  // + how to compute, which is not part of the model
   const ParallelLayout layout(cfg.layout_spec(proc.world_size, proc.rank));
   // Consecutive ranks hold one sequence (on one node, when S <= ranks per node).
   c.groups = c.collective("split (sequence-parallel groups)", [&] { return comm::ParallelGroups::make(layout, comm); });
@@ -98,7 +97,7 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
                                                               c.task.mlm   ? cfg.data.mask_prob
                                                               : c.task.cls ? 0.0
                                                                            : 1.0);
-  if (c.rank0()) describe_setup(mc);
+  if (c.rank0()) describe_setup(ex);
 }
 
 Trainer::~Trainer() = default;
@@ -142,7 +141,7 @@ void Trainer::resume() {
                 cfg.data.reset_position ? "; data position reset to 0 (data.reset_position)" : "");
 }
 
-void Trainer::describe_setup(const model::ModelConfig& mc) {
+void Trainer::describe_setup(const Execution& ex) {
   const RunContext& c = *ctx_;
   const TrainConfig& cfg = c.cfg;
   RunLog& l = *log_;
@@ -161,9 +160,7 @@ void Trainer::describe_setup(const model::ModelConfig& mc) {
   const int64_t seq_len = data_->seq_len;
   l.sink->text("model: " + std::to_string(state_->model->num_parameters()) + " parameters, " +
                std::to_string(l.train_flops_per_token / 1e6) + " MFLOP per trained token; " +
-               c.layout().describe(seq_len) + ", backend " + c.comm.backend() + ", device " + c.device.str() +
-               (c.bf16 ? " (bf16 autocast)" : "") + (mc.full_sdpa ? "; full attention through SDPA" : "") +
-               (mc.activation_checkpointing ? "; activation checkpointing" : "") + "; train samples " +
+               c.layout().describe(seq_len) + ", backend " + c.comm.backend() + ", " + ex.str() + "; train samples " +
                std::to_string(train.num_samples()) + " of " + std::to_string(seq_len) + " tokens");
   if (train.num_corpora() > 1) {
     std::string samples;
