@@ -12,6 +12,7 @@
 #include "model/autocast_scope.h"
 #include "model/loss.h"
 #include "model/weights_io.h"
+#include "trainer/checkpoint_config.h"
 #include "trainer/preemption.h"
 #include "trainer/trainer_state.h"
 
@@ -168,7 +169,7 @@ void TrainerState::export_weights(const std::string& path) {
 }
 
 void TrainerState::save_checkpoint(int64_t step, bool sync) {
-  Manifest m;
+  checkpoint::Manifest m;
   m.step = step;
   m.optimizer_steps = opt->steps_taken();
   m.loader = loader_state;

@@ -1,9 +1,9 @@
 // Validation: one pass over each corpus of the validation split (or log.eval_batches batches of
 // each), loss and accuracy per corpus, and the blend's loss as their weighted mean; and
 // checkpoint.keep_best after it.
+#include "checkpoint/manifest.h"
 #include "model/autocast_scope.h"
 #include "model/loss.h"
-#include "trainer/manifest.h"
 #include "trainer/trainer_state.h"
 
 namespace cst::trainer {
@@ -77,7 +77,7 @@ void TrainerState::keep_best(int64_t step) {
   if (!rank0()) return;
   best->write();
   sink->text("best " + best->metric() + " " + std::to_string(v) + " at step " + std::to_string(step) + ": " +
-             step_dir_name(step) + " kept (best.json)");
+             checkpoint::step_dir_name(step) + " kept (best.json)");
 }
 
 }  // namespace cst::trainer

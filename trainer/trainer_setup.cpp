@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "trainer/checkpoint_config.h"
 #include "trainer/init_weights.h"
 #include "trainer/perf.h"
 #include "trainer/trainer.h"
@@ -93,13 +94,13 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   torch::manual_seed(static_cast<uint64_t>(cfg.train.seed) * 1000003ull + static_cast<uint64_t>(proc.rank));  // dropout
   s.opt = std::make_unique<Optimizer>(s.params, cfg.optim, &comm, static_cast<int>(cfg.checkpoint.zero_stage));
 
-  CheckpointWriter::Options co;
+  checkpoint::CheckpointWriter::Options co;
   co.dir = cfg.checkpoint.resolved_dir(cfg.log.dir);
   co.rank = proc.rank, co.world = proc.world_size;
   co.keep = cfg.checkpoint.keep, co.async = cfg.checkpoint.async;
   co.timeout_s = cfg.dist.comm_timeout_s;
   co.delay_ms = cfg.debug.save_delay_ms, co.prune_delay_ms = cfg.debug.prune_delay_ms;
-  s.ckpt = std::make_unique<CheckpointWriter>(co);
+  s.ckpt = std::make_unique<checkpoint::CheckpointWriter>(co);
   if (!cfg.checkpoint.keep_best.empty()) s.best = std::make_unique<BestCheckpoint>(cfg.checkpoint.keep_best, co.dir);
   s.resume();
   if (s.rank0()) {  // only once resuming has succeeded: a rejected checkpoint leaves the folder as it was
@@ -151,7 +152,7 @@ at::Generator TrainerState::cuda_generator() const {
 
 void TrainerState::resume() {
   const auto point = collective("resume: choosing the checkpoint", [&] {
-    return agree_on_resume_point(cfg, comm, [](const std::string& w) {
+    return checkpoint::agree_on_resume_point(resume_options(cfg), comm, [](const std::string& w) {
       std::fprintf(stderr, "[rank 0] warning: %s\n", w.c_str());
       std::fflush(stderr);
     });
@@ -162,8 +163,8 @@ void TrainerState::resume() {
     if (rank0()) std::printf("init.weights %s:\n%s\n", cfg.init.weights.c_str(), rep.text().c_str());
     return;
   }
-  const Manifest& m = point->manifest;
-  restore(*point, *model, *opt, proc.rank, proc.world_size, cfg.train.seed, cuda_generator());
+  const checkpoint::Manifest& m = point->manifest;
+  checkpoint::restore(*point, *model, *opt, proc.rank, proc.world_size, cfg.train.seed, cuda_generator());
   start_step = last_checkpoint_step = m.step;
   // Every rank compares the same manifest with the same data: all refuse alike.
   const std::string changed = dataio::blend_difference(m.loader, dataio::initial_state(*train_src));

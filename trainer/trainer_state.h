@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
 #include "comm/communicator.h"
 #include "comm/reducer.h"
 #include "dataio/blend.h"
@@ -18,7 +19,6 @@
 #include "dataio/source.h"
 #include "model/model.h"
 #include "trainer/best_checkpoint.h"
-#include "trainer/checkpoint.h"
 #include "trainer/metrics.h"
 #include "trainer/op_profile.h"
 #include "trainer/optimizer.h"
@@ -66,7 +66,7 @@ struct TrainerState {
   std::unique_ptr<dataio::Loader> loader;
   std::unique_ptr<MetricsSink> sink;  // rank 0
   double peak_flops = 0, train_flops_per_token = 0;
-  std::unique_ptr<CheckpointWriter> ckpt;
+  std::unique_ptr<checkpoint::CheckpointWriter> ckpt;
   std::unique_ptr<BestCheckpoint> best;  // checkpoint.keep_best set
 
   // ---- progress ----
