@@ -28,12 +28,13 @@
 #include <filesystem>
 #include <iostream>
 
+#include "checkpoint/checkpoint.h"
 #include "common/checksum.h"
 #include "launcher/tool_main.h"
 #include "model/loss.h"
 #include "model/model.h"
 #include "model/weights_io.h"
-#include "trainer/checkpoint.h"
+#include "trainer/checkpoint_config.h"
 #include "trainer/optimizer.h"
 
 namespace po = boost::program_options;
@@ -52,8 +53,8 @@ int64_t folder_bytes(const std::string& dir) {
   return b;
 }
 
-trainer::Manifest manifest_for(const trainer::TrainConfig& tc, const trainer::Optimizer& opt, int64_t step) {
-  trainer::Manifest m;
+checkpoint::Manifest manifest_for(const trainer::TrainConfig& tc, const trainer::Optimizer& opt, int64_t step) {
+  checkpoint::Manifest m;
   m.step = step, m.optimizer_steps = opt.steps_taken(), m.flat_numel = opt.flat_numel();
   m.run = trainer::describe_run(tc);
   return m;
@@ -123,19 +124,19 @@ int main(int argc, char** argv) try {
   int64_t bytes = 0, step = 100;
   for (int64_t r = 0; r < repeats; ++r) {
     for (Row& row : rows) {  // interleaved, so that both see the same machine load
-      trainer::CheckpointWriter::Options co;
+      checkpoint::CheckpointWriter::Options co;
       co.dir = dir, co.keep = 1, co.checksum = row.kind;
-      trainer::CheckpointWriter ck(co);
+      checkpoint::CheckpointWriter ck(co);
       auto t0 = Clock::now();
       ck.save(*m, opt, rng, at::Tensor(), manifest_for(tc, opt, ++step));
       row.save = std::min(row.save, seconds_since(t0));
-      const std::string step_dir = dir + "/" + trainer::step_dir_name(step);
+      const std::string step_dir = dir + "/" + checkpoint::step_dir_name(step);
       bytes = folder_bytes(step_dir);
       tc.checkpoint.resume = step_dir;
       t0 = Clock::now();
-      auto point =
-          trainer::find_resume_point(tc, [](const std::string& w) { std::fprintf(stderr, "%s\n", w.c_str()); });
-      trainer::restore(*point, *m, opt, 0, 1, tc.train.seed, at::Generator());
+      auto point = checkpoint::find_resume_point(trainer::resume_options(tc),
+                                                 [](const std::string& w) { std::fprintf(stderr, "%s\n", w.c_str()); });
+      checkpoint::restore(*point, *m, opt, 0, 1, tc.train.seed, at::Generator());
       row.resume = std::min(row.resume, seconds_since(t0));
       t0 = Clock::now();
       for (const auto& e : fs::directory_iterator(step_dir)) file_checksum(e.path(), row.kind);
@@ -156,9 +157,9 @@ int main(int argc, char** argv) try {
   std::printf("| mode | mean step (s) | vs none | saves |\n| --- | ---: | ---: | ---: |\n");
   double none_s = 0;
   for (const char* mode : {"none", "sync", "async"}) {
-    trainer::CheckpointWriter::Options co;  // xxh3_128
+    checkpoint::CheckpointWriter::Options co;  // xxh3_128
     co.dir = dir, co.keep = 1, co.async = std::string(mode) == "async";
-    trainer::CheckpointWriter ck(co);
+    checkpoint::CheckpointWriter ck(co);
     int saves = 0;
     auto t0 = Clock::now();
     for (int64_t s = 1; s <= steps; ++s) {

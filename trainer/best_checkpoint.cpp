@@ -3,11 +3,11 @@
 #include <cmath>
 #include <filesystem>
 
+#include "checkpoint/manifest.h"
 #include "common/error.h"
 #include "common/files.h"
 #include "common/json.h"
 #include "trainer/cls_metrics.h"
-#include "trainer/manifest.h"
 
 namespace cst::trainer {
 
@@ -67,7 +67,7 @@ void BestCheckpoint::restore(int64_t resumed_step) {
   const int64_t step = json_int(j, "step", path, 0);
   const Json& v = json_member(j, "value", path);
   CST_INPUT_CHECK(v.is_number(), path << ": field 'value' is " << v.type_name() << ", expected a number");
-  if (step <= resumed_step && std::filesystem::is_directory(dir_ + "/" + step_dir_name(step)))
+  if (step <= resumed_step && std::filesystem::is_directory(dir_ + "/" + checkpoint::step_dir_name(step)))
     set(step, v.get<double>());
 }
 

@@ -10,14 +10,6 @@
 
 namespace cst::trainer {
 
-FlatRange partition(int64_t n, int rank, int world) {
-  const int64_t per = (n + world - 1) / world;
-  FlatRange r;
-  r.begin = std::min(n, per * rank);
-  r.end = std::min(n, per * (rank + 1));
-  return r;
-}
-
 Optimizer::Optimizer(NamedTensors params, const OptimOptions& opt, comm::Communicator* comm, int zero_stage, bool fused)
     : fused_(fused && opt.name == OptimizerKind::kAdamW), opt_(opt), comm_(comm) {
   CST_CHECK(zero_stage == 0 || comm != nullptr, "Optimizer: zero_stage 1 needs a communicator");
@@ -34,7 +26,7 @@ Optimizer::Optimizer(NamedTensors params, const OptimOptions& opt, comm::Communi
     numel_ += p.numel();
     slots_.push_back(std::move(s));
   }
-  held_ = sharded_ ? partition(numel_, comm->rank(), comm->size()) : FlatRange{0, numel_};
+  held_ = sharded_ ? checkpoint::partition(numel_, comm->rank(), comm->size()) : checkpoint::FlatRange{0, numel_};
   step_count_ = at::zeros({}, topt.dtype(at::kFloat).requires_grad(false));
   exp_avg_ = at::zeros({held_.size()}, topt.requires_grad(false));
   exp_avg_sq_ = at::zeros({held_.size()}, topt.requires_grad(false));

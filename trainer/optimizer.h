@@ -7,13 +7,14 @@
 // the embeddings (tok_emb, pos_local, pos_global, abs_pos) are not decayed unless decay_all.
 //
 // Flat space and ZeRO-1. The trainable parameters, in registration order, are concatenated into
-// one flat vector of N elements. partition(N, r, W) cuts it into W contiguous ranges of
-// P = ceil(N / W) elements (the last ones shorter or empty). zero_stage 0: every rank holds and
+// one flat vector of N elements. checkpoint::partition(N, r, W) cuts it into W contiguous ranges
+// of P = ceil(N / W) elements (the last ones shorter or empty). zero_stage 0: every rank holds and
 // updates the whole state ([0, N)). zero_stage 1: rank r holds exp_avg / exp_avg_sq only for
 // its range, updates only those parameter elements, and step() then all-gathers the updated
 // parameters (a flat [W, P] buffer, padded) so that every rank again holds all of them. LAMB's
 // per-parameter norms are summed from per-rank partial squared norms (one all_reduce).
-// Checkpoint shards (docs/CHECKPOINT.md) always follow partition(N, r, W) of the saving job.
+// Checkpoint shards (docs/CHECKPOINT.md) always follow partition(N, r, W) of the saving job; the
+// checkpoint writer and restore see the state through checkpoint::OptimizerState.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -22,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "checkpoint/optimizer_state.h"
 #include "trainer/train_config.h"
 
 namespace cst::comm {
@@ -32,14 +34,7 @@ namespace cst::trainer {
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
-// [begin, end) of rank r's share of a flat vector of n elements over w ranks.
-struct FlatRange {
-  int64_t begin = 0, end = 0;
-  int64_t size() const { return end - begin; }
-};
-FlatRange partition(int64_t n, int rank, int world);
-
-class Optimizer {
+class Optimizer : public checkpoint::OptimizerState {
  public:
   // params: (name, parameter) pairs, contiguous, all of one floating dtype; the optimizer keeps
   // references and updates them in place. zero_stage 1 needs comm (which must outlive the
@@ -54,19 +49,19 @@ class Optimizer {
   // zero_stage 1: collective (every rank, same order), grads must be equal on every rank.
   void step(double lr);
   void zero_grad();
-  int64_t steps_taken() const { return t_; }
-  void set_steps_taken(int64_t t) { t_ = t; }  // resume: bias correction continues from t
+  int64_t steps_taken() const override { return t_; }
+  void set_steps_taken(int64_t t) override { t_ = t; }  // resume: bias correction continues from t
   bool decays(const std::string& name, const at::Tensor& param) const;
 
   // ---- state, for checkpoints ----
-  int64_t flat_numel() const { return numel_; }  // N
-  FlatRange held() const { return held_; }       // the range of the flat state this rank holds
+  int64_t flat_numel() const override { return numel_; }         // N
+  checkpoint::FlatRange held() const override { return held_; }  // the range of the flat state this rank holds
   // This rank's state: [held().size()] each, same dtype and device as the parameters. The
   // returned tensors alias the optimizer's buffers (copy before handing to another thread).
-  const at::Tensor& exp_avg() const { return exp_avg_; }
-  const at::Tensor& exp_avg_sq() const { return exp_avg_sq_; }
+  const at::Tensor& exp_avg() const override { return exp_avg_; }
+  const at::Tensor& exp_avg_sq() const override { return exp_avg_sq_; }
   // Replaces the held state (shapes [held().size()], any dtype / device; copied).
-  void load_state(const at::Tensor& exp_avg, const at::Tensor& exp_avg_sq);
+  void load_state(const at::Tensor& exp_avg, const at::Tensor& exp_avg_sq) override;
 
  private:
   struct Slot {
@@ -88,7 +83,7 @@ class Optimizer {
   comm::Communicator* comm_ = nullptr;
   bool sharded_ = false;  // zero_stage 1 with more than one rank
   int64_t numel_ = 0;
-  FlatRange held_;
+  checkpoint::FlatRange held_;
   at::Tensor exp_avg_, exp_avg_sq_;
   int64_t t_ = 0;
 };

@@ -8,14 +8,14 @@
 #include <optional>
 #include <string>
 
+#include "checkpoint/checkpoint.h"
 #include "trainer/best_checkpoint.h"
-#include "trainer/checkpoint.h"
 #include "trainer/metrics.h"
 
 namespace cst::trainer {
 
 struct RunCheckpoints {
-  std::unique_ptr<CheckpointWriter> writer;
+  std::unique_ptr<checkpoint::CheckpointWriter> writer;
   std::unique_ptr<BestCheckpoint> best;  // checkpoint.keep_best set
   std::string resumed_from;              // the checkpoint folder resumed from ("" = fresh start)
   int64_t start_step = 0;                // steps done before this run (resume)

@@ -15,6 +15,7 @@
 #include "model/loss.h"
 #include "model/weights_io.h"
 #include "trainer/batch_tensors.h"
+#include "trainer/checkpoint_config.h"
 #include "trainer/evaluation.h"
 #include "trainer/model_state.h"
 #include "trainer/op_profile.h"
@@ -183,7 +184,7 @@ void Trainer::keep_best(int64_t step) {
   if (!ctx_->rank0()) return;
   best->write();
   log_->sink->text("best " + best->metric() + " " + std::to_string(v) + " at step " + std::to_string(step) + ": " +
-                   step_dir_name(step) + " kept (best.json)");
+                   checkpoint::step_dir_name(step) + " kept (best.json)");
 }
 
 void Trainer::export_weights(const std::string& path) {
@@ -195,7 +196,7 @@ void Trainer::export_weights(const std::string& path) {
 
 void Trainer::save_checkpoint(int64_t step, bool sync) {
   const TrainConfig& cfg = ctx_->cfg;
-  Manifest m;
+  checkpoint::Manifest m;
   m.step = step;
   m.optimizer_steps = state_->opt->steps_taken();
   m.loader = data_->loader_state;

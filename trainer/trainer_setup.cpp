@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "trainer/checkpoint_config.h"
 #include "trainer/evaluation.h"
 #include "trainer/init_weights.h"
 #include "trainer/model_state.h"
@@ -76,13 +77,13 @@ Trainer::Trainer(const TrainConfig& cfg, comm::Communicator& comm, const Process
   if (data_->valid_src)
     eval_ = std::make_unique<Evaluator>(c, data_->valid_src, data_->seq_len, data_->loader_options(false));
 
-  CheckpointWriter::Options co;
+  checkpoint::CheckpointWriter::Options co;
   co.dir = cfg.checkpoint.resolved_dir(cfg.log.dir);
   co.rank = proc.rank, co.world = proc.world_size;
   co.keep = cfg.checkpoint.keep, co.async = cfg.checkpoint.async;
   co.timeout_s = cfg.dist.comm_timeout_s;
   co.delay_ms = cfg.debug.save_delay_ms, co.prune_delay_ms = cfg.debug.prune_delay_ms;
-  ckpt_->writer = std::make_unique<CheckpointWriter>(co);
+  ckpt_->writer = std::make_unique<checkpoint::CheckpointWriter>(co);
   if (!cfg.checkpoint.keep_best.empty())
     ckpt_->best = std::make_unique<BestCheckpoint>(cfg.checkpoint.keep_best, co.dir);
   resume();
@@ -107,7 +108,7 @@ void Trainer::resume() {
   const TrainConfig& cfg = c.cfg;
   RunCheckpoints& k = *ckpt_;
   const auto point = c.collective("resume: choosing the checkpoint", [&] {
-    return agree_on_resume_point(cfg, c.comm, [](const std::string& w) {
+    return checkpoint::agree_on_resume_point(resume_options(cfg), c.comm, [](const std::string& w) {
       std::fprintf(stderr, "[rank 0] warning: %s\n", w.c_str());
       std::fflush(stderr);
     });
@@ -118,8 +119,9 @@ void Trainer::resume() {
     if (c.rank0()) std::printf("init.weights %s:\n%s\n", cfg.init.weights.c_str(), rep.text().c_str());
     return;
   }
-  const Manifest& m = point->manifest;
-  restore(*point, *state_->model, *state_->opt, c.proc.rank, c.proc.world_size, cfg.train.seed, c.cuda_generator());
+  const checkpoint::Manifest& m = point->manifest;
+  checkpoint::restore(*point, *state_->model, *state_->opt, c.proc.rank, c.proc.world_size, cfg.train.seed,
+                      c.cuda_generator());
   k.start_step = k.last_step = m.step;
   // Every rank compares the same manifest with the same data: all refuse alike.
   const std::string changed = dataio::blend_difference(m.loader, dataio::initial_state(*data_->train_src));

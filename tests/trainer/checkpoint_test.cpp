@@ -2,7 +2,7 @@
 // sizes (optimizer re-partitioned), ZeRO-1 == ZeRO-0, async saves, preemption signals, the
 // load-time checks (damaged and hostile manifests, version 1), the refusal of a fresh start in
 // a used folder, and the kill -9 trials of scripts/kill-test.sh (mid-save and mid-prune).
-#include "trainer/checkpoint.h"
+#include "checkpoint/checkpoint.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -15,15 +15,20 @@
 #include "common/json.h"
 #include "tests/dataio/test_util.h"
 #include "tests/trainer/job_util.h"
+#include "trainer/checkpoint_config.h"
 
 namespace cst {
 namespace {
 
 namespace fs = std::filesystem;
+using checkpoint::Manifest;
 using testing::JobResult;
 using testing::Params;
-using trainer::Manifest;
-using trainer::verify_checkpoint;
+
+// The checkpoint in step_dir verified, its optimizer options read as cst-train reads them.
+Manifest verify_checkpoint(const std::string& step_dir) {
+  return checkpoint::verify_checkpoint(step_dir, trainer::optim_schema());
+}
 
 class CheckpointJob : public ::testing::Test {
  protected:

@@ -172,11 +172,11 @@ TEST(Optimizer, LambStepMatchesAHandComputation) {
 TEST(Optimizer, PartitionCutsTheFlatSpaceIntoContiguousRanges) {
   const int64_t expect[4][2] = {{0, 3}, {3, 6}, {6, 9}, {9, 10}};
   for (int r = 0; r < 4; ++r) {
-    EXPECT_EQ(partition(10, r, 4).begin, expect[r][0]);
-    EXPECT_EQ(partition(10, r, 4).end, expect[r][1]);
+    EXPECT_EQ(checkpoint::partition(10, r, 4).begin, expect[r][0]);
+    EXPECT_EQ(checkpoint::partition(10, r, 4).end, expect[r][1]);
   }
-  EXPECT_EQ(partition(2, 3, 4).size(), 0);
-  EXPECT_EQ(partition(7, 0, 1).size(), 7);
+  EXPECT_EQ(checkpoint::partition(2, 3, 4).size(), 0);
+  EXPECT_EQ(checkpoint::partition(7, 0, 1).size(), 7);
 }
 
 }  // namespace

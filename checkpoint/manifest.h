@@ -13,13 +13,12 @@
 #include <utility>
 #include <vector>
 
+#include "checkpoint/run_config.h"
 #include "common/checksum.h"
 #include "common/error.h"
 #include "dataio/loader.h"
-#include "model/config.h"
-#include "trainer/train_config.h"
 
-namespace cst::trainer {
+namespace cst::checkpoint {
 
 inline constexpr const char* kCheckpointFormat = "cst-train.checkpoint";
 // The version written. Readers accept 1 and 2: version 1 has a "sha256" per file; version 2 one
@@ -61,25 +60,6 @@ struct FileEntry {
   std::string digest;  // lower-case hex (common/checksum.h)
 };
 
-// The run a checkpoint belongs to. check_compatible demands that model, optim.name, seed,
-// global_batch and tokenizer_sha256 match the configuration that resumes it; the other optim.*
-// options and code_version are recorded only (a resumed run may change its learning rate).
-struct RunDescription {
-  model::ModelConfig model;      // every ModelConfig field ("model" object, values as text)
-  OptimOptions optim;            // every optim.* option ("optimizer" object, values as text)
-  int64_t seed = 0;              // train.seed
-  int64_t global_batch = 0;      // train.global_batch
-  std::string tokenizer_sha256;  // data.tokenizer_sha256 ("" = unknown)
-  std::string code_version;
-  // Fields of the "model" / "optimizer" objects that the manifest lacks ("model.<name>",
-  // "optimizer.optim.<name>"): written by a build with other fields; their values above are
-  // the defaults.
-  std::vector<std::string> missing;
-};
-
-// The run description of cfg, as a checkpoint of it records.
-RunDescription describe_run(const TrainConfig& cfg);
-
 struct Manifest {
   std::string format = kCheckpointFormat;
   int64_t format_version = kCheckpointVersion;
@@ -95,17 +75,19 @@ struct Manifest {
   std::string to_json() const;
 };
 
-// Parses manifest.json text; path names it in errors. Throws InputError for another format or
+// Parses manifest.json text; path names it in errors. The "optimizer" object is read through
+// optim: each option it lacks is recorded in run.missing and keeps its default, other members
+// are ignored. Throws InputError for another format or
 // an unknown format_version (a checkpoint of another program or a newer build: not skipped), and
 // CorruptCheckpoint, naming path and the field, for anything else that is not a manifest:
 // invalid JSON (any nesting depth is safe), a missing field or one of the wrong type, a value out
-// of range (world_size, step, sizes, ...), a file name that is not a plain name. Never crashes,
-// on any bytes.
-Manifest parse_manifest(const std::string& text, const std::string& path);
+// of range (world_size, step, sizes, ...), an option value optim.canonical refuses, a file name
+// that is not a plain name. Never crashes, on any bytes.
+Manifest parse_manifest(const std::string& text, const std::string& path, const OptionSchema& optim);
 
-// Throws InputError naming path and the field when the checkpoint cannot continue cfg: the model
-// config, tokenizer hash, optimizer kind, seed or global batch differ, or its step is beyond
-// train.steps.
-void check_compatible(const Manifest& m, const TrainConfig& cfg, const std::string& path);
+// Throws InputError naming path and the field when the checkpoint cannot continue the run `now`
+// describes: the model config, tokenizer hash, optimizer kind (now.optim.kind), seed or global
+// batch differ, or its step is beyond now.steps.
+void check_compatible(const Manifest& m, const ResumeOptions& now, const std::string& path);
 
-}  // namespace cst::trainer
+}  // namespace cst::checkpoint

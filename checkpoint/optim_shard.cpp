@@ -1,4 +1,4 @@
-#include "trainer/optim_shard.h"
+#include "checkpoint/optim_shard.h"
 
 #include <ATen/ATen.h>
 
@@ -6,7 +6,7 @@
 
 #include "common/h5.h"
 
-namespace cst::trainer {
+namespace cst::checkpoint {
 
 void write_optim_shard(const std::string& path, const OptimShard& s) {
   auto lock = h5::lock_library();
@@ -26,7 +26,7 @@ void write_optim_shard(const std::string& path, const OptimShard& s) {
   f.flush();
 }
 
-void read_optimizer_state(const std::string& step_dir, const Manifest& m, Optimizer& opt) {
+void read_optimizer_state(const std::string& step_dir, const Manifest& m, OptimizerState& opt) {
   CST_INPUT_CHECK(m.flat_numel == opt.flat_numel(),
                   "checkpoint manifest '" << step_dir << "/manifest.json': flat_numel = " << m.flat_numel
                                           << " but the model has " << opt.flat_numel() << " trainable elements");
@@ -68,4 +68,4 @@ std::pair<at::Tensor, at::Tensor> read_rng_state(const std::string& step_dir, co
   return out;
 }
 
-}  // namespace cst::trainer
+}  // namespace cst::checkpoint

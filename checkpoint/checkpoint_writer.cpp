@@ -1,4 +1,4 @@
-#include "trainer/checkpoint_writer.h"
+#include "checkpoint/checkpoint_writer.h"
 
 #include <ATen/ATen.h>
 #include <torch/torch.h>
@@ -10,14 +10,14 @@
 #include <sstream>
 #include <vector>
 
+#include "checkpoint/optim_shard.h"
 #include "common/checksum.h"
 #include "common/files.h"
 #include "common/h5.h"
 #include "model/model.h"
 #include "model/weights_io.h"
-#include "trainer/optim_shard.h"
 
-namespace cst::trainer {
+namespace cst::checkpoint {
 
 namespace fs = std::filesystem;
 
@@ -66,7 +66,7 @@ void CheckpointWriter::remove_leftovers() const {
   }
 }
 
-void CheckpointWriter::save(model::CstModelImpl& model, const Optimizer& opt, const at::Tensor& rng_cpu,
+void CheckpointWriter::save(model::CstModelImpl& model, const OptimizerState& opt, const at::Tensor& rng_cpu,
                             const at::Tensor& rng_cuda, Manifest meta) {
   wait();  // at most one save in flight
   auto snap = std::make_shared<Snapshot>();
@@ -212,4 +212,4 @@ void CheckpointWriter::discard(const std::string& step_dir) const {
   fs::remove(doomed);
 }
 
-}  // namespace cst::trainer
+}  // namespace cst::checkpoint

@@ -1,7 +1,8 @@
-// trainer/manifest.h without torch: the manifest round trip, version 1 as the earlier writer
+// checkpoint/manifest.h without torch: the manifest round trip, version 1 as the earlier writer
 // wrote it, step folder names, and damaged or hostile manifests, which must be
-// CorruptCheckpoint errors naming the file and the field, never crashes.
-#include "trainer/manifest.h"
+// CorruptCheckpoint errors naming the file and the field, never crashes. The optimizer options
+// are cst-train's (trainer/checkpoint_config.h), as a checkpoint of it records them.
+#include "checkpoint/manifest.h"
 
 #include <gtest/gtest.h>
 
@@ -10,17 +11,27 @@
 #include <fstream>
 #include <string>
 
-namespace cst::trainer {
+#include "trainer/checkpoint_config.h"
+
+namespace cst::checkpoint {
 namespace {
 
 const std::string kXxh(32, 'a'), kSha(64, 'b');
 
+const OptionSchema kOptim = trainer::optim_schema();
+
+Manifest parse_manifest(const std::string& text, const std::string& path) {
+  return checkpoint::parse_manifest(text, path, kOptim);
+}
+
 Manifest sample() {
+  trainer::TrainConfig tc;
+  tc.optim.lr = 0.01, tc.optim.name = trainer::OptimizerKind::kLamb;
   Manifest m;
+  m.run = trainer::describe_run(tc);
   m.step = 12, m.optimizer_steps = 12, m.loader = {1, 40}, m.world_size = 2, m.zero_stage = 1, m.flat_numel = 99;
   m.run.seed = 7, m.run.global_batch = 8, m.run.tokenizer_sha256 = "ab\"c", m.run.code_version = "v1-dirty";
   m.run.model.d_model = 16, m.run.model.arch = model::Arch::kFull;
-  m.run.optim.lr = 0.01, m.run.optim.name = OptimizerKind::kLamb;
   m.files = {{"model.h5", 1234, ChecksumKind::kXxh3_128, kXxh},
              {"optim_rank0_of2.h5", 10, ChecksumKind::kXxh3_128, kXxh},
              {"optim_rank1_of2.h5", 10, ChecksumKind::kSha256, kSha}};
@@ -65,7 +76,8 @@ TEST(Manifest, RoundTripsThroughJson) {
   EXPECT_EQ(back.loader, m.loader);
   EXPECT_EQ(back.run.tokenizer_sha256, "ab\"c");
   EXPECT_EQ(back.run.model, m.run.model);
-  EXPECT_EQ(back.run.optim.name, OptimizerKind::kLamb);
+  EXPECT_EQ(option_text(back.run.optim, "optim.name"), "lamb");
+  EXPECT_EQ(option_text(back.run.optim, "optim.lr"), "0.01");
   EXPECT_TRUE(back.run.missing.empty());
   ASSERT_EQ(back.files.size(), 3u);
   EXPECT_EQ(back.files[1].bytes, 10);
@@ -90,7 +102,7 @@ TEST(Manifest, ReadsVersionOneWithSha256) {
   EXPECT_EQ(m.loader.consumed_samples, 32);
   EXPECT_EQ(m.run.model.d_model, 16);
   EXPECT_EQ(m.run.model.alpha, 2.0);
-  EXPECT_EQ(m.run.optim.lr, 0.01);
+  EXPECT_EQ(option_text(m.run.optim, "optim.lr"), "0.01");
   ASSERT_EQ(m.files.size(), 2u);
   EXPECT_EQ(m.files[0].checksum, ChecksumKind::kSha256);
   EXPECT_EQ(m.files[0].digest, kSha);
@@ -179,14 +191,15 @@ TEST(Layout, StepFolderNamesAreParsedOnlyWhenTheyFitInt64) {
 }
 
 TEST(Manifest, CheckCompatibleNamesTheFieldThatDiffers) {
-  TrainConfig cfg;
+  trainer::TrainConfig cfg;
+  const ResumeOptions now = trainer::resume_options(cfg);
   Manifest m;
-  m.run = describe_run(cfg);
+  m.run = now.run;
   m.step = cfg.train.steps;
-  check_compatible(m, cfg, "d/manifest.json");
+  check_compatible(m, now, "d/manifest.json");
   auto error = [&](const Manifest& bad) {
     try {
-      check_compatible(bad, cfg, "d/manifest.json");
+      check_compatible(bad, now, "d/manifest.json");
     } catch (const InputError& e) {
       return std::string(e.what());
     }
@@ -195,7 +208,9 @@ TEST(Manifest, CheckCompatibleNamesTheFieldThatDiffers) {
   Manifest other = m;
   other.run.model.d_ff = cfg.model.d_ff + 1;
   EXPECT_NE(error(other).find("model.d_ff = " + std::to_string(cfg.model.d_ff + 1)), std::string::npos);
-  other = m, other.run.optim.name = OptimizerKind::kLamb;
+  trainer::TrainConfig lamb = cfg;
+  lamb.optim.name = trainer::OptimizerKind::kLamb;
+  other = m, other.run.optim = trainer::describe_run(lamb).optim;
   EXPECT_NE(error(other).find("optimizer.optim.name = lamb but optim.name = adamw"), std::string::npos);
   other = m, other.run.missing = {"model.pos_emb"};
   EXPECT_NE(error(other).find("model.pos_emb is missing"), std::string::npos);
@@ -206,4 +221,4 @@ TEST(Manifest, CheckCompatibleNamesTheFieldThatDiffers) {
 }
 
 }  // namespace
-}  // namespace cst::trainer
+}  // namespace cst::checkpoint

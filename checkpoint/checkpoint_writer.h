@@ -24,14 +24,14 @@
 #include <string>
 #include <thread>
 
-#include "trainer/manifest.h"
-#include "trainer/optimizer.h"
+#include "checkpoint/manifest.h"
+#include "checkpoint/optimizer_state.h"
 
 namespace cst::model {
 class CstModelImpl;
 }
 
-namespace cst::trainer {
+namespace cst::checkpoint {
 
 // Writes checkpoints for one rank. Not thread-safe: one (training) thread calls save / wait.
 class CheckpointWriter {
@@ -57,8 +57,8 @@ class CheckpointWriter {
   // Else writes from `model` and `opt` before returning. meta carries everything but `files`
   // (the commit fills them). Not collective; the caller barriers after a synchronous save when
   // every rank must know that the commit is done. `model` and `opt` are only read during the call.
-  void save(model::CstModelImpl& model, const Optimizer& opt, const at::Tensor& rng_cpu, const at::Tensor& rng_cuda,
-            Manifest meta);
+  void save(model::CstModelImpl& model, const OptimizerState& opt, const at::Tensor& rng_cpu,
+            const at::Tensor& rng_cuda, Manifest meta);
   // Waits for the in-flight save, if any; rethrows its error.
   void wait();
   // Pruning never removes step_<step> from now on (checkpoint.keep_best's checkpoint; -1 = none;
@@ -81,4 +81,4 @@ class CheckpointWriter {
   std::atomic<int64_t> protected_step_{-1};  // read by the background writer when it prunes
 };
 
-}  // namespace cst::trainer
+}  // namespace cst::checkpoint

@@ -1,4 +1,4 @@
-#include "trainer/manifest.h"
+#include "checkpoint/manifest.h"
 
 #include <algorithm>
 #include <charconv>
@@ -10,11 +10,17 @@
 #define CST_CODE_VERSION "unknown"
 #endif
 
-namespace cst::trainer {
+namespace cst::checkpoint {
 
 namespace fs = std::filesystem;
 
 const char* code_version() { return CST_CODE_VERSION; }
+
+std::string option_text(const OptionTexts& options, const std::string& name) {
+  for (const auto& [n, value] : options)
+    if (n == name) return value;
+  return "";
+}
 
 std::string step_dir_name(int64_t step) { return "step_" + std::to_string(step); }
 
@@ -50,32 +56,24 @@ std::vector<std::pair<int64_t, std::string>> list_step_dirs(const std::string& r
 
 namespace {
 
-// The optim.* fields of the TrainConfig field table.
-std::vector<const Field<TrainConfig>*> optim_fields() {
-  std::vector<const Field<TrainConfig>*> out;
-  for (const auto& f : TrainConfig::fields())
-    if (f.name.rfind("optim.", 0) == 0) out.push_back(&f);
-  return out;
-}
-
-// root[key]: an object of text values, each set through the field of that name (key "model":
-// ModelConfig fields; "optimizer": the TrainConfig fields named optim.*). Fields it lacks are
-// added to missing as "<key>.<field>"; other members are ignored.
-template <class C>
-void read_table(const Json& root, const std::string& key, const std::vector<const Field<C>*>& fields, C& into,
+// root[key]: an object of text values, each passed to set(name, text) for every name of names
+// (key "model": the ModelConfig fields; "optimizer": the options of the OptionSchema). Names it
+// lacks are added to missing as "<key>.<name>"; other members are ignored.
+void read_table(const Json& root, const std::string& key, const std::vector<std::string>& names,
+                const std::function<void(const std::string&, const std::string&)>& set,
                 std::vector<std::string>& missing, const std::string& where) {
   const Json& obj = json_member(root, key, where);
   CST_INPUT_CHECK(obj.is_object(), where << ": field '" << key << "' is " << obj.type_name() << ", expected an object");
-  for (const Field<C>* f : fields) {
-    if (!obj.contains(f->name)) {
-      missing.push_back(key + "." + f->name);
+  for (const std::string& name : names) {
+    if (!obj.contains(name)) {
+      missing.push_back(key + "." + name);
       continue;
     }
-    const std::string text = json_string(obj, f->name, where + ", object '" + key + "'");
+    const std::string text = json_string(obj, name, where + ", object '" + key + "'");
     try {
-      f->set(into, text);
+      set(name, text);
     } catch (const InputError&) {
-      CST_THROW_INPUT(where << ": field '" << key << "." << f->name << "' = '" << text << "' is not a valid value");
+      CST_THROW_INPUT(where << ": field '" << key << "." << name << "' = '" << text << "' is not a valid value");
     }
   }
 }
@@ -106,7 +104,7 @@ FileEntry read_file_entry(const Json& j, int64_t version, const std::string& whe
 
 // Reads the typed fields of a manifest whose format and version are known; every InputError
 // thrown here (json_* accessors, field tables, range checks) means a damaged manifest.
-void read_fields(const Json& root, const std::string& where, Manifest& m) {
+void read_fields(const Json& root, const std::string& where, const OptionSchema& optim, Manifest& m) {
   m.step = json_int(root, "step", where, 0);
   m.optimizer_steps = json_int(root, "optimizer_steps", where, 0);
   m.loader = dataio::loader_state_from_json(json_member(root, "loader", where), where + ", object 'loader'");
@@ -118,13 +116,26 @@ void read_fields(const Json& root, const std::string& where, Manifest& m) {
   m.run.tokenizer_sha256 = json_string(root, "tokenizer_sha256", where);
   m.run.code_version = json_string(root, "code_version", where);
 
-  // "model" and "optimizer": objects of text values, read through the field tables.
-  std::vector<const Field<model::ModelConfig>*> model_fields;
-  for (const auto& f : model::ModelConfig::fields()) model_fields.push_back(&f);
-  read_table(root, "model", model_fields, m.run.model, m.run.missing, where);
-  TrainConfig tc;
-  read_table(root, "optimizer", optim_fields(), tc, m.run.missing, where);
-  m.run.optim = tc.optim;
+  // "model" and "optimizer": objects of text values, read through the model's field table and
+  // the optimizer's option schema.
+  std::vector<std::string> names;
+  for (const auto& f : model::ModelConfig::fields()) names.push_back(f.name);
+  read_table(
+      root, "model", names,
+      [&](const std::string& name, const std::string& text) {
+        find_field(model::ModelConfig::fields(), "", name).set(m.run.model, text);
+      },
+      m.run.missing, where);
+  m.run.optim = optim.defaults;
+  names.clear();
+  for (const auto& option : optim.defaults) names.push_back(option.first);
+  read_table(
+      root, "optimizer", names,
+      [&](const std::string& name, const std::string& text) {
+        for (auto& [n, value] : m.run.optim)
+          if (n == name) value = optim.canonical(name, text);
+      },
+      m.run.missing, where);
 
   const Json& files = json_member(root, "files", where);
   CST_INPUT_CHECK(files.is_array(), where << ": field 'files' is " << files.type_name() << ", expected an array");
@@ -132,17 +143,6 @@ void read_fields(const Json& root, const std::string& where, Manifest& m) {
 }
 
 }  // namespace
-
-RunDescription describe_run(const TrainConfig& cfg) {
-  RunDescription r;
-  r.model = cfg.model;
-  r.optim = cfg.optim;
-  r.seed = cfg.train.seed;
-  r.global_batch = cfg.train.global_batch;
-  r.tokenizer_sha256 = cfg.data.tokenizer_sha256;
-  r.code_version = code_version();
-  return r;
-}
 
 std::string Manifest::to_json() const {
   using Ordered = nlohmann::ordered_json;  // fields in this order, the format first
@@ -162,16 +162,14 @@ std::string Manifest::to_json() const {
   Ordered& model = j["model"] = Ordered::object();
   for (const auto& f : model::ModelConfig::fields()) model[f.name] = f.get(run.model);
   Ordered& optim = j["optimizer"] = Ordered::object();
-  TrainConfig tc;
-  tc.optim = run.optim;
-  for (const Field<TrainConfig>* f : optim_fields()) optim[f->name] = f->get(tc);
+  for (const auto& [name, value] : run.optim) optim[name] = value;
   Ordered& list = j["files"] = Ordered::array();
   for (const FileEntry& e : files)
     list.push_back({{"name", e.name}, {"bytes", e.bytes}, {checksum_name(e.checksum), e.digest}});
   return j.dump(2, ' ', false, Ordered::error_handler_t::replace) + "\n";
 }
 
-Manifest parse_manifest(const std::string& text, const std::string& path) {
+Manifest parse_manifest(const std::string& text, const std::string& path, const OptionSchema& optim) {
   const std::string where = "checkpoint manifest '" + path + "'";
   Manifest m;
   try {
@@ -180,7 +178,7 @@ Manifest parse_manifest(const std::string& text, const std::string& path) {
     m.format = json_string(root, "format", where);
     if (m.format == kCheckpointFormat) m.format_version = json_int(root, "format_version", where);
     if (m.format == kCheckpointFormat && m.format_version >= 1 && m.format_version <= kCheckpointVersion)
-      read_fields(root, where, m);
+      read_fields(root, where, optim, m);
   } catch (const InputError& e) {
     throw CorruptCheckpoint(e.what());
   }
@@ -193,7 +191,7 @@ Manifest parse_manifest(const std::string& text, const std::string& path) {
   return m;
 }
 
-void check_compatible(const Manifest& m, const TrainConfig& cfg, const std::string& path) {
+void check_compatible(const Manifest& m, const ResumeOptions& now, const std::string& path) {
   const std::string where = "checkpoint manifest '" + path + "'";
   const RunDescription& run = m.run;
   auto missing = [&](const std::string& field) {
@@ -201,29 +199,28 @@ void check_compatible(const Manifest& m, const TrainConfig& cfg, const std::stri
   };
   for (const auto& f : model::ModelConfig::fields()) {
     CST_INPUT_CHECK(!missing("model." + f.name), where << ": field model." << f.name << " is missing");
-    const std::string saved = f.get(run.model), now = f.get(cfg.model);
-    CST_INPUT_CHECK(saved == now, where << ": model." << f.name << " = " << saved << " but the configuration has model."
-                                        << f.name << " = " << now
+    const std::string saved = f.get(run.model), cur = f.get(now.run.model);
+    CST_INPUT_CHECK(saved == cur, where << ": model." << f.name << " = " << saved << " but the configuration has model."
+                                        << f.name << " = " << cur
                                         << (f.name == "vocab_size" ? " (vocabulary mismatch)" : ""));
   }
-  CST_INPUT_CHECK(run.tokenizer_sha256.empty() || cfg.data.tokenizer_sha256.empty() ||
-                      run.tokenizer_sha256 == cfg.data.tokenizer_sha256,
+  CST_INPUT_CHECK(run.tokenizer_sha256.empty() || now.run.tokenizer_sha256.empty() ||
+                      run.tokenizer_sha256 == now.run.tokenizer_sha256,
                   where << ": tokenizer_sha256 = " << run.tokenizer_sha256
-                        << " but data.tokenizer_sha256 = " << cfg.data.tokenizer_sha256);
-  const auto& name = find_field(TrainConfig::fields(), "", "optim.name");
-  TrainConfig saved;
-  saved.optim = run.optim;
+                        << " but data.tokenizer_sha256 = " << now.run.tokenizer_sha256);
+  const std::string& kind = now.optim.kind;
+  const bool kind_missing = missing("optimizer." + kind);
+  const std::string saved_kind = option_text(run.optim, kind), cur_kind = option_text(now.run.optim, kind);
+  CST_INPUT_CHECK(!kind_missing && saved_kind == cur_kind, where << ": optimizer." << kind << " = "
+                                                                 << (kind_missing ? "(missing)" : saved_kind) << " but "
+                                                                 << kind << " = " << cur_kind);
+  CST_INPUT_CHECK(run.seed == now.run.seed, where << ": seed = " << run.seed << " but train.seed = " << now.run.seed
+                                                  << " (the data order would change)");
   CST_INPUT_CHECK(
-      !missing("optimizer.optim.name") && run.optim.name == cfg.optim.name,
-      where << ": optimizer.optim.name = " << (missing("optimizer.optim.name") ? "(missing)" : name.get(saved))
-            << " but optim.name = " << name.get(cfg));
-  CST_INPUT_CHECK(run.seed == cfg.train.seed, where << ": seed = " << run.seed << " but train.seed = " << cfg.train.seed
-                                                    << " (the data order would change)");
-  CST_INPUT_CHECK(
-      run.global_batch == cfg.train.global_batch,
-      where << ": global_batch = " << run.global_batch << " but train.global_batch = " << cfg.train.global_batch);
-  CST_INPUT_CHECK(m.step <= cfg.train.steps, "checkpoint '" << fs::path(path).parent_path().string() << "' is at step "
-                                                            << m.step << ", beyond train.steps = " << cfg.train.steps);
+      run.global_batch == now.run.global_batch,
+      where << ": global_batch = " << run.global_batch << " but train.global_batch = " << now.run.global_batch);
+  CST_INPUT_CHECK(m.step <= now.steps, "checkpoint '" << fs::path(path).parent_path().string() << "' is at step "
+                                                      << m.step << ", beyond train.steps = " << now.steps);
 }
 
-}  // namespace cst::trainer
+}  // namespace cst::checkpoint

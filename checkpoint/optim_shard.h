@@ -10,10 +10,10 @@
 #include <string>
 #include <utility>
 
-#include "trainer/manifest.h"
-#include "trainer/optimizer.h"
+#include "checkpoint/manifest.h"
+#include "checkpoint/optimizer_state.h"
 
-namespace cst::trainer {
+namespace cst::checkpoint {
 
 inline constexpr const char* kShardFormat = "cst-train.optim-shard";
 inline constexpr int64_t kShardVersion = 1;
@@ -36,11 +36,11 @@ void write_optim_shard(const std::string& path, const OptimShard& s);
 // the checkpoint in step_dir (any saving world size: each overlapping shard's slice is read).
 // Throws InputError naming the file, attribute and value when m.flat_numel differs from the
 // model's or a shard's attributes or datasets disagree with m.
-void read_optimizer_state(const std::string& step_dir, const Manifest& m, Optimizer& opt);
+void read_optimizer_state(const std::string& step_dir, const Manifest& m, OptimizerState& opt);
 
 // Generator states of `rank` as saved by a job of m.world_size ranks (second: undefined when the
 // shard has none). Throws InputError naming the file when a state is larger than
 // kMaxRngStateBytes.
 std::pair<at::Tensor, at::Tensor> read_rng_state(const std::string& step_dir, const Manifest& m, int rank);
 
-}  // namespace cst::trainer
+}  // namespace cst::checkpoint

@@ -1,4 +1,4 @@
-#include "trainer/resume.h"
+#include "checkpoint/resume.h"
 
 #include <ATen/ATen.h>
 #include <torch/torch.h>
@@ -8,20 +8,19 @@
 #include <filesystem>
 #include <map>
 
+#include "checkpoint/optim_shard.h"
 #include "comm/communicator.h"
 #include "common/checksum.h"
 #include "common/files.h"
 #include "common/h5.h"
 #include "model/model.h"
 #include "model/weights_io.h"
-#include "trainer/optim_shard.h"
-#include "trainer/optimizer.h"
 
-namespace cst::trainer {
+namespace cst::checkpoint {
 
 namespace fs = std::filesystem;
 
-Manifest verify_checkpoint(const std::string& step_dir) {
+Manifest verify_checkpoint(const std::string& step_dir, const OptionSchema& optim) {
   const std::string mpath = step_dir + "/manifest.json";
   if (!fs::exists(mpath))
     throw CorruptCheckpoint("checkpoint '" + step_dir + "': missing file 'manifest.json' (incomplete)");
@@ -31,7 +30,7 @@ Manifest verify_checkpoint(const std::string& step_dir) {
   } catch (const InputError& e) {
     throw CorruptCheckpoint(e.what());
   }
-  Manifest m = parse_manifest(text, mpath);
+  Manifest m = parse_manifest(text, mpath, optim);
   const auto folder_step = parse_step_dir_name(fs::path(step_dir).filename().string());
   if (folder_step && *folder_step != m.step)
     throw CorruptCheckpoint("checkpoint manifest '" + mpath + "': field step = " + std::to_string(m.step) +
@@ -73,8 +72,8 @@ Manifest verify_checkpoint(const std::string& step_dir) {
   return m;
 }
 
-void check_fresh_start(const TrainConfig& cfg) {
-  const std::string log_dir = cfg.log.dir, ckpt_dir = cfg.checkpoint.resolved_dir(log_dir);
+void check_fresh_start(const ResumeOptions& o) {
+  const std::string &log_dir = o.log_dir, &ckpt_dir = o.dir;
   auto starts = [](const std::string& s, const char* p) { return s.rfind(p, 0) == 0; };
   std::vector<std::string> found;
   std::error_code ec;
@@ -95,23 +94,23 @@ void check_fresh_start(const TrainConfig& cfg) {
   if (found.size() > 4) list += " and " + std::to_string(found.size() - 4) + " more";
   CST_THROW_INPUT("a new run would overwrite an earlier run's files: "
                   << list << ". To continue that run, pass --resume auto; to start a new one, pass a fresh --log.dir"
-                  << (cfg.checkpoint.dir.empty() ? "" : " and --checkpoint.dir") << " (or remove those files)");
+                  << (o.dir_given ? " and --checkpoint.dir" : "") << " (or remove those files)");
 }
 
-std::optional<ResumePoint> find_resume_point(const TrainConfig& cfg,
+std::optional<ResumePoint> find_resume_point(const ResumeOptions& o,
                                              const std::function<void(const std::string&)>& warn) {
-  const std::string& want = cfg.checkpoint.resume;
+  const std::string& want = o.resume;
   if (want.empty()) {
-    check_fresh_start(cfg);
+    check_fresh_start(o);
     return std::nullopt;
   }
   std::optional<ResumePoint> found;
   if (want == "auto") {
-    const std::string root = cfg.checkpoint.resolved_dir(cfg.log.dir);
+    const std::string& root = o.dir;
     const auto steps = list_step_dirs(root, warn);
     for (auto it = steps.rbegin(); it != steps.rend() && !found; ++it) {
       try {
-        found = ResumePoint{it->second, verify_checkpoint(it->second)};
+        found = ResumePoint{it->second, verify_checkpoint(it->second, o.optim)};
       } catch (const CorruptCheckpoint& e) {
         warn("skipping checkpoint '" + it->second + "': " + e.what());
       }
@@ -122,13 +121,13 @@ std::optional<ResumePoint> find_resume_point(const TrainConfig& cfg,
     }
   } else {
     CST_INPUT_CHECK(fs::is_directory(want), "--resume '" << want << "': no such checkpoint folder");
-    found = ResumePoint{want, verify_checkpoint(want)};
+    found = ResumePoint{want, verify_checkpoint(want, o.optim)};
   }
-  check_compatible(found->manifest, cfg, found->dir + "/manifest.json");
+  check_compatible(found->manifest, o, found->dir + "/manifest.json");
   return found;
 }
 
-std::optional<ResumePoint> agree_on_resume_point(const TrainConfig& cfg, comm::Communicator& comm,
+std::optional<ResumePoint> agree_on_resume_point(const ResumeOptions& o, comm::Communicator& comm,
                                                  const std::function<void(const std::string&)>& warn) {
   std::optional<ResumePoint> point;
   std::exception_ptr error;
@@ -136,7 +135,7 @@ std::optional<ResumePoint> agree_on_resume_point(const TrainConfig& cfg, comm::C
   size_t dir_bytes = 0;
   if (comm.rank() == 0) {
     try {
-      point = find_resume_point(cfg, warn);
+      point = find_resume_point(o, warn);
       if (point) message = point->dir + point->manifest.to_json(), dir_bytes = point->dir.size();
     } catch (...) {
       error = std::current_exception();
@@ -164,11 +163,11 @@ std::optional<ResumePoint> agree_on_resume_point(const TrainConfig& cfg, comm::C
   const std::string text(static_cast<const char*>(body.data_ptr()), static_cast<size_t>(bytes));
   ResumePoint p;
   p.dir = text.substr(0, static_cast<size_t>(head[1].item<int64_t>()));
-  p.manifest = parse_manifest(text.substr(p.dir.size()), p.dir + "/manifest.json");
+  p.manifest = parse_manifest(text.substr(p.dir.size()), p.dir + "/manifest.json", o.optim);
   return p;
 }
 
-void restore(const ResumePoint& p, model::CstModelImpl& model, Optimizer& opt, int rank, int world, int64_t seed,
+void restore(const ResumePoint& p, model::CstModelImpl& model, OptimizerState& opt, int rank, int world, int64_t seed,
              at::Generator cuda) {
   const Manifest& m = p.manifest;
   {
@@ -187,4 +186,4 @@ void restore(const ResumePoint& p, model::CstModelImpl& model, Optimizer& opt, i
   }
 }
 
-}  // namespace cst::trainer
+}  // namespace cst::checkpoint
