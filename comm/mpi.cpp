@@ -25,18 +25,21 @@ void throw_mpi_error(int code, const char* expr, const char* file, int line) {
 }
 }  // namespace detail
 
-MpiEnvironment::MpiEnvironment(int& argc, char**& argv) {
+MpiEnvironment::MpiEnvironment(int& argc, char**& argv, int required) {
+  CST_CHECK(required == MPI_THREAD_MULTIPLE || required == MPI_THREAD_FUNNELED,
+            "MpiEnvironment: thread level " << required << " (expected MPI_THREAD_MULTIPLE or MPI_THREAD_FUNNELED)");
   int initialized = 0;
   MPI_Initialized(&initialized);
   CST_CHECK(!initialized, "MPI is already initialised: only one MpiEnvironment per process");
   int provided = 0;
-  CST_CHECK_MPI(MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided));
+  CST_CHECK_MPI(MPI_Init_thread(&argc, &argv, required, &provided));
   if (provided < MPI_THREAD_MULTIPLE) {
     // Ask no more than we need: the library stays initialised at `provided`, which must be
     // at least FUNNELED for our use (one thread calls MPI, others compute).
     CST_CHECK(provided >= MPI_THREAD_FUNNELED, "MPI provides thread level " << provided << " < MPI_THREAD_FUNNELED");
   }
-  thread_level_ = provided >= MPI_THREAD_MULTIPLE ? MPI_THREAD_MULTIPLE : MPI_THREAD_FUNNELED;
+  thread_level_ =
+      provided >= MPI_THREAD_MULTIPLE && required >= MPI_THREAD_MULTIPLE ? MPI_THREAD_MULTIPLE : MPI_THREAD_FUNNELED;
   CST_CHECK_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
   CST_CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
   CST_CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size_));

@@ -5,8 +5,9 @@
 //     ...                                           // MPI_Finalize when mpi goes out of scope
 //   }
 //
-// Thread level: MPI_THREAD_MULTIPLE when the library provides it, else MPI_THREAD_FUNNELED
-// (only the thread that constructed the environment may call MPI). thread_level() says which.
+// Thread level: MPI_THREAD_MULTIPLE when the library provides it (and it is asked for), else
+// MPI_THREAD_FUNNELED (only the thread that constructed the environment may call MPI).
+// thread_level() says which.
 // Exactly one MpiEnvironment may exist per process (MPI can be initialised once); a second one
 // throws cst::Error.
 #pragma once
@@ -21,8 +22,10 @@ namespace cst::comm {
 
 class MpiEnvironment {
  public:
-  // Calls MPI_Init_thread. argc/argv may be modified by MPI (it strips its own arguments).
-  MpiEnvironment(int& argc, char**& argv);
+  // Calls MPI_Init_thread asking for `required` (MPI_THREAD_MULTIPLE or MPI_THREAD_FUNNELED; tests
+  // ask for FUNNELED to run the path of an MPI library without MPI_THREAD_MULTIPLE). argc/argv
+  // may be modified by MPI (it strips its own arguments).
+  MpiEnvironment(int& argc, char**& argv, int required = MPI_THREAD_MULTIPLE);
   // Calls MPI_Finalize unless abort() was called. Never throws.
   ~MpiEnvironment();
   MpiEnvironment(const MpiEnvironment&) = delete;

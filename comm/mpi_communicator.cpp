@@ -12,13 +12,17 @@
 #include <mutex>
 #include <sstream>
 
+#include "comm/mpi_tasks.h"
+
 namespace cst::comm {
 
+using detail::make_mpi_work;
 using detail::nbytes;
+using detail::run_deferred;
+using detail::run_task;
+using detail::worker_loop;
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 // MPI counts are int: larger messages go in chunks of this many elements.
 constexpr int64_t kMaxChunk = int64_t{1} << 30;
@@ -57,87 +61,13 @@ std::string op_name(const char* verb, ReduceOp op) { return std::string(verb) + 
 
 }  // namespace
 
-// ---- the queue's task state and its Work handle -----------------------------------------------
-
-struct MpiCommunicator::TaskState {
-  std::string op;
-  int64_t bytes = 0;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  std::exception_ptr error;
-  double elapsed = 0.0;  // seconds the MPI calls ran
-};
-
 namespace {
-
-class MpiWork : public Work {
- public:
-  MpiWork(std::shared_ptr<MpiCommunicator::TaskState> s, std::shared_ptr<bool> stuck, int rank, std::string host)
-      : s_(std::move(s)), stuck_(std::move(stuck)), rank_(rank), host_(std::move(host)) {}
-
-  bool done() override {
-    std::lock_guard<std::mutex> lk(s_->mu);
-    return s_->done;
-  }
-
-  void wait(double timeout_s) override {
-    std::unique_lock<std::mutex> lk(s_->mu);
-    if (timeout_s <= 0) {
-      s_->cv.wait(lk, [&] { return s_->done; });
-    } else if (!s_->cv.wait_for(lk, std::chrono::duration<double>(timeout_s), [&] { return s_->done; })) {
-      *stuck_ = true;
-      std::ostringstream os;
-      os << "MPI " << s_->op << " of " << s_->bytes << " bytes did not complete within " << timeout_s << " s on rank "
-         << rank_ << " (host " << host_ << ", pid " << getpid()
-         << "): a peer is slow, hung or dead; the communicator is now unusable, abort the job";
-      throw CommTimeout(os.str());
-    }
-    if (s_->error) std::rethrow_exception(s_->error);
-  }
-
-  double elapsed_seconds() const override {
-    std::lock_guard<std::mutex> lk(s_->mu);
-    return s_->elapsed;
-  }
-
- private:
-  std::shared_ptr<MpiCommunicator::TaskState> s_;
-  std::shared_ptr<bool> stuck_;
-  int rank_;
-  std::string host_;
-};
-
-void run_task(MpiCommunicator::TaskState& s, const std::function<void()>& fn) {
-  auto t0 = Clock::now();
-  std::exception_ptr err;
-  try {
-    fn();
-  } catch (...) {
-    err = std::current_exception();
-  }
-  double dt = std::chrono::duration<double>(Clock::now() - t0).count();
-  {
-    std::lock_guard<std::mutex> lk(s.mu);
-    s.done = true;
-    s.error = err;
-    s.elapsed = dt;
-  }
-  s.cv.notify_all();
-}
 
 std::atomic<bool> g_warned_no_thread{false};  // the one-time fallback warning (process-wide)
 
 }  // namespace
 
 // ---- construction -----------------------------------------------------------------------------
-
-struct MpiCommunicator::Queue {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::pair<std::shared_ptr<TaskState>, std::function<void()>>> tasks;
-  bool stop = false;
-};
 
 namespace {
 
@@ -151,22 +81,6 @@ namespace {
   os << "MPI " << op << " of " << bytes << " bytes failed on rank " << ctx.rank << " of " << ctx.size << " (host "
      << ctx.host << ", pid " << getpid() << "): " << msg;
   ::cst::detail::throw_error(file, line, expr, os.str());
-}
-
-// The worker: runs queued tasks in order until stopped and drained (queued collectives always
-// run, so that ranks stay matched).
-void worker_loop(std::shared_ptr<MpiCommunicator::Queue> q) {
-  for (;;) {
-    std::pair<std::shared_ptr<MpiCommunicator::TaskState>, std::function<void()>> task;
-    {
-      std::unique_lock<std::mutex> lk(q->mu);
-      q->cv.wait(lk, [&] { return q->stop || !q->tasks.empty(); });
-      if (q->tasks.empty()) return;
-      task = std::move(q->tasks.front());
-      q->tasks.pop_front();
-    }
-    run_task(*task.first, task.second);
-  }
 }
 
 }  // namespace
@@ -203,11 +117,17 @@ MpiCommunicator::MpiCommunicator(MpiEnvironment& env, Options opts, MPI_Comm com
   threaded_ = opts_.comm_thread && env.thread_level() >= MPI_THREAD_MULTIPLE;
   if (opts_.comm_thread && !threaded_ && rank_ == 0 && !g_warned_no_thread.exchange(true))
     std::cerr << "[cst] warning: MPI does not provide MPI_THREAD_MULTIPLE; all_reduce_async runs "
-                 "synchronously (no overlap of gradient all-reduce with backward)\n";
+                 "when it is waited for (no overlap of gradient all-reduce with backward)\n";
   if (threaded_) worker_ = std::thread(worker_loop, queue_);
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  if (!threaded_ && !*stuck_) {
+    try {  // deferred all-reduces still run, so that ranks stay matched
+      run_deferred(*queue_, nullptr);
+    } catch (...) {
+    }
+  }
   {
     std::lock_guard<std::mutex> lk(queue_->mu);
     queue_->stop = true;
@@ -236,13 +156,14 @@ void MpiCommunicator::check_cpu(const at::Tensor& t, const char* op) const {
 }
 
 std::shared_ptr<MpiCommunicator::TaskState> MpiCommunicator::submit(std::string op, int64_t bytes,
-                                                                    std::function<void()> fn) {
+                                                                    std::function<void()> fn, bool deferrable) {
   CST_CHECK(!*stuck_, "MPI " << op << " on rank " << rank_
                              << ": the communicator is unusable after an earlier collective timed out");
   auto st = std::make_shared<TaskState>();
   st->op = std::move(op);
   st->bytes = bytes;
-  if (!threaded_) {
+  if (!threaded_ && !deferrable) {
+    run_deferred(*queue_, nullptr);  // the deferred all-reduces issued before it, first
     run_task(*st, fn);
     return st;
   }
@@ -250,13 +171,13 @@ std::shared_ptr<MpiCommunicator::TaskState> MpiCommunicator::submit(std::string 
     std::lock_guard<std::mutex> lk(queue_->mu);
     queue_->tasks.emplace_back(st, std::move(fn));
   }
-  queue_->cv.notify_one();
+  if (threaded_) queue_->cv.notify_one();
   return st;
 }
 
 void MpiCommunicator::run_blocking(std::string op, int64_t bytes, std::function<void()> fn) {
   auto st = submit(std::move(op), bytes, std::move(fn));
-  MpiWork(st, stuck_, rank_, ctx_.host).wait(opts_.timeout_s);
+  make_mpi_work(st, stuck_, rank_, ctx_.host)->wait(opts_.timeout_s);
 }
 
 // ---- collectives ------------------------------------------------------------------------------
@@ -297,8 +218,8 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(at::Tensor t, ReduceOp o
     if (op == ReduceOp::kAvg) buf.div_(ctx.size);
     if (!buf.is_same(t)) t.copy_(buf);
   };
-  auto st = submit(name, bytes, std::move(fn));
-  return std::make_unique<MpiWork>(st, stuck_, rank_, ctx_.host);
+  auto st = submit(name, bytes, std::move(fn), /*deferrable=*/true);
+  return make_mpi_work(st, stuck_, rank_, ctx_.host, threaded_ ? nullptr : queue_);
 }
 
 void MpiCommunicator::all_reduce(at::Tensor& t, ReduceOp op) { all_reduce_async(t, op)->wait(opts_.timeout_s); }

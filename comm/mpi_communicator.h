@@ -11,8 +11,12 @@
 // every collective, whichever thread issued it, runs in issue order. This needs
 // MPI_THREAD_MULTIPLE (other code may call MPI on the main thread meanwhile); when
 // MpiEnvironment::thread_level() is lower, or Options::comm_thread is false, collectives run on
-// the calling thread and all_reduce_async completes before it returns (rank 0 warns once in the
-// first case).
+// the calling thread (rank 0 warns once in the first case), and all_reduce_async is deferred: it
+// runs when its Work is waited for or polled, or before the next operation of this communicator,
+// whichever comes first. So the gradient all-reduces that GradReducer issues from backward hooks
+// run at finalize(), after backward: never while a peer waits for this rank in the exchange of
+// another communicator (a split's sequence-parallel halos), which would deadlock. Tasks and Work
+// handles: comm/mpi_tasks.h.
 //
 // Lifetime: the MpiEnvironment must outlive the communicator. Construction and destruction are
 // collective (MPI_Comm_dup / MPI_Comm_free of MPI_COMM_WORLD). Not copyable. Methods may be
@@ -21,7 +25,8 @@
 // split() makes a communicator over an MPI_Comm_split of this one, with its own thread and
 // queue: its collectives are ordered among themselves, not with this one's, and both threads
 // may be inside MPI at once (MPI_THREAD_MULTIPLE; without it both run on their callers'
-// threads). Each communicator's collectives must be issued in the same order on its ranks.
+// threads, and this one's all_reduce_async waits for its Work). Each communicator's collectives
+// must be issued in the same order on its ranks.
 #pragma once
 
 #include <mpi.h>
@@ -35,6 +40,11 @@
 #include "comm/mpi.h"
 
 namespace cst::comm {
+
+namespace detail {
+struct MpiTaskState;
+struct MpiQueue;
+}  // namespace detail
 
 class MpiCommunicator : public Communicator {
  public:
@@ -72,8 +82,8 @@ class MpiCommunicator : public Communicator {
   void barrier() override;
   std::unique_ptr<Communicator> split(int color, int key) override;
 
-  // Shared between the queue and the Work handles (public for the .cpp's Work class).
-  struct TaskState;
+  // Shared between the queue and the Work handles (comm/mpi_tasks.h).
+  using TaskState = detail::MpiTaskState;
   // What a queued task needs, by value: a task still blocked in MPI when a timed-out
   // communicator is destroyed must not touch the destroyed object.
   struct Ctx {
@@ -81,14 +91,16 @@ class MpiCommunicator : public Communicator {
     int rank = 0, size = 1;
     std::string host;
   };
-  struct Queue;
+  using Queue = detail::MpiQueue;  // tasks waiting to run (comm/mpi_tasks.h)
 
  private:
   // Takes ownership of comm (a duplicate or split that this object frees).
   MpiCommunicator(MpiEnvironment& env, Options opts, MPI_Comm comm);
   // Runs fn (the MPI calls of one operation) in issue order: queued to the background thread,
   // or inline. `op` and `bytes` name the operation in errors and timeouts.
-  std::shared_ptr<TaskState> submit(std::string op, int64_t bytes, std::function<void()> fn);
+  // deferrable (all_reduce_async), without the background thread: queued until its Work is
+  // waited for or polled, or a later operation of this communicator runs.
+  std::shared_ptr<TaskState> submit(std::string op, int64_t bytes, std::function<void()> fn, bool deferrable = false);
   void run_blocking(std::string op, int64_t bytes, std::function<void()> fn);
   void check_cpu(const at::Tensor& t, const char* op) const;
 

@@ -30,8 +30,13 @@ class RankFailurePrinter : public ::testing::EmptyTestEventListener {
 MpiEnvironment& mpi() { return *g_env; }
 }  // namespace cst::comm::testing
 
+// CST_TEST_MPI_THREAD_LEVEL: the thread level an executable asks MPI for (default: MULTIPLE).
+#ifndef CST_TEST_MPI_THREAD_LEVEL
+#define CST_TEST_MPI_THREAD_LEVEL MPI_THREAD_MULTIPLE
+#endif
+
 int main(int argc, char** argv) {
-  cst::comm::MpiEnvironment env(argc, argv);
+  cst::comm::MpiEnvironment env(argc, argv, CST_TEST_MPI_THREAD_LEVEL);
   cst::comm::testing::g_env = &env;
   ::testing::InitGoogleTest(&argc, argv);
   if (env.rank() != 0) {

@@ -1,0 +1,35 @@
+// Global attention of a range of query slices (a sequence-parallel rank's own) over the slice
+// embeddings of the whole sequence, through fused kernels, without any tensor of size
+// (queries x keys): docs/SEQUENCE_PARALLEL.md "Global attention of a chunk".
+//
+// A rank holding query slices [f, f + nq) of n: bidirectional, every query sees every key (one
+// rectangle, no visibility mask). Causal (docs/CST.md: slice t uses the query row of slice t-1
+// and sees slices < t), query i of the range sees keys [0, f) (a rectangle: all visible to all
+// of them) and keys [f, f + i) (a square of nq - 1 queries over nq - 1 keys, top-left causal:
+// the kernels' own is_causal). The two blocks run as separate kernel calls and are merged by
+// their log-sum-exp; backward hands each block the merged output and log-sum-exp, which gives
+// the gradient of the union exactly. Key padding is an additive [B, 1, 1, keys] row, O(n).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace cst::model::csa {
+
+// Whether global_attention_range can run for queries like q with this attention dropout (the
+// kernels are SDPA's CPU flash entry points, which have no dropout): CPU, p == 0, float32 or
+// float64 or bfloat16 or float16.
+bool global_range_supported(const at::Tensor& q, double dropout_p);
+
+// q_rows [B, H, nq, d]: the query row of each query slice of the range (causal: of the slice
+// before it; the caller's query_rows). k, v [B, H, m, d]: the keys the range may see, m = prefix
+// (+ nq - 1 when diagonal). key_mask [B, m] bool (true = the slice has a real token) or
+// undefined (all real). Query i sees keys [0, prefix) and, when diagonal, [prefix, prefix + i).
+// Returns [B, H, nq, d]; a query with no visible key gets 0 and zero gradients. Differentiable
+// in q_rows, k and v. pairs (may be null): incremented by the (query, key) slice pairs handed to
+// the kernels, per sequence and head: nq * prefix (+ nq (nq - 1) / 2 when diagonal).
+at::Tensor global_attention_range(const at::Tensor& q_rows, const at::Tensor& k, const at::Tensor& v,
+                                  const at::Tensor& key_mask, int64_t prefix, bool diagonal, int64_t* pairs = nullptr);
+
+}  // namespace cst::model::csa
