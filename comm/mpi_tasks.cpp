@@ -16,7 +16,11 @@ class MpiWork : public Work {
  public:
   MpiWork(std::shared_ptr<MpiTaskState> s, std::shared_ptr<bool> stuck, int rank, std::string host,
           std::shared_ptr<MpiQueue> deferred = nullptr)
-      : s_(std::move(s)), stuck_(std::move(stuck)), rank_(rank), host_(std::move(host)), deferred_(std::move(deferred)) {}
+      : s_(std::move(s)),
+        stuck_(std::move(stuck)),
+        rank_(rank),
+        host_(std::move(host)),
+        deferred_(std::move(deferred)) {}
 
   bool done() override {
     run_if_deferred();
@@ -110,8 +114,8 @@ void worker_loop(std::shared_ptr<MpiQueue> q) {
   }
 }
 
-std::unique_ptr<Work> make_mpi_work(std::shared_ptr<MpiTaskState> s, std::shared_ptr<bool> stuck,
-                                    int rank, std::string host, std::shared_ptr<MpiQueue> deferred) {
+std::unique_ptr<Work> make_mpi_work(std::shared_ptr<MpiTaskState> s, std::shared_ptr<bool> stuck, int rank,
+                                    std::string host, std::shared_ptr<MpiQueue> deferred) {
   return std::make_unique<MpiWork>(std::move(s), std::move(stuck), rank, std::move(host), std::move(deferred));
 }
 

@@ -34,7 +34,6 @@ struct MpiQueue {
   bool stop = false;
 };
 
-
 // Runs fn (the MPI calls of one operation) and marks s done, with its time and error.
 void run_task(MpiTaskState& s, const std::function<void()>& fn);
 
@@ -49,8 +48,7 @@ void worker_loop(std::shared_ptr<MpiQueue> q);
 // The Work of task s. stuck: set when a wait times out (the communicator is then unusable).
 // deferred: the queue the task may still wait in (no worker); wait() and done() run the tasks
 // queued before it, and it, on the caller's thread.
-std::unique_ptr<Work> make_mpi_work(std::shared_ptr<MpiTaskState> s, std::shared_ptr<bool> stuck,
-                                    int rank, std::string host,
-                                    std::shared_ptr<MpiQueue> deferred = nullptr);
+std::unique_ptr<Work> make_mpi_work(std::shared_ptr<MpiTaskState> s, std::shared_ptr<bool> stuck, int rank,
+                                    std::string host, std::shared_ptr<MpiQueue> deferred = nullptr);
 
 }  // namespace cst::comm::detail
