@@ -4,10 +4,13 @@
 #   scripts/finetune-kjv.sh <build dir> [--out runs/finetune-kjv] [--data data/kjv]
 #                           [--pretrain-steps 200] [--steps 100] [--seeds "1 2 3"] [--batch 32] [--np 1]
 #                           [--extra "--model.d_model 64 ..."]  (options for every cst-train run)
+#                           [--pretrained FILE]  (skip step 2: fine-tune from this MLM weights file)
+#                           [--train-every K]  (label budget: every K-th train passage; default 1, all)
 #
 # 1. Data (in --data): scripts/prepare-kjv.sh (MLM shards of the train books, every 7th chapter held out) and
 #    scripts/prepare-kjv-cls.sh (the 6-way book-group task on the held-out chapters).
-# 2. Pretrain configs/tiny_mlm.cfg for --pretrain-steps steps -> <out>/mlm/model.h5.
+# 2. Pretrain configs/tiny_mlm.cfg for --pretrain-steps steps -> <out>/mlm/model.h5 (with
+#    --pretrained FILE: no pretraining here, FILE is the model fine-tuned below).
 # 3. For each seed: fine-tune configs/tiny_cls.cfg from it (--init.weights) and train the same
 #    classifier from scratch, --steps steps each, same data order and head init.
 # 4. Prints a table: validation accuracy of each run at the last step (and the best), the mean
@@ -17,11 +20,11 @@
 # each call; a folder without the mark is refused.
 set -euo pipefail
 
-usage() { echo "usage: $0 <build dir> [--out DIR] [--data DIR] [--pretrain-steps N] [--steps N] [--seeds \"1 2 3\"] [--batch G] [--np W] [--extra ARGS]" >&2; exit 2; }
+usage() { echo "usage: $0 <build dir> [--out DIR] [--data DIR] [--pretrain-steps N] [--steps N] [--seeds \"1 2 3\"] [--batch G] [--np W] [--extra ARGS] [--pretrained FILE] [--train-every K]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$1"; shift
-out="$root/runs/finetune-kjv" data="$root/data/kjv" pretrain=200 steps=100 seeds="1 2 3" batch=32 np=1 extra=""
+out="$root/runs/finetune-kjv" data="$root/data/kjv" pretrain=200 steps=100 seeds="1 2 3" batch=32 np=1 extra="" pretrained="" every=1
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || usage
   case "$1" in
@@ -33,12 +36,15 @@ while [ $# -gt 0 ]; do
     --batch) batch="$2" ;;
     --extra) extra="$2" ;;
     --np) np="$2" ;;
+    --pretrained) pretrained="$(realpath "$2")" ;;
+    --train-every) every="$2" ;;
     *) usage ;;
   esac
   shift 2
 done
 train="$build/launcher/cst-train"
 [ -x "$train" ] || { echo "error: $train not found: build the cst-train and cst-prep targets first" >&2; exit 2; }
+[ -z "$pretrained" ] || [ -f "$pretrained" ] || { echo "error: --pretrained '$pretrained' is not a file" >&2; exit 2; }
 if [ -e "$out" ] && [ ! -f "$out/.finetune-kjv" ]; then
   echo "error: $out exists and was not made by this script: choose another --out" >&2; exit 2
 fi
@@ -50,9 +56,11 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 cd "$root"
 source scripts/common.sh
 scripts/prepare-kjv.sh "$build" "$data" >/dev/null
-scripts/prepare-kjv-cls.sh "$build" "$data"
+scripts/prepare-kjv-cls.sh "$build" "$data" --train-every "$every"
+cls="$data/cls"
+[ "$every" = 1 ] || cls="$data/cls-every$every"
 mlm_data=(--data.train "$data/mlm/train" --data.valid "$data/mlm/validation")
-cls_data=(--data.train "$data/cls/train" --data.valid "$data/cls/validation")
+cls_data=(--data.train "$cls/train" --data.valid "$cls/validation")
 
 # Quiet runs: the eval lines only (the full logs stay in <run>.log).
 run() {  # <log dir> <args...>
@@ -65,14 +73,17 @@ run() {  # <log dir> <args...>
   echo "[finetune-kjv] $(basename "$dir"): $((SECONDS - t0)) s, $(grep '^eval' "$dir.log" | tail -1)"
 }
 
-run "$out/mlm" --config configs/tiny_mlm.cfg "${mlm_data[@]}" --train.steps "$pretrain" --log.eval_interval "$pretrain"
+if [ -z "$pretrained" ]; then
+  run "$out/mlm" --config configs/tiny_mlm.cfg "${mlm_data[@]}" --train.steps "$pretrain" --log.eval_interval "$pretrain"
+  pretrained="$out/mlm/model.h5"
+fi
 for s in $seeds; do
-  run "$out/pretrained-s$s" --config configs/tiny_cls.cfg "${cls_data[@]}" --log.eval_interval $(((steps + 1) / 2)) --init.weights "$out/mlm/model.h5" \
+  run "$out/pretrained-s$s" --config configs/tiny_cls.cfg "${cls_data[@]}" --log.eval_interval $(((steps + 1) / 2)) --init.weights "$pretrained" \
       --train.seed "$s" --train.steps "$steps"
   run "$out/scratch-s$s" --config configs/tiny_cls.cfg "${cls_data[@]}" --log.eval_interval $(((steps + 1) / 2)) --train.seed "$s" --train.steps "$steps"
 done
 
-"$CST_PYTHON" - "$out" "$data/cls/validation" $seeds <<'PY'
+"$CST_PYTHON" - "$out" "$cls/validation" $seeds <<'PY'
 import glob, json, math, sys
 import h5py
 out, valid, seeds = sys.argv[1], sys.argv[2], sys.argv[3:]

@@ -3,7 +3,7 @@
 # classification"): which of six book groups a passage of 3 verses comes from, on chapters that
 # LM/MLM pretraining never sees.
 #
-#   scripts/prepare-kjv-cls.sh <build dir> [kjv dir, default data/kjv]
+#   scripts/prepare-kjv-cls.sh <build dir> [kjv dir, default data/kjv] [--train-every K]
 #
 # Needs scripts/prepare-kjv.sh's output (run first when missing): the tokenizer
 # <kjv>/tokenizer.model and the held-out chapters <kjv>-raw/heldout/ (every 7th chapter of the
@@ -16,13 +16,27 @@
 #    -> <kjv>-cls-jsonl/{train,validation}.jsonl, one {"text", "label", "ref"} a line.
 # 2. cst-prep --task cls --format jsonl with the KJV tokenizer, S = 128 ->
 #    <kjv>/cls/{tokenizer.model,train,validation}/ (labels: the group names in sorted order).
+# --train-every K (default 1) keeps every K-th train passage (the 1st, K+1-th, ... in file order)
+# and all of validation: a smaller labelled budget, written beside the full task as
+# <kjv>-cls-every<K>-jsonl/ and <kjv>/cls-every<K>/.
 # A second run redoes both steps (--overwrite of what cst-prep wrote there); about 2 s.
 set -euo pipefail
 
-if [ $# -lt 1 ] || [ $# -gt 2 ]; then echo "usage: $0 <build dir> [kjv dir]" >&2; exit 2; fi
+usage() { echo "usage: $0 <build dir> [kjv dir] [--train-every K]" >&2; exit 2; }
+every=1
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --train-every) [ $# -ge 2 ] || usage; every="$2"; shift ;;
+    *) args+=("$1") ;;
+  esac
+  shift
+done
+[ ${#args[@]} -ge 1 ] && [ ${#args[@]} -le 2 ] || usage
+[[ "$every" =~ ^[1-9][0-9]{0,3}$ ]] || { echo "error: --train-every '$every' must be an integer in [1, 9999]" >&2; exit 2; }
 root="$(cd "$(dirname "$0")/.." && pwd)"
-build="$1"
-kjv="${2:-$root/data/kjv}"
+build="${args[0]}"
+kjv="${args[1]:-$root/data/kjv}"
 kjv="${kjv%/}"
 prep="$build/launcher/cst-prep"
 [ -x "$prep" ] || { echo "error: $prep not found: build the cst-prep target first" >&2; exit 2; }
@@ -31,7 +45,9 @@ if [ ! -f "$kjv/tokenizer.model" ] || [ ! -d "$held" ]; then
   echo "[prepare-kjv-cls] no held-out chapters or tokenizer in $kjv: running prepare-kjv.sh" >&2
   "$root/scripts/prepare-kjv.sh" "$build" "$kjv"
 fi
-jsonl="$kjv-cls-jsonl"
+name=cls
+[ "$every" = 1 ] || name="cls-every$every"
+jsonl="$kjv-$name-jsonl"
 rm -rf "$jsonl.partial"
 mkdir -p "$jsonl.partial"
 python3 - "$held" "$jsonl.partial" <<'PY'
@@ -77,10 +93,15 @@ for split in files:
         split, n, 100.0 * top / n,
         ", ".join("%s %d" % (g, counts.get((split, g), 0)) for _, g in GROUPS)))
 PY
+if [ "$every" != 1 ]; then
+  awk -v k="$every" '(NR - 1) % k == 0' "$jsonl.partial/train.jsonl" > "$jsonl.partial/train.kept"
+  mv "$jsonl.partial/train.kept" "$jsonl.partial/train.jsonl"
+  echo "[prepare-kjv-cls] train: every $every-th passage kept: $(wc -l < "$jsonl.partial/train.jsonl") passages"
+fi
 rm -rf "$jsonl"
 mv "$jsonl.partial" "$jsonl"
 overwrite=()
-[ -f "$kjv/cls/cst-prep.json" ] && overwrite=(--overwrite)
-"$prep" --task cls --format jsonl --input "$jsonl" --output "$kjv/cls" --tokenizer "$kjv/tokenizer.model" \
+[ -f "$kjv/$name/cst-prep.json" ] && overwrite=(--overwrite)
+"$prep" --task cls --format jsonl --input "$jsonl" --output "$kjv/$name" --tokenizer "$kjv/tokenizer.model" \
         --seq-len 128 --shard-rows 4096 -q "${overwrite[@]}"
-echo "[prepare-kjv-cls] shards: $kjv/cls/{train,validation}/shard-*.h5 (S = 128, 6 classes)"
+echo "[prepare-kjv-cls] shards: $kjv/$name/{train,validation}/shard-*.h5 (S = 128, 6 classes)"
