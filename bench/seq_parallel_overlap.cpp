@@ -34,8 +34,8 @@ Round run_round(model::CompositeSliceAttention& layer, const model::ModelConfig&
   const int64_t T = x.size(1);
   Tensor mask = torch::ones({x.size(0), T}, torch::kBool);
   model::LayerContext ctx = base;
-  ctx.sp = std::make_shared<model::SeqChunk>(model::SeqChunk::make(group, mask, false, group.rank() * T,
-                                                                   cfg.slice_len, cfg.extension(), cfg.causal()));
+  ctx.sp = std::make_shared<model::SeqChunk>(
+      model::SeqChunk::make(group, mask, false, group.rank() * T, cfg.slice_len, cfg.extension(), cfg.causal()));
   model::SeqGroup& g = *ctx.sp->group;
   g.overlap = overlap;
   group.barrier();

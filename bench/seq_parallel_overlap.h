@@ -13,10 +13,10 @@
 namespace cst::bench {
 
 struct OverlapOptions {
-  std::string preset;             // model shape, for the header line
-  std::vector<int64_t> ns;        // sequence lengths N, a table block each
-  int64_t batch = 1;              // sequences per forward
-  int64_t rounds = 5;             // timed rounds per schedule (after one warm-up), interleaved
+  std::string preset;                                 // model shape, for the header line
+  std::vector<int64_t> ns;                            // sequence lengths N, a table block each
+  int64_t batch = 1;                                  // sequences per forward
+  int64_t rounds = 5;                                 // timed rounds per schedule (after one warm-up), interleaved
   std::function<model::ModelConfig(int64_t)> config;  // the layer's configuration at N
 };
 

@@ -21,9 +21,10 @@ namespace {
 
 using torch::Tensor;
 
-comm::MpiCommunicator& world() {
-  static comm::MpiCommunicator c(comm::testing::mpi());
-  return c;
+// The group: every rank of the world (S = W).
+comm::Communicator& world() {
+  static comm::MpiCommunicator group(comm::testing::mpi());
+  return group;
 }
 
 struct LayerRun {
