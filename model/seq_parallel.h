@@ -8,6 +8,16 @@
 // the same order with tensors of the same shape (also in backward, which the autograd engine
 // runs in the same order on every rank for the same graph). Tensors live on the group's
 // collective_device().
+//
+// Overlap. Forward exchanges are started (start_halo_exchange, all_gather_seq through a
+// SeqGroup) before the work that does not need them and waited for where their result is used:
+// the halo of the local input around the chunk's q/k/v projections, the slice all-gather around
+// the work deferred to it (SeqGroup::defer: o_proj(Y_l) in the local-global composition, the
+// whole local branch in the parallel one). Started exchanges run on the group communicator in
+// issue order (comm::Communicator's *_async contract), the same on every rank, so a started
+// one never waits behind one issued later; below MPI_THREAD_MULTIPLE they run when waited for
+// (no overlap, same results). Backward exchanges are blocking. docs/SEQUENCE_PARALLEL.md,
+// "Overlapped exchanges".
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -84,11 +84,11 @@ TEST_P(SeqOverlap, OverlappedEqualsBlockingBitwise) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    All, SeqOverlap,
-    ::testing::Combine(::testing::Values(Composition::kLocalGlobal, Composition::kParallel, Composition::kGlobalLocal),
-                       ::testing::Values(CsaKernel::kExplicit, CsaKernel::kFused),
-                       ::testing::Values(Task::kLm, Task::kMlm)));
+INSTANTIATE_TEST_SUITE_P(All, SeqOverlap,
+                         ::testing::Combine(::testing::Values(Composition::kLocalGlobal, Composition::kParallel,
+                                                              Composition::kGlobalLocal),
+                                            ::testing::Values(CsaKernel::kExplicit, CsaKernel::kFused),
+                                            ::testing::Values(Task::kLm, Task::kMlm)));
 
 TEST(SeqOverlapGroup, DeferredWorkRunsBetweenStartAndWaitOnce) {
   comm::Communicator& g = world();
