@@ -43,7 +43,9 @@ struct ExchangeTimes {
 
 // The group as a forward pass over a chunk sees it (SeqChunk::group): the communicator, the
 // schedule of its exchanges, and the work to overlap with the next all-gather. Used by one
-// thread at a time. Converts to the communicator for the collectives that take one.
+// thread at a time. Converts to the communicator for the operations that take one; it lives
+// only as long as the forward's SeqChunk, so what backward keeps is the communicator (which
+// the conversion gives), never the SeqGroup.
 struct SeqGroup {
   comm::Communicator* comm = nullptr;  // the S ranks holding the sequence; outlives backward
   // true: an exchange is waited for where its result is first needed, after the independent
@@ -80,8 +82,9 @@ struct Halo {
 
 // A halo exchange in flight (start_halo_exchange): x() is available at once (use it in place
 // of x from now on, also for the work done while the halos fly); wait() returns the halos.
-// Every rank of the group must call wait() once, before its next exchange through the group
-// is waited for (a Work left unwaited would still complete, in issue order).
+// Every rank of the group calls wait() once, before reading the halos; the exchange runs in
+// issue order with the group's other operations whichever is waited for first (one left
+// unwaited still completes).
 class PendingHalo {
  public:
   const at::Tensor& x() const { return h_.x; }
