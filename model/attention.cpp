@@ -194,7 +194,7 @@ Tensor CompositeSliceAttention::local_part(const Tensor& x_in, const Tensor& mp,
   // One message per side of D values per token (the local input), not 2D (keys and values),
   // started before the chunk's projections and waited for after them (SeqGroup::overlap).
   SeqGroup& group = *sp->group;
-  PendingHalo pending = start_halo_exchange(group, x_in, e, !cfg_.causal(), group.times);
+  PendingHalo pending = start_halo_exchange(group, x_in, e, !cfg_.causal(), group.times, group.overlap);
   std::optional<Halo> h;
   if (!group.overlap) h = pending.wait();
   auto halos = [&] {

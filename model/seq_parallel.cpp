@@ -80,15 +80,43 @@ bool SeqGroup::run_deferred() {
   return true;
 }
 
+// The reverse exchange of one halo exchange in backward: the halos' gradients go back to their
+// owners, the gradients of this rank's boundary tokens arrive. The halos' node (attached at
+// wait) stashes their gradients and, when overlapping, starts it; x's node (attached at start,
+// which runs after the halos' node whenever that one runs: it receives x's gradient through it)
+// starts it if nobody has (the halos got no gradient: rank 0's left), waits and adds.
+struct HaloGrads {
+  comm::Communicator* group = nullptr;
+  int left = -1, right = -1;
+  bool both = false, started = false;
+  Tensor grad_left, grad_right;  // the halos' gradients (undefined: none)
+  Tensor from_right, from_left;  // the gradients of my last / first e tokens
+  std::vector<std::unique_ptr<comm::Work>> works;
+
+  void start(const Tensor& like) {  // like: [B, e, ...]
+    auto send = [&](const Tensor& g) { return (g.defined() ? g : at::zeros_like(like)).contiguous(); };
+    // The left halo came from the left neighbour's last tokens: its gradient goes back there,
+    // and the gradient of my last tokens comes from the right.
+    from_right = at::zeros_like(like, at::MemoryFormat::Contiguous);
+    works.push_back(group->send_recv_async(send(grad_left), left, from_right, right));
+    if (both) {
+      from_left = at::zeros_like(like, at::MemoryFormat::Contiguous);
+      works.push_back(group->send_recv_async(send(grad_right), right, from_left, left));
+    }
+    started = true;
+  }
+};
+
 PendingHalo start_halo_exchange(comm::Communicator& group, const Tensor& x, int64_t e, bool both,
-                                std::shared_ptr<ExchangeTimes> times) {
+                                std::shared_ptr<ExchangeTimes> times, bool overlap_backward) {
   const int64_t T = x.size(1);
   CST_CHECK(e > 0 && T >= e, "halo_exchange: the chunk has " << T << " tokens, fewer than the halo e = " << e);
   const int r = group.rank(), S = group.size();
   const int left = r > 0 ? r - 1 : -1, right = r + 1 < S ? r + 1 : -1;
   PendingHalo p;
   p.times_ = times;
-  std::vector<Tensor> out(both ? 3 : 2);
+  p.overlap_backward_ = overlap_backward;
+  std::vector<Tensor> out(1);
   {
     torch::NoGradGuard no_grad;
     out[0] = x.detach();  // x itself, with this node as history
@@ -97,29 +125,27 @@ PendingHalo start_halo_exchange(comm::Communicator& group, const Tensor& x, int6
       p.works_.push_back(group.send_recv_async(send.contiguous(), dst, recv, src));
       return recv;
     };
-    out[1] = start(x.narrow(1, T - e, e), right, left);  // my last tokens go right
-    if (both) out[2] = start(x.narrow(1, 0, e), left, right);
+    p.h_.left = start(x.narrow(1, T - e, e), right, left);  // my last tokens go right
+    if (both) p.h_.right = start(x.narrow(1, 0, e), left, right);
   }
-  // The halos are the node's outputs from now on: autograd never reads them, the caller only
-  // after wait(). Backward stays blocking.
-  if (at::isFloatingType(x.scalar_type()))
+  if (at::isFloatingType(x.scalar_type())) {
+    auto st = std::make_shared<HaloGrads>();
+    st->group = &group, st->left = left, st->right = right, st->both = both;
+    p.grads_ = st;
     attach_backward("HaloExchangeBackward", {x}, out,
-                    [&group, left, right, both, T, e, opt = x.options(), sizes = x.sizes().vec(),
-                     times](std::vector<Tensor> grads) {
+                    [st, T, e, times, opt = x.options(), sizes = x.sizes().vec()](std::vector<Tensor> grads) {
                       const auto t0 = Clock::now();
                       Tensor g = grads[0].defined() ? grads[0].clone() : at::zeros(sizes, opt);
-                      auto grad_of = [&](size_t i) {
-                        return grads[i].defined() ? grads[i] : at::zeros_like(g.narrow(1, 0, e));
-                      };
-                      // The left halo came from the left neighbour's last tokens: its gradient goes
-                      // back there, and the gradient of my last tokens comes from the right.
-                      g.narrow(1, T - e, e).add_(shift(group, grad_of(1), left, right));
-                      if (both) g.narrow(1, 0, e).add_(shift(group, grad_of(2), right, left));
+                      if (!st->started) st->start(g.narrow(1, 0, e));
+                      for (auto& w : st->works) w->wait();
+                      g.narrow(1, T - e, e).add_(st->from_right);
+                      if (st->both) g.narrow(1, 0, e).add_(st->from_left);
+                      st->works.clear();
                       count_backward(times, t0);
                       return std::vector<Tensor>{g};
                     });
-  p.h_.x = out[0], p.h_.left = out[1];
-  if (both) p.h_.right = out[2];
+  }
+  p.h_.x = out[0];
   return p;
 }
 
@@ -130,6 +156,24 @@ Halo PendingHalo::wait() {
   if (times_) {
     times_->halo_wait_s += seconds_since(t0);
     ++times_->halo_waits;
+  }
+  if (grads_) {  // the halos, functions of x (through h_.x) from now on
+    std::vector<Tensor> out{h_.left};
+    if (h_.right.defined()) out.push_back(h_.right);
+    attach_backward("HaloGradientsBackward", {h_.x}, out,
+                    [st = grads_, overlap = overlap_backward_, times = times_](std::vector<Tensor> grads) {
+                      st->grad_left = grads[0];
+                      if (st->both) st->grad_right = grads[1];
+                      if (overlap) {  // in flight while the chunk's projections compute their gradients
+                        const Tensor& some = grads[0].defined() ? grads[0] : grads.back();
+                        if (some.defined()) st->start(some);
+                        if (some.defined() && times) ++times->halo_grads_early;
+                      }
+                      return std::vector<Tensor>{Tensor()};
+                    });
+    h_.left = out[0];
+    if (h_.right.defined()) h_.right = out[1];
+    grads_.reset();
   }
   return h_;
 }

@@ -39,6 +39,7 @@ struct ExchangeTimes {
   double halo_wait_s = 0, gather_wait_s = 0, backward_s = 0;
   int64_t halo_waits = 0, gather_waits = 0, backward_exchanges = 0;
   int64_t gathers_overlapped = 0;  // all-gathers that had deferred work to run while in flight
+  int64_t halo_grads_early = 0;    // backward halo exchanges started before x's gradient was complete
 };
 
 // The group as a forward pass over a chunk sees it (SeqChunk::group): the communicator, the
@@ -80,6 +81,8 @@ struct Halo {
   at::Tensor x, left, right;
 };
 
+struct HaloGrads;  // the backward exchange of a halo (model/seq_parallel.cpp)
+
 // A halo exchange in flight (start_halo_exchange): x() is available at once (use it in place
 // of x from now on, also for the work done while the halos fly); wait() returns the halos.
 // Every rank of the group calls wait() once, before reading the halos; the exchange runs in
@@ -92,16 +95,20 @@ class PendingHalo {
 
  private:
   friend PendingHalo start_halo_exchange(comm::Communicator&, const at::Tensor&, int64_t, bool,
-                                         std::shared_ptr<ExchangeTimes>);
+                                         std::shared_ptr<ExchangeTimes>, bool);
   Halo h_;
   std::vector<std::unique_ptr<comm::Work>> works_;
   std::shared_ptr<ExchangeTimes> times_;
+  std::shared_ptr<HaloGrads> grads_;  // the backward exchange (floating x)
+  bool overlap_backward_ = false;
 };
 
 // Starts the exchange of halo_exchange (the same contract, collective over the group in issue
-// order); times: where the waits are counted (null: nowhere).
+// order); times: where the waits are counted (null: nowhere). overlap_backward: in backward the
+// halos' gradients are sent as soon as they exist and received where x's gradient is complete
+// (the chunk's projections compute their gradients meanwhile); otherwise both happen there.
 PendingHalo start_halo_exchange(comm::Communicator& group, const at::Tensor& x, int64_t e, bool both,
-                                std::shared_ptr<ExchangeTimes> times = nullptr);
+                                std::shared_ptr<ExchangeTimes> times = nullptr, bool overlap_backward = false);
 Halo halo_exchange(comm::Communicator& group, const at::Tensor& x, int64_t e, bool both);
 
 // x [B, T, ...] -> [B, S*T, ...]: the chunks of every rank, in rank order. Differentiable: the

@@ -2,8 +2,8 @@
 // under mpirun with the world as one group (built twice: with the communication thread, and at
 // MPI_THREAD_FUNNELED where the exchanges are deferred until waited for): a CSA layer gives
 // bitwise the same outputs and gradients overlapped as blocking, for every composition, both
-// kernels, causal and bidirectional; the deferred work runs between a gather's start and its
-// wait, once, in the caller's grad mode; a started halo exchange waited for after other work
+// kernels, causal and bidirectional, and sends the halos' gradients early in backward; the deferred work runs between a
+// gather's start and its wait, once, in the caller's grad mode; a started halo exchange waited for after other work
 // equals the blocking one, gradients included.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -76,6 +76,10 @@ TEST_P(SeqOverlap, OverlappedEqualsBlockingBitwise) {
     if (blocking.grads[i].defined()) EXPECT_TRUE(overlapped.grads[i].equal(blocking.grads[i])) << "parameter " << i;
   // One halo and one gather waited for in forward; work ran beside the gather unless the
   // composition leaves none (global-local: local attention reads the gathered result).
+  // Backward: the halos' gradients leave before x's gradient is complete wherever a halo was
+  // used (every rank but the first when causal), only when overlapping.
+  EXPECT_EQ(blocking.times.halo_grads_early, 0);
+  EXPECT_EQ(overlapped.times.halo_grads_early, task == Task::kLm && world().rank() == 0 ? 0 : 1);
   for (const ExchangeTimes* t : {&blocking.times, &overlapped.times}) {
     EXPECT_EQ(t->halo_waits, 1);
     EXPECT_EQ(t->gather_waits, 1);
