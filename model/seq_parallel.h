@@ -16,8 +16,9 @@
 // whole local branch in the parallel one). Started exchanges run on the group communicator in
 // issue order (comm::Communicator's *_async contract), the same on every rank, so a started
 // one never waits behind one issued later; below MPI_THREAD_MULTIPLE they run when waited for
-// (no overlap, same results). Backward exchanges are blocking. docs/SEQUENCE_PARALLEL.md,
-// "Overlapped exchanges".
+// (no overlap, same results). In backward the halos' gradients are sent as soon as they exist
+// and received where x's gradient is complete; the all-gather's reduce-scatter is blocking.
+// docs/SEQUENCE_PARALLEL.md, "Overlapped exchanges".
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -75,8 +76,7 @@ struct SeqGroup {
 // x is returned too, as a new tensor sharing its storage, which the caller must use in place of
 // x: backward runs the exchange when x's gradient is computed, so every rank takes part even
 // where its halos are unused (rank 0's left). In backward each halo's gradient is sent back to
-// its owner and added to the gradient of its boundary tokens (blocking). Masks (bool) are
-// exchanged alike.
+// its owner and added to the gradient of its boundary tokens. Masks (bool) are exchanged alike.
 struct Halo {
   at::Tensor x, left, right;
 };
