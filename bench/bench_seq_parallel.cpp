@@ -22,6 +22,8 @@
 //         ranks) on the same global batch: data parallel (S = 1, G / W sequences per rank) vs
 //         sequence parallel (S = W, each rank a 1/S chunk of G sequences). The two run
 //         interleaved; each is the median over rounds of the slowest rank.
+// overlap: exposed communication per layer (seconds blocked in the exchanges), blocking vs
+//         overlapped schedule of the same layer, alternating (bench/seq_parallel_overlap.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
@@ -34,6 +36,7 @@
 #include <sstream>
 #include <vector>
 
+#include "bench/seq_parallel_overlap.h"
 #include "comm/counting_communicator.h"
 #include "comm/factory.h"
 #include "comm/mpi.h"
@@ -261,13 +264,13 @@ int main(int argc, char** argv) {
   Options o;
   po::options_description desc("bench_seq_parallel options");
   desc.add_options()("help,h", "show this help")("mode", po::value(&o.mode)->default_value(o.mode),
-                                                 "comm | memory | speed")(
+                                                 "comm | memory | speed | overlap")(
       "preset", po::value(&o.preset)->default_value(o.preset), "model shape: tiny_lm, tiny_mlm, pg19_longctx, ...")(
       "n", po::value(&o.ns)->default_value(o.ns), "sequence length(s) N, comma-separated (comm: a table row each)")(
       "batch", po::value(&o.batch)->default_value(o.batch), "sequences (speed: the global batch)")(
       "layers", po::value(&o.layers)->default_value(o.layers), "override the preset's layers (0: keep)")(
       "vocab", po::value(&o.vocab)->default_value(o.vocab), "override the preset's vocabulary (0: keep)")(
-      "steps", po::value(&o.steps)->default_value(o.steps), "speed: timed rounds")(
+      "steps", po::value(&o.steps)->default_value(o.steps), "speed, overlap: timed rounds")(
       "threads", po::value(&o.threads)->default_value(o.threads), "intra-op threads per rank");
   int code = 0;
   try {
@@ -286,8 +289,11 @@ int main(int argc, char** argv) {
       memory_table(*world, o);
     else if (o.mode == "speed")
       speed_table(*world, o);
+    else if (o.mode == "overlap")
+      bench::overlap_table(
+          *world, {o.preset, parse_list(o.ns), o.batch, o.steps, [&o](int64_t N) { return config_for(o, N); }});
     else
-      CST_THROW_INPUT("--mode '" << o.mode << "' is not one of comm, memory, speed");
+      CST_THROW_INPUT("--mode '" << o.mode << "' is not one of comm, memory, speed, overlap");
     world->barrier();
   } catch (const InputError& e) {
     std::fprintf(stderr, "[rank %d] error: %s\n", mpi.rank(), e.what());

@@ -44,6 +44,16 @@ std::unique_ptr<Work> completed_work(double elapsed_seconds) {
 
 }  // namespace detail
 
+std::unique_ptr<Work> Communicator::all_gather_async(const at::Tensor& in, at::Tensor out) {
+  all_gather(in, out);
+  return detail::completed_work();
+}
+
+std::unique_ptr<Work> Communicator::send_recv_async(const at::Tensor& send, int dst, at::Tensor recv, int src) {
+  send_recv(send, dst, recv, src);
+  return detail::completed_work();
+}
+
 double Communicator::all_reduce_scalar(double v, ReduceOp op) { return all_reduce_doubles({v}, op)[0]; }
 
 std::vector<double> Communicator::all_reduce_doubles(const std::vector<double>& v, ReduceOp op) {

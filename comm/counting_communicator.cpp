@@ -73,6 +73,17 @@ void CountingCommunicator::send_recv(const at::Tensor& send, int dst, at::Tensor
   inner_.send_recv(send, dst, recv, src);
 }
 
+std::unique_ptr<Work> CountingCommunicator::all_gather_async(const at::Tensor& in, at::Tensor out) {
+  const int64_t b = (size() - 1) * nbytes(in);
+  add("all_gather", b, b);
+  return inner_.all_gather_async(in, std::move(out));
+}
+
+std::unique_ptr<Work> CountingCommunicator::send_recv_async(const at::Tensor& send, int dst, at::Tensor recv, int src) {
+  add("send_recv", src >= 0 ? nbytes(recv) : 0, dst >= 0 ? nbytes(send) : 0);
+  return inner_.send_recv_async(send, dst, std::move(recv), src);
+}
+
 void CountingCommunicator::barrier() {
   add("barrier", 0, 0);
   inner_.barrier();

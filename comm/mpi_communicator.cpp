@@ -175,6 +175,11 @@ std::shared_ptr<MpiCommunicator::TaskState> MpiCommunicator::submit(std::string 
   return st;
 }
 
+std::unique_ptr<Work> MpiCommunicator::submit_async(std::string op, int64_t bytes, std::function<void()> fn) {
+  auto st = submit(std::move(op), bytes, std::move(fn), /*deferrable=*/true);
+  return make_mpi_work(st, stuck_, rank_, ctx_.host, threaded_ ? nullptr : queue_);
+}
+
 void MpiCommunicator::run_blocking(std::string op, int64_t bytes, std::function<void()> fn) {
   auto st = submit(std::move(op), bytes, std::move(fn));
   make_mpi_work(st, stuck_, rank_, ctx_.host)->wait(opts_.timeout_s);
@@ -218,8 +223,7 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(at::Tensor t, ReduceOp o
     if (op == ReduceOp::kAvg) buf.div_(ctx.size);
     if (!buf.is_same(t)) t.copy_(buf);
   };
-  auto st = submit(name, bytes, std::move(fn), /*deferrable=*/true);
-  return make_mpi_work(st, stuck_, rank_, ctx_.host, threaded_ ? nullptr : queue_);
+  return submit_async(name, bytes, std::move(fn));
 }
 
 void MpiCommunicator::all_reduce(at::Tensor& t, ReduceOp op) { all_reduce_async(t, op)->wait(opts_.timeout_s); }
@@ -242,6 +246,10 @@ void MpiCommunicator::broadcast(at::Tensor& t, int root) {
 }
 
 void MpiCommunicator::all_gather(const at::Tensor& in, at::Tensor& out) {
+  all_gather_async(in, out)->wait(opts_.timeout_s);
+}
+
+std::unique_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& in, at::Tensor out) {
   check_cpu(in, "all_gather");
   check_cpu(out, "all_gather");
   CST_CHECK(out.is_contiguous() && out.scalar_type() == in.scalar_type() && out.dim() == in.dim() + 1 &&
@@ -252,7 +260,7 @@ void MpiCommunicator::all_gather(const at::Tensor& in, at::Tensor& out) {
   CST_CHECK(bytes <= INT_MAX,
             "MPI all_gather on rank " << rank_ << ": " << bytes << " bytes per rank exceed MPI's int count");
   at::Tensor src = in.contiguous(), dst = out;
-  run_blocking("all_gather", bytes, [ctx = ctx_, src, dst, bytes]() {
+  return submit_async("all_gather", bytes, [ctx = ctx_, src, dst, bytes]() {
     CST_MPI_OP(ctx,
                MPI_Allgather(src.data_ptr(), static_cast<int>(bytes), MPI_BYTE, dst.data_ptr(), static_cast<int>(bytes),
                              MPI_BYTE, ctx.comm),
@@ -297,6 +305,10 @@ std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
 }
 
 void MpiCommunicator::send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) {
+  send_recv_async(send, dst, recv, src)->wait(opts_.timeout_s);
+}
+
+std::unique_ptr<Work> MpiCommunicator::send_recv_async(const at::Tensor& send, int dst, at::Tensor recv, int src) {
   CST_CHECK(dst >= -1 && dst < size_ && src >= -1 && src < size_, "MPI send_recv on rank "
                                                                       << rank_ << ": dst " << dst << " / src " << src
                                                                       << " out of [-1, " << size_ << ")");
@@ -312,7 +324,7 @@ void MpiCommunicator::send_recv(const at::Tensor& send, int dst, at::Tensor& rec
   at::Tensor s = dst >= 0 ? send.contiguous() : at::Tensor(), r = src >= 0 ? recv : at::Tensor();
   std::ostringstream name;
   name << "send_recv(to " << dst << ", from " << src << ")";
-  run_blocking(name.str(), sbytes + rbytes, [ctx = ctx_, s, r, dst, src, sbytes, rbytes, n = name.str()]() {
+  return submit_async(name.str(), sbytes + rbytes, [ctx = ctx_, s, r, dst, src, sbytes, rbytes, n = name.str()]() {
     static char dummy = 0;
     void* sp = s.defined() ? s.data_ptr() : &dummy;
     void* rp = r.defined() ? r.data_ptr() : &dummy;

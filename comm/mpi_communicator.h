@@ -11,11 +11,11 @@
 // every collective, whichever thread issued it, runs in issue order. This needs
 // MPI_THREAD_MULTIPLE (other code may call MPI on the main thread meanwhile); when
 // MpiEnvironment::thread_level() is lower, or Options::comm_thread is false, collectives run on
-// the calling thread (rank 0 warns once in the first case), and all_reduce_async is deferred: it
-// runs when its Work is waited for or polled, or before the next operation of this communicator,
-// whichever comes first. So the gradient all-reduces that GradReducer issues from backward hooks
-// run at finalize(), after backward: never while a peer waits for this rank in the exchange of
-// another communicator (a split's sequence-parallel halos), which would deadlock. Tasks and Work
+// the calling thread (rank 0 warns once in the first case), and all_reduce_async (likewise
+// all_gather_async and send_recv_async) is deferred: it runs when its Work is waited for or
+// polled, or before the next operation of this communicator, whichever comes first. So the gradient all-reduces that
+// GradReducer issues from backward hooks run at finalize(), after backward: never while a peer waits for this rank in
+// the exchange of another communicator (a split's sequence-parallel halos), which would deadlock. Tasks and Work
 // handles: comm/mpi_tasks.h.
 //
 // Lifetime: the MpiEnvironment must outlive the communicator. Construction and destruction are
@@ -79,6 +79,9 @@ class MpiCommunicator : public Communicator {
   void all_gather(const at::Tensor& in, at::Tensor& out) override;
   void reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op = ReduceOp::kSum) override;
   void send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) override;
+  // On the communication thread; below MPI_THREAD_MULTIPLE deferred as all_reduce_async.
+  std::unique_ptr<Work> all_gather_async(const at::Tensor& in, at::Tensor out) override;
+  std::unique_ptr<Work> send_recv_async(const at::Tensor& send, int dst, at::Tensor recv, int src) override;
   void barrier() override;
   std::unique_ptr<Communicator> split(int color, int key) override;
 
@@ -98,10 +101,13 @@ class MpiCommunicator : public Communicator {
   MpiCommunicator(MpiEnvironment& env, Options opts, MPI_Comm comm);
   // Runs fn (the MPI calls of one operation) in issue order: queued to the background thread,
   // or inline. `op` and `bytes` name the operation in errors and timeouts.
-  // deferrable (all_reduce_async), without the background thread: queued until its Work is
+  // deferrable (the *_async operations), without the background thread: queued until its Work is
   // waited for or polled, or a later operation of this communicator runs.
   std::shared_ptr<TaskState> submit(std::string op, int64_t bytes, std::function<void()> fn, bool deferrable = false);
   void run_blocking(std::string op, int64_t bytes, std::function<void()> fn);
+  // submit(deferrable) and the Work of the task (which, without the thread, runs the deferred
+  // tasks up to it when waited for or polled).
+  std::unique_ptr<Work> submit_async(std::string op, int64_t bytes, std::function<void()> fn);
   void check_cpu(const at::Tensor& t, const char* op) const;
 
   MpiEnvironment& env_;

@@ -256,6 +256,10 @@ void NcclCommunicator::broadcast(at::Tensor& t, int root) {
 }
 
 void NcclCommunicator::all_gather(const at::Tensor& in, at::Tensor& out) {
+  all_gather_async(in, out)->wait(timeout_s_);
+}
+
+std::unique_ptr<Work> NcclCommunicator::all_gather_async(const at::Tensor& in, at::Tensor out) {
   check_cuda_tensor(in, device_, rank_, "all_gather");
   check_cuda_tensor(out, device_, rank_, "all_gather");
   CST_CHECK(out.scalar_type() == in.scalar_type() && out.dim() == in.dim() + 1 && out.size(0) == size_ &&
@@ -269,7 +273,7 @@ void NcclCommunicator::all_gather(const at::Tensor& in, at::Tensor& out) {
                   CST_CHECK_NCCL(ncclAllGather(in.data_ptr(), out.data_ptr(), bytes, ncclUint8, impl_->comm,
                                                impl_->stream.stream()),
                                  "all_gather", bytes));
-  NcclWork(impl_->comm, l.start, l.end, out, "all_gather", bytes, rank_, device_).wait(timeout_s_);
+  return std::make_unique<NcclWork>(impl_->comm, l.start, l.end, out, "all_gather", bytes, rank_, device_);
 }
 
 void NcclCommunicator::reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) {
@@ -294,6 +298,10 @@ void NcclCommunicator::reduce_scatter(const at::Tensor& in, at::Tensor& out, Red
 }
 
 void NcclCommunicator::send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) {
+  send_recv_async(send, dst, recv, src)->wait(timeout_s_);
+}
+
+std::unique_ptr<Work> NcclCommunicator::send_recv_async(const at::Tensor& send, int dst, at::Tensor recv, int src) {
   CST_CHECK(dst >= -1 && dst < size_ && src >= -1 && src < size_,
             "NCCL send_recv on rank " << rank_ << ": dst " << dst << " / src " << src << " out of range");
   if (dst >= 0) check_cuda_tensor(send, device_, rank_, "send_recv");
@@ -311,7 +319,7 @@ void NcclCommunicator::send_recv(const at::Tensor& send, int dst, at::Tensor& re
                      "send_recv", rbytes);
     CST_CHECK_NCCL(ncclGroupEnd(), "send_recv", sbytes + rbytes);
   });
-  NcclWork(impl_->comm, l.start, l.end, recv, "send_recv", sbytes + rbytes, rank_, device_).wait(timeout_s_);
+  return std::make_unique<NcclWork>(impl_->comm, l.start, l.end, recv, "send_recv", sbytes + rbytes, rank_, device_);
 }
 
 void NcclCommunicator::barrier() {

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <optional>
+#include <utility>
 
 #include "comm/communicator.h"
 #include "common/error.h"
@@ -92,17 +94,19 @@ csa::LocalKernel CompositeSliceAttention::local_kernel(const Tensor& q, bool per
 }
 
 Tensor CompositeSliceAttention::local_explicit(const Tensor& xp, const Tensor& mp, const LayerContext& pos,
-                                               const KvHalo& left, const KvHalo& right) {
+                                               const HaloSource& halos) {
   const int64_t L = cfg_.slice_len, e = cfg_.extension(), H = cfg_.n_heads;
   const bool causal = cfg_.causal();
   Tensor s = csa::to_slices(xp, L);  // [B, n, L, D]
   // Q_l = (S + P_l[e : e+L]) W_q
   Tensor q_in = pos.local.defined() ? s + pos.local.narrow(0, e, L) : s;
   Tensor q = split_heads5(q_proj(q_in), H);  // [B, H, n, L, d]
+  Tensor k = k_proj(xp), v = v_proj(xp);
+  const auto [left, right] = halos();  // the chunk's projections are done
   // K_l = (S_ext + P_l) W_k = ext(X W_k) + P_l W_k^T (linearity: project N tokens, not alpha*N)
-  Tensor k_ext = csa::extend(k_proj(xp), L, e, causal, left.k, right.k);  // [B, n, W, D]
+  Tensor k_ext = csa::extend(k, L, e, causal, left.k, right.k);  // [B, n, W, D]
   if (pos.local.defined()) k_ext = k_ext + at::matmul(pos.local, k_proj->weight.t());
-  Tensor v_ext = csa::extend(v_proj(xp), L, e, causal, left.v, right.v);  // V_l = S_ext W_v
+  Tensor v_ext = csa::extend(v, L, e, causal, left.v, right.v);  // V_l = S_ext W_v
   const int64_t B = xp.size(0);
   Tensor key_mask = csa::extend(mp, L, e, causal, halo_key_mask(left, B, e, mp.options()),
                                 halo_key_mask(right, B, e, mp.options()));  // [B, n, W]
@@ -113,14 +117,22 @@ Tensor CompositeSliceAttention::local_explicit(const Tensor& xp, const Tensor& m
 
 Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const LayerContext& pos, const KvHalo& left,
                                       const KvHalo& right, int64_t tokens) {
+  return local_with(
+      xp, mp, pos, [&] { return std::make_pair(left, right); }, tokens);
+}
+
+Tensor CompositeSliceAttention::local_with(const Tensor& xp, const Tensor& mp, const LayerContext& pos,
+                                           const HaloSource& halos, int64_t tokens) {
   const int64_t L = cfg_.slice_len, e = cfg_.extension(), B = xp.size(0), NL = xp.size(1);
   const bool causal = cfg_.causal();
-  CST_CHECK(!(causal && right.k.defined()), "CSA: a causal chunk takes no right halo");
-  if (!fused()) return local_explicit(xp, mp, pos, left, right);
+  if (!fused()) return local_explicit(xp, mp, pos, halos);
   // Q_l = S W_q + b + (P_l[e : e+L] W_q^T)[i]: linearity again, so that q, k and v all project xp.
   Tensor q = q_proj(xp);
   if (pos.local.defined())
     q = (csa::to_slices(q, L) + at::matmul(pos.local.narrow(0, e, L), q_proj->weight.t())).view_as(q);
+  Tensor k = k_proj(xp), v = v_proj(xp);
+  const auto [left, right] = halos();  // the chunk's projections are done
+  CST_CHECK(!(causal && right.k.defined()), "CSA: a causal chunk takes no right halo");
   const bool per_token_mask =
       !pos.all_real || (left.k.defined() && left.mask.defined()) || (right.k.defined() && right.mask.defined());
   const csa::LocalKernel kernel = local_kernel(q, per_token_mask);
@@ -133,8 +145,8 @@ Tensor CompositeSliceAttention::local(const Tensor& xp, const Tensor& mp, const 
     key_mask =
         csa::key_sequence(mp, halo_key_mask(left, B, e, mp.options()), halo_key_mask(right, B, e, mp.options()), g);
   }
-  Tensor y = csa::local_attention_fused(q, k_proj(xp), v_proj(xp), left, right, pos.local, k_proj->weight, key_mask, g,
-                                        kernel, cfg_.dropout, is_training(), nullptr, &plans_);
+  Tensor y = csa::local_attention_fused(q, k, v, left, right, pos.local, k_proj->weight, key_mask, g, kernel,
+                                        cfg_.dropout, is_training(), nullptr, &plans_);
   return csa::to_slices(y, L);  // [B, n, L, D]
 }
 
@@ -179,12 +191,20 @@ Tensor CompositeSliceAttention::local_part(const Tensor& x_in, const Tensor& mp,
   const SeqChunk* sp = pos.sp.get();
   const int64_t e = cfg_.extension();
   if (!sp || e == 0) return local(x_in, mp, pos, {}, {}, tokens);
-  // One message per side of D values per token (the local input), not 2D (keys and values).
-  const Halo h = halo_exchange(*sp->group, x_in, e, !cfg_.causal());
-  auto kv = [&](const Tensor& t, const Tensor& m) { return KvHalo{k_proj(t), v_proj(t), sp->masked ? m : Tensor()}; };
-  const KvHalo left = sp->has_left() ? kv(h.left, sp->mask_left) : KvHalo{};  // none at the sequence start
-  const KvHalo right = h.right.defined() && sp->has_right() ? kv(h.right, sp->mask_right) : KvHalo{};
-  return local(h.x, mp, pos, left, right, tokens);
+  // One message per side of D values per token (the local input), not 2D (keys and values),
+  // started before the chunk's projections and waited for after them (SeqGroup::overlap).
+  SeqGroup& group = *sp->group;
+  PendingHalo pending = start_halo_exchange(group, x_in, e, !cfg_.causal(), group.times, group.overlap);
+  std::optional<Halo> h;
+  if (!group.overlap) h = pending.wait();
+  auto halos = [&] {
+    if (!h) h = pending.wait();
+    auto kv = [&](const Tensor& t, const Tensor& m) { return KvHalo{k_proj(t), v_proj(t), sp->masked ? m : Tensor()}; };
+    const KvHalo left = sp->has_left() ? kv(h->left, sp->mask_left) : KvHalo{};  // none at the sequence start
+    const KvHalo right = h->right.defined() && sp->has_right() ? kv(h->right, sp->mask_right) : KvHalo{};
+    return std::make_pair(left, right);
+  };
+  return local_with(pending.x(), mp, pos, halos, tokens);
 }
 
 Tensor CompositeSliceAttention::global_of_local(const Tensor& y_l, const Tensor& ms, const Tensor& slice_mask,
@@ -232,7 +252,13 @@ Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, con
   switch (cfg_.composition) {
     case Composition::kLocalGlobal: {  // global attention reads the local output
       y_l = local_part(xp, mp, pos, N);
-      return project(y_l, global_of_local(y_l, ms, slice_mask, pos)).narrow(1, 0, N);
+      if (!sp) return project(y_l, global_of_local(y_l, ms, slice_mask, pos)).narrow(1, 0, N);
+      // o_proj(Y_l) needs nothing gathered: it runs while the slice embeddings are gathered.
+      Tensor out_local;
+      sp->group->defer([&] { out_local = o_proj(y_l); });
+      Tensor global_out = global_of_local(y_l, ms, slice_mask, pos);
+      sp->group->run_deferred();  // if no gather ran it
+      return compose(out_local, global_out).narrow(1, 0, N);
     }
     case Composition::kGlobalLocal: {  // local attention reads input + global output
       Tensor s_in = csa::pool_slices(csa::to_slices(xp, L), ms, cfg_.aggregation, agg_weight);
@@ -243,8 +269,13 @@ Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, con
     }
     case Composition::kParallel: {  // both read the input (H-Transformer style)
       Tensor s_in = csa::pool_slices(csa::to_slices(xp, L), ms, cfg_.aggregation, agg_weight);
-      y_l = local_part(xp, mp, pos, N);
+      if (!sp) {
+        y_l = local_part(xp, mp, pos, N);
+      } else {  // the local branch needs nothing gathered: it runs while the slice embeddings are
+        sp->group->defer([&] { y_l = local_part(xp, mp, pos, N); });  // (its halo queues behind)
+      }
       y_g = global_part(s_in, slice_mask, pos);
+      if (sp) sp->group->run_deferred();  // if no gather ran it
       break;
     }
   }
@@ -258,9 +289,12 @@ Tensor CompositeSliceAttention::output(const Tensor& y_local, const Tensor& y_gl
 Tensor CompositeSliceAttention::project(const Tensor& y_local, const Tensor& global_out) {
   // (Y_l + broadcast(Y_g)) W_o^T + b = o_proj(Y_l) + broadcast(Y_g W_o^T): o_proj reads Y_l,
   // which the local kernel keeps anyway, instead of a sum of the two of the same size.
-  Tensor out = o_proj(y_local);
-  out.add_(global_out.unsqueeze(2));
-  return out.flatten(1, 2);
+  return compose(o_proj(y_local), global_out);
+}
+
+Tensor CompositeSliceAttention::compose(Tensor out_local, const Tensor& global_out) {
+  out_local.add_(global_out.unsqueeze(2));
+  return out_local.flatten(1, 2);
 }
 
 Tensor full_attention_mask(const Tensor& mask, bool causal) {

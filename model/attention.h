@@ -5,7 +5,9 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/linear.h>
 
+#include <functional>
 #include <memory>
+#include <utility>
 
 #include "model/config.h"
 #include "model/csa_dispatch.h"
@@ -78,8 +80,16 @@ class CompositeSliceAttention : public AttentionBase {
                                 const LayerContext& pos);
   // o_proj(Y_l) + global_out broadcast over each slice: [B, n*L, D].
   torch::Tensor project(const torch::Tensor& y_local, const torch::Tensor& global_out);
+  // out_local [B, n, L, D] (o_proj(Y_l), added to in place) + global_out [B, n, D] broadcast
+  // over each slice: [B, n*L, D].
+  torch::Tensor compose(torch::Tensor out_local, const torch::Tensor& global_out);
+  // The halos (left, right) of local(), asked for once, after the chunk's q, k, v projections:
+  // under sequence parallelism it waits for the halo exchange started before them.
+  using HaloSource = std::function<std::pair<KvHalo, KvHalo>()>;
+  torch::Tensor local_with(const torch::Tensor& xp, const torch::Tensor& mp, const LayerContext& pos,
+                           const HaloSource& halos, int64_t tokens);
   torch::Tensor local_explicit(const torch::Tensor& xp, const torch::Tensor& mp, const LayerContext& pos,
-                               const KvHalo& left, const KvHalo& right);
+                               const HaloSource& halos);
   ModelConfig cfg_;
   csa::VarlenPlanCache plans_;  // index tensors of the variable-length kernel, per geometry
 };

@@ -3,7 +3,8 @@
 #include <ATen/ATen.h>
 #include <torch/types.h>
 
-#include "comm/communicator.h"
+#include <chrono>
+
 #include "common/error.h"
 #include "model/autograd_op.h"
 
@@ -11,6 +12,9 @@ namespace cst::model {
 namespace {
 
 using at::Tensor;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // Sends `send` to rank dst and returns what rank src sends (zeros when src < 0), shaped like send.
 Tensor shift(comm::Communicator& g, const Tensor& send, int dst, int src) {
@@ -19,69 +23,192 @@ Tensor shift(comm::Communicator& g, const Tensor& send, int dst, int src) {
   return recv;
 }
 
-}  // namespace
-
-Halo halo_exchange(comm::Communicator& group, const Tensor& x, int64_t e, bool both) {
-  const int64_t T = x.size(1);
-  CST_CHECK(e > 0 && T >= e, "halo_exchange: the chunk has " << T << " tokens, fewer than the halo e = " << e);
-  const int r = group.rank(), S = group.size();
-  const int left = r > 0 ? r - 1 : -1, right = r + 1 < S ? r + 1 : -1;
-  std::vector<Tensor> out(both ? 3 : 2);
-  {
-    torch::NoGradGuard no_grad;
-    out[0] = x.detach();                                        // x itself, with this node as history
-    out[1] = shift(group, x.narrow(1, T - e, e), right, left);  // my last tokens go right
-    if (both) out[2] = shift(group, x.narrow(1, 0, e), left, right);
-  }
-  if (at::isFloatingType(x.scalar_type()))
-    attach_backward(
-        "HaloExchangeBackward", {x}, out,
-        [&group, left, right, both, T, e, opt = x.options(), sizes = x.sizes().vec()](std::vector<Tensor> grads) {
-          Tensor g = grads[0].defined() ? grads[0].clone() : at::zeros(sizes, opt);
-          auto grad_of = [&](size_t i) { return grads[i].defined() ? grads[i] : at::zeros_like(g.narrow(1, 0, e)); };
-          // The left halo came from the left neighbour's last tokens: its gradient goes
-          // back there, and the gradient of my last tokens comes from the right.
-          g.narrow(1, T - e, e).add_(shift(group, grad_of(1), left, right));
-          if (both) g.narrow(1, 0, e).add_(shift(group, grad_of(2), right, left));
-          return std::vector<Tensor>{g};
-        });
-  Halo h;
-  h.x = out[0], h.left = out[1];
-  if (both) h.right = out[2];
-  return h;
+// Adds the seconds since t0 to a backward counter of `times` (if any).
+void count_backward(const std::shared_ptr<ExchangeTimes>& times, Clock::time_point t0) {
+  if (!times) return;
+  times->backward_s += seconds_since(t0);
+  ++times->backward_exchanges;
 }
 
-Tensor all_gather_seq(comm::Communicator& group, const Tensor& x) {
+// A gather in flight: the raw [S, B, T, ...] buffer (already the output of the autograd node)
+// and its Work.
+struct Gather {
+  Tensor gathered;
+  std::unique_ptr<comm::Work> work;
+  std::vector<int64_t> out_shape;  // [B, S*T, ...]
+};
+
+Gather start_gather(comm::Communicator& group, const Tensor& x, std::shared_ptr<ExchangeTimes> times) {
   const int S = group.size();
   std::vector<int64_t> shape = x.sizes().vec();  // [B, T, ...]
+  Gather g;
   std::vector<Tensor> out(1);
   {
     torch::NoGradGuard no_grad;
     std::vector<int64_t> gshape = shape;
     gshape.insert(gshape.begin(), S);
-    Tensor gathered = at::empty(gshape, x.options().memory_format(at::MemoryFormat::Contiguous));
-    group.all_gather(x.contiguous(), gathered);  // [S, B, T, ...]
-    std::vector<int64_t> oshape = shape;
-    oshape[1] *= S;
-    out[0] = gathered.movedim(0, 1).reshape(oshape);  // [B, S*T, ...]
+    out[0] = at::empty(gshape, x.options().memory_format(at::MemoryFormat::Contiguous));
+    g.work = group.all_gather_async(x.contiguous(), out[0]);  // [S, B, T, ...]
   }
-  attach_backward("AllGatherSeqBackward", {x}, out, [&group, shape, S, opt = x.options()](std::vector<Tensor> grads) {
-    std::vector<int64_t> split = shape;
-    split.insert(split.begin() + 1, S);  // [B, S, T, ...]
-    Tensor g = grads[0].defined() ? grads[0] : at::zeros(split, opt);
-    Tensor in = g.reshape(split).movedim(1, 0).contiguous();  // [S, B, T, ...]
-    Tensor mine = at::empty(shape, in.options());
-    group.reduce_scatter(in, mine, comm::ReduceOp::kSum);
-    return std::vector<Tensor>{mine};
-  });
-  return out[0];
+  // The node's output is the receive buffer: autograd never reads it, the caller only after wait.
+  attach_backward("AllGatherSeqBackward", {x}, out,
+                  [&group, shape, S, times, opt = x.options()](std::vector<Tensor> grads) {
+                    const auto t0 = Clock::now();
+                    std::vector<int64_t> gshape = shape;
+                    gshape.insert(gshape.begin(), S);
+                    Tensor in = grads[0].defined() ? grads[0].contiguous() : at::zeros(gshape, opt);
+                    Tensor mine = at::empty(shape, in.options());
+                    group.reduce_scatter(in, mine, comm::ReduceOp::kSum);
+                    count_backward(times, t0);
+                    return std::vector<Tensor>{mine};
+                  });
+  g.gathered = out[0];
+  g.out_shape = shape;
+  g.out_shape[1] *= S;
+  return g;
+}
+
+Tensor finish_gather(Gather& g) { return g.gathered.movedim(0, 1).reshape(g.out_shape); }  // [B, S*T, ...]
+
+}  // namespace
+
+bool SeqGroup::run_deferred() {
+  if (deferred_.empty()) return false;
+  std::vector<std::function<void()>> fns;
+  fns.swap(deferred_);  // work deferred while these run waits for the next gather
+  for (auto& fn : fns) fn();
+  return true;
+}
+
+// The reverse exchange of one halo exchange in backward: the halos' gradients go back to their
+// owners, the gradients of this rank's boundary tokens arrive. The halos' node (attached at
+// wait) stashes their gradients and, when overlapping, starts it; x's node (attached at start,
+// which runs after the halos' node whenever that one runs: it receives x's gradient through it)
+// starts it if nobody has (the halos got no gradient: rank 0's left), waits and adds.
+struct HaloGrads {
+  comm::Communicator* group = nullptr;
+  int left = -1, right = -1;
+  bool both = false, started = false;
+  Tensor grad_left, grad_right;  // the halos' gradients (undefined: none)
+  Tensor from_right, from_left;  // the gradients of my last / first e tokens
+  std::vector<std::unique_ptr<comm::Work>> works;
+
+  void start(const Tensor& like) {  // like: [B, e, ...]
+    auto send = [&](const Tensor& g) { return (g.defined() ? g : at::zeros_like(like)).contiguous(); };
+    // The left halo came from the left neighbour's last tokens: its gradient goes back there,
+    // and the gradient of my last tokens comes from the right.
+    from_right = at::zeros_like(like, at::MemoryFormat::Contiguous);
+    works.push_back(group->send_recv_async(send(grad_left), left, from_right, right));
+    if (both) {
+      from_left = at::zeros_like(like, at::MemoryFormat::Contiguous);
+      works.push_back(group->send_recv_async(send(grad_right), right, from_left, left));
+    }
+    started = true;
+  }
+};
+
+PendingHalo start_halo_exchange(comm::Communicator& group, const Tensor& x, int64_t e, bool both,
+                                std::shared_ptr<ExchangeTimes> times, bool overlap_backward) {
+  const int64_t T = x.size(1);
+  CST_CHECK(e > 0 && T >= e, "halo_exchange: the chunk has " << T << " tokens, fewer than the halo e = " << e);
+  const int r = group.rank(), S = group.size();
+  const int left = r > 0 ? r - 1 : -1, right = r + 1 < S ? r + 1 : -1;
+  PendingHalo p;
+  p.times_ = times;
+  p.overlap_backward_ = overlap_backward;
+  std::vector<Tensor> out(1);
+  {
+    torch::NoGradGuard no_grad;
+    out[0] = x.detach();  // x itself, with this node as history
+    auto start = [&](const Tensor& send, int dst, int src) {
+      Tensor recv = at::zeros_like(send, at::MemoryFormat::Contiguous);
+      p.works_.push_back(group.send_recv_async(send.contiguous(), dst, recv, src));
+      return recv;
+    };
+    p.h_.left = start(x.narrow(1, T - e, e), right, left);  // my last tokens go right
+    if (both) p.h_.right = start(x.narrow(1, 0, e), left, right);
+  }
+  if (at::isFloatingType(x.scalar_type())) {
+    auto st = std::make_shared<HaloGrads>();
+    st->group = &group, st->left = left, st->right = right, st->both = both;
+    p.grads_ = st;
+    attach_backward("HaloExchangeBackward", {x}, out,
+                    [st, T, e, times, opt = x.options(), sizes = x.sizes().vec()](std::vector<Tensor> grads) {
+                      const auto t0 = Clock::now();
+                      Tensor g = grads[0].defined() ? grads[0].clone() : at::zeros(sizes, opt);
+                      if (!st->started) st->start(g.narrow(1, 0, e));
+                      for (auto& w : st->works) w->wait();
+                      g.narrow(1, T - e, e).add_(st->from_right);
+                      if (st->both) g.narrow(1, 0, e).add_(st->from_left);
+                      st->works.clear();
+                      count_backward(times, t0);
+                      return std::vector<Tensor>{g};
+                    });
+  }
+  p.h_.x = out[0];
+  return p;
+}
+
+Halo PendingHalo::wait() {
+  const auto t0 = Clock::now();
+  for (auto& w : works_) w->wait();
+  works_.clear();
+  if (times_) {
+    times_->halo_wait_s += seconds_since(t0);
+    ++times_->halo_waits;
+  }
+  if (grads_) {  // the halos, functions of x (through h_.x) from now on
+    std::vector<Tensor> out{h_.left};
+    if (h_.right.defined()) out.push_back(h_.right);
+    attach_backward("HaloGradientsBackward", {h_.x}, out,
+                    [st = grads_, overlap = overlap_backward_, times = times_](std::vector<Tensor> grads) {
+                      st->grad_left = grads[0];
+                      if (st->both) st->grad_right = grads[1];
+                      if (overlap) {  // in flight while the chunk's projections compute their gradients
+                        const Tensor& some = grads[0].defined() ? grads[0] : grads.back();
+                        if (some.defined()) st->start(some);
+                        if (some.defined() && times) ++times->halo_grads_early;
+                      }
+                      return std::vector<Tensor>{Tensor()};
+                    });
+    h_.left = out[0];
+    if (h_.right.defined()) h_.right = out[1];
+    grads_.reset();
+  }
+  return h_;
+}
+
+Halo halo_exchange(comm::Communicator& group, const Tensor& x, int64_t e, bool both) {
+  return start_halo_exchange(group, x, e, both).wait();
+}
+
+Tensor all_gather_seq(comm::Communicator& group, const Tensor& x) {
+  Gather g = start_gather(group, x, nullptr);
+  g.work->wait();
+  return finish_gather(g);
+}
+
+Tensor all_gather_seq(SeqGroup& group, const Tensor& x) {
+  Gather g = start_gather(*group.comm, x, group.times);
+  ExchangeTimes& t = *group.times;
+  auto wait = [&] {
+    const auto t0 = Clock::now();
+    g.work->wait();
+    t.gather_wait_s += seconds_since(t0);
+    ++t.gather_waits;
+  };
+  if (!group.overlap) wait();
+  if (group.run_deferred()) ++t.gathers_overlapped;
+  if (group.overlap) wait();
+  return finish_gather(g);
 }
 
 SeqChunk SeqChunk::make(comm::Communicator& group, const Tensor& mask, bool masked, int64_t first_token,
                         int64_t slice_len, int64_t ext, bool causal) {
   torch::NoGradGuard no_grad;
   SeqChunk c;
-  c.group = &group;
+  c.group = std::make_shared<SeqGroup>();
+  c.group->comm = &group;
   c.masked = masked;
   const int64_t n_local = mask.size(1) / slice_len;
   c.first_slice = first_token / slice_len;

@@ -8,18 +8,67 @@
 // the same order with tensors of the same shape (also in backward, which the autograd engine
 // runs in the same order on every rank for the same graph). Tensors live on the group's
 // collective_device().
+//
+// Overlap. Forward exchanges are started (start_halo_exchange, all_gather_seq through a
+// SeqGroup) before the work that does not need them and waited for where their result is used:
+// the halo of the local input around the chunk's q/k/v projections, the slice all-gather around
+// the work deferred to it (SeqGroup::defer: o_proj(Y_l) in the local-global composition, the
+// whole local branch in the parallel one). Started exchanges run on the group communicator in
+// issue order (comm::Communicator's *_async contract), the same on every rank, so a started
+// one never waits behind one issued later; below MPI_THREAD_MULTIPLE they run when waited for
+// (no overlap, same results). In backward the halos' gradients are sent as soon as they exist
+// and received where x's gradient is complete; the all-gather's reduce-scatter is blocking.
+// docs/SEQUENCE_PARALLEL.md, "Overlapped exchanges".
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <vector>
 
-namespace cst::comm {
-class Communicator;
-}
+#include "comm/communicator.h"
 
 namespace cst::model {
+
+// Seconds a rank spent blocked on the exchanges of sequence parallelism ("exposed"
+// communication: what compute did not hide), accumulated by the operations below that are
+// given a SeqGroup. Forward: in the waits of the halo exchange and the all-gather; backward:
+// in the reverse exchanges (blocking).
+struct ExchangeTimes {
+  double halo_wait_s = 0, gather_wait_s = 0, backward_s = 0;
+  int64_t halo_waits = 0, gather_waits = 0, backward_exchanges = 0;
+  int64_t gathers_overlapped = 0;  // all-gathers that had deferred work to run while in flight
+  int64_t halo_grads_early = 0;    // backward halo exchanges started before x's gradient was complete
+};
+
+// The group as a forward pass over a chunk sees it (SeqChunk::group): the communicator, the
+// schedule of its exchanges, and the work to overlap with the next all-gather. Used by one
+// thread at a time. Converts to the communicator for the operations that take one; it lives
+// only as long as the forward's SeqChunk, so what backward keeps is the communicator (which
+// the conversion gives), never the SeqGroup.
+struct SeqGroup {
+  comm::Communicator* comm = nullptr;  // the S ranks holding the sequence; outlives backward
+  // true: an exchange is waited for where its result is first needed, after the independent
+  // work; false: where it starts, the independent work after it (the blocking schedule, for
+  // measurement; the same operations in the same order, so the same results).
+  bool overlap = true;
+  std::shared_ptr<ExchangeTimes> times = std::make_shared<ExchangeTimes>();
+
+  // Work that needs nothing from the next all-gather through this group (all_gather_seq): it
+  // runs between the gather's start and its wait (or after the wait when !overlap), in the
+  // caller's grad mode, on this thread. It may issue exchanges of its own (they queue behind
+  // the gather, as on every rank). The caller must run_deferred() before using what it
+  // computes: that runs whatever no gather ran (nothing when one did).
+  void defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
+  // Runs the deferred work, in the order deferred; returns whether there was any.
+  bool run_deferred();
+  operator comm::Communicator&() const { return *comm; }  // NOLINT: the group's communicator
+
+ private:
+  std::vector<std::function<void()>> deferred_;
+};
 
 // The halos of this rank's chunk x [B, T, ...] (T >= e) of a sequence split over `group` in
 // rank order: left [B, e, ...] holds the last e tokens of rank r-1 (zeros on rank 0) and, when
@@ -31,23 +80,55 @@ namespace cst::model {
 struct Halo {
   at::Tensor x, left, right;
 };
+
+struct HaloGrads;  // the backward exchange of a halo (model/seq_parallel.cpp)
+
+// A halo exchange in flight (start_halo_exchange): x() is available at once (use it in place
+// of x from now on, also for the work done while the halos fly); wait() returns the halos.
+// Every rank of the group calls wait() once, before reading the halos; the exchange runs in
+// issue order with the group's other operations whichever is waited for first (one left
+// unwaited still completes).
+class PendingHalo {
+ public:
+  const at::Tensor& x() const { return h_.x; }
+  Halo wait();  // blocks until the halos have arrived
+
+ private:
+  friend PendingHalo start_halo_exchange(comm::Communicator&, const at::Tensor&, int64_t, bool,
+                                         std::shared_ptr<ExchangeTimes>, bool);
+  Halo h_;
+  std::vector<std::unique_ptr<comm::Work>> works_;
+  std::shared_ptr<ExchangeTimes> times_;
+  std::shared_ptr<HaloGrads> grads_;  // the backward exchange (floating x)
+  bool overlap_backward_ = false;
+};
+
+// Starts the exchange of halo_exchange (the same contract, collective over the group in issue
+// order); times: where the waits are counted (null: nowhere). overlap_backward: in backward the
+// halos' gradients are sent as soon as they exist and received where x's gradient is complete
+// (the chunk's projections compute their gradients meanwhile); otherwise both happen there.
+PendingHalo start_halo_exchange(comm::Communicator& group, const at::Tensor& x, int64_t e, bool both,
+                                std::shared_ptr<ExchangeTimes> times = nullptr, bool overlap_backward = false);
 Halo halo_exchange(comm::Communicator& group, const at::Tensor& x, int64_t e, bool both);
 
 // x [B, T, ...] -> [B, S*T, ...]: the chunks of every rank, in rank order. Differentiable: the
-// gradient is a reduce-scatter (sum) of the gathered gradient.
+// gradient is a reduce-scatter (sum) of the gathered gradient (blocking).
 at::Tensor all_gather_seq(comm::Communicator& group, const at::Tensor& x);
+// The same, scheduled by `group`: started, the deferred work run (SeqGroup::defer), then waited
+// for (or, when !group.overlap, waited for before the deferred work), with the times counted.
+at::Tensor all_gather_seq(SeqGroup& group, const at::Tensor& x);
 
 // What every CSA layer of one forward pass over a rank's chunk needs, made once per forward
 // (CstModelImpl) and shared by the layers through LayerContext::sp. The group must outlive it.
 struct SeqChunk {
-  comm::Communicator* group = nullptr;  // the S ranks holding the sequence
-  int64_t first_slice = 0;              // global index of this chunk's first slice
-  int64_t local_slices = 0;             // slices of this chunk
-  int64_t total_slices = 0;             // slices in the whole sequence, n = N / L
-  at::Tensor mask_left, mask_right;     // [B, e] key-mask halos (false beyond the ends);
-                                        // undefined when e = 0 (right: also when causal)
-  at::Tensor slice_mask_all;            // [B, n] bool: the slice has a real token
-  bool masked = true;                   // false: the sequence came without a mask (all real)
+  std::shared_ptr<SeqGroup> group;   // the S ranks holding the sequence
+  int64_t first_slice = 0;           // global index of this chunk's first slice
+  int64_t local_slices = 0;          // slices of this chunk
+  int64_t total_slices = 0;          // slices in the whole sequence, n = N / L
+  at::Tensor mask_left, mask_right;  // [B, e] key-mask halos (false beyond the ends);
+                                     // undefined when e = 0 (right: also when causal)
+  at::Tensor slice_mask_all;         // [B, n] bool: the slice has a real token
+  bool masked = true;                // false: the sequence came without a mask (all real)
 
   // Collective over the group. mask [B, T] bool (this chunk; T = N / S, a multiple of L, as
   // ParallelLayout::token_range asserts); masked: whether the caller passed a mask (the same on

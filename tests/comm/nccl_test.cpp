@@ -111,6 +111,23 @@ TEST(NcclCommunicator, SplitReduceScatterAndOpenChainSendRecv) {
 
 // The host-value helpers the trainer uses for losses, token counts and the preemption flag:
 // NCCL rejects host tensors, so they must stage through collective_device().
+// all_gather_async / send_recv_async on the side stream: issued after the caller's work so far
+// (the input is written on the current stream just before), waited for in reverse order.
+TEST(NcclCommunicator, AsyncGatherAndSendRecvEqualBlocking) {
+  NCCL_OR_SKIP(c);
+  const int W = c->size(), R = c->rank();
+  at::Tensor in = at::empty({1 << 16}, cuda(c, at::kFloat));
+  in.fill_(static_cast<float>(R));
+  at::Tensor gathered = at::empty({W, 1 << 16}, cuda(c, at::kFloat)), recv = at::full({8}, -1.0f, cuda(c, at::kFloat));
+  const int right = R + 1 < W ? R + 1 : -1, left = R > 0 ? R - 1 : -1;
+  auto g = c->all_gather_async(in, gathered);
+  auto h = c->send_recv_async(at::full({8}, static_cast<float>(R), cuda(c, at::kFloat)), right, recv, left);
+  h->wait(60.0);
+  g->wait(60.0);
+  for (int q = 0; q < W; ++q) EXPECT_EQ(gathered[q].cpu().min().item<float>(), q) << q;
+  EXPECT_EQ(recv.cpu().min().item<float>(), left >= 0 ? left : -1.0f);
+}
+
 TEST(NcclCommunicator, HostValueHelpersStageThroughTheDevice) {
   NCCL_OR_SKIP(c);
   const int W = c->size(), R = c->rank();
