@@ -3,6 +3,7 @@
 //   mpirun -np 8 bench_seq_parallel --mode comm --preset pg19_longctx --n 16384,131072
 //   mpirun -np 4 bench_seq_parallel --mode memory --preset tiny_lm --n 16384
 //   mpirun -np 2 bench_seq_parallel --mode speed --preset tiny_lm --n 2048 --batch 4
+//   mpirun -np 4 --bind-to none bench_seq_parallel --mode balance --preset tiny_lm --n 65536 --slice-len 8 --layers 8
 //
 // comm:   one CSA layer of the preset, forward + backward on this rank's chunk of one sequence
 //         of N tokens (S = W ranks). The bytes each rank receives are counted at the
@@ -22,6 +23,9 @@
 //         ranks) on the same global batch: data parallel (S = 1, G / W sequences per rank) vs
 //         sequence parallel (S = W, each rank a 1/S chunk of G sequences). The two run
 //         interleaved; each is the median over rounds of the slowest rank.
+// balance: causal global attention, each rank's own query slices vs the rows split by work, in
+//         one run: per-rank CPU time of the attention and of a training step, per-rank pairs
+//         (bench/seq_parallel_balance.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
@@ -43,6 +47,7 @@
 #include "model/memory.h"
 #include "model/model.h"
 #include "model/seq_parallel.h"
+#include "seq_parallel_balance.h"
 
 namespace po = boost::program_options;
 using namespace cst;
@@ -53,7 +58,7 @@ namespace {
 
 struct Options {
   std::string mode = "comm", preset = "tiny_lm", ns = "16384";
-  int64_t batch = 1, layers = 0, vocab = 0, steps = 5;
+  int64_t batch = 1, layers = 0, vocab = 0, steps = 5, slice_len = 0;
   int threads = 1;
 };
 
@@ -70,6 +75,7 @@ model::ModelConfig config_for(const Options& o, int64_t N) {
   model::ModelConfig c = model::ModelConfig::preset(o.preset);
   if (o.layers > 0) c.n_layers = o.layers;
   if (o.vocab > 0) c.vocab_size = o.vocab;
+  if (o.slice_len > 0) c.slice_len = o.slice_len;
   c.max_seq_len = std::max(c.max_seq_len, N);
   c.dropout = 0.0;
   return c;
@@ -261,13 +267,14 @@ int main(int argc, char** argv) {
   Options o;
   po::options_description desc("bench_seq_parallel options");
   desc.add_options()("help,h", "show this help")("mode", po::value(&o.mode)->default_value(o.mode),
-                                                 "comm | memory | speed")(
+                                                 "comm | memory | speed | balance")(
       "preset", po::value(&o.preset)->default_value(o.preset), "model shape: tiny_lm, tiny_mlm, pg19_longctx, ...")(
       "n", po::value(&o.ns)->default_value(o.ns), "sequence length(s) N, comma-separated (comm: a table row each)")(
       "batch", po::value(&o.batch)->default_value(o.batch), "sequences (speed: the global batch)")(
       "layers", po::value(&o.layers)->default_value(o.layers), "override the preset's layers (0: keep)")(
       "vocab", po::value(&o.vocab)->default_value(o.vocab), "override the preset's vocabulary (0: keep)")(
-      "steps", po::value(&o.steps)->default_value(o.steps), "speed: timed rounds")(
+      "steps", po::value(&o.steps)->default_value(o.steps), "speed, balance: timed rounds")(
+      "slice-len", po::value(&o.slice_len)->default_value(o.slice_len), "override the preset's slice_len (0: keep)")(
       "threads", po::value(&o.threads)->default_value(o.threads), "intra-op threads per rank");
   int code = 0;
   try {
@@ -286,8 +293,11 @@ int main(int argc, char** argv) {
       memory_table(*world, o);
     else if (o.mode == "speed")
       speed_table(*world, o);
+    else if (o.mode == "balance")
+      bench::balance_tables(*world, config_for(o, parse_list(o.ns).front()), o.preset, parse_list(o.ns).front(),
+                            o.batch, o.steps);
     else
-      CST_THROW_INPUT("--mode '" << o.mode << "' is not one of comm, memory, speed");
+      CST_THROW_INPUT("--mode '" << o.mode << "' is not one of comm, memory, speed, balance");
     world->barrier();
   } catch (const InputError& e) {
     std::fprintf(stderr, "[rank %d] error: %s\n", mpi.rank(), e.what());
