@@ -11,7 +11,8 @@
 //         printed beside the formula, halo + slice embeddings:
 //           per pass: sides * e * D (the local input, projected into K and V on arrival)
 //           + (S - 1) * (N / S / L) * D values (x 4 bytes), sides = 1 causal, 2 bidirectional;
-//           backward moves the same again;
+//           causal with the rows split by work, + (S - 1) * (N / S / L) * D again (the global
+//           attention rows returned to their owners); backward moves the same again;
 //         and beside ring attention (context parallelism) for the same N: each rank receives the
 //         K and V of every other chunk, (S - 1) * (N / S) * 2D values in forward, twice that in
 //         backward (K, V again and their gradients).
@@ -119,7 +120,8 @@ void comm_table(comm::Communicator& world, const Options& o) {
     const double both = static_cast<double>(counting.total().received_bytes);
     const std::vector<double> m = world.all_reduce_doubles({fwd, both}, comm::ReduceOp::kMax);
     const double sides = cfg.causal() ? 1 : 2, f = 4;
-    const double formula = (sides * e * D + (S - 1) * (T / L) * D) * B * f;
+    const double rows = ctx.sp->balance_global ? 2 : 1;  // causal rows split by work return to their owners
+    const double formula = (sides * e * D + rows * (S - 1) * (T / L) * D) * B * f;
     const double ring = static_cast<double>(S - 1) * T * 2 * D * B * f;
     if (r == 0)
       std::printf("| %ld | %ld | %.3f MiB | %.3f MiB | %.3f MiB | %.3f MiB | %.1f MiB | %.1f MiB | %.0fx | %.0fx |\n",

@@ -56,9 +56,13 @@ std::string joined(const std::vector<double>& v, double scale, const char* fmt) 
   return s;
 }
 
-// This rank's causal query slices: its own chunk, or its share of the work (SeqChunk's split).
-TokenRange query_rows(int64_t n, int S, int r, bool balanced) {
-  return balanced ? balanced_causal_rows(n, S, r, model::csa::kRangeRowCost) : TokenRange{r * (n / S), (r + 1) * (n / S)};
+// Rank r's causal query slices: 0, its own chunk; 1, its share of the work (SeqChunk's split);
+// 2, zigzag (Megatron-LM / Llama 3 context parallelism): chunks r and 2S - 1 - r of 2S.
+std::vector<TokenRange> query_rows(int64_t n, int S, int r, int layout) {
+  if (layout == 1) return {balanced_causal_rows(n, S, r, model::csa::kRangeRowCost)};
+  if (layout == 0) return {{r * (n / S), (r + 1) * (n / S)}};
+  const int64_t c = n / (2 * S);
+  return {{r * c, (r + 1) * c}, {(2 * S - 1 - r) * c, (2 * S - r) * c}};
 }
 
 // One training step on this rank's chunk (group null: the whole sequence on one rank), the
@@ -94,20 +98,20 @@ void balance_tables(comm::Communicator& world, const model::ModelConfig& cfg, co
   CST_INPUT_CHECK(N % (S * cfg.slice_len) == 0, "--n " << N << ": N / S must be a multiple of L = " << cfg.slice_len);
   auto group = world.split(0, r);
   const int64_t n = N / cfg.slice_len, B = batch, H = cfg.n_heads, d = cfg.d_model / cfg.n_heads;
-  const char* names[2] = {"own rows", "row split"};
+  const char* names[3] = {"own rows", "row split", "zigzag"};
   const int64_t attn_rounds = std::max<int64_t>(rounds, 5);
   if (r == 0)
-    std::printf("# causal global attention, S = %d ranks x 1 thread, %s shape: D=%ld H=%ld L=%ld layers=%ld V=%ld; "
-                "N=%ld (n=%ld slices), batch %ld; thread CPU time, median of %ld rounds after a warm-up (attention), "
-                "of %ld (steps)\n",
-                S, preset.c_str(), (long)cfg.d_model, (long)H, (long)cfg.slice_len, (long)cfg.n_layers,
-                (long)cfg.vocab_size, (long)N, (long)n, (long)B, (long)attn_rounds, (long)rounds);
+    std::printf(
+        "# causal global attention, S = %d ranks x 1 thread, %s shape: D=%ld H=%ld L=%ld layers=%ld V=%ld; "
+        "N=%ld (n=%ld slices), batch %ld; thread CPU time, median of %ld rounds after a warm-up (attention), "
+        "of %ld (steps)\n",
+        S, preset.c_str(), (long)cfg.d_model, (long)H, (long)cfg.slice_len, (long)cfg.n_layers, (long)cfg.vocab_size,
+        (long)N, (long)n, (long)B, (long)attn_rounds, (long)rounds);
   // (1) The global attention of one layer alone: forward + backward of this rank's range.
   torch::manual_seed(3);
   const Tensor q0 = torch::randn({B, H, n, d}), k0 = torch::randn({B, H, n, d}), v0 = torch::randn({B, H, n, d});
-  std::vector<double> attn[2], pairs[2];
-  for (int i = 0; i < 2; ++i) {
-    const TokenRange rows = query_rows(n, S, r, i == 1);
+  std::vector<double> attn[3], pairs[3];
+  for (int i = 0; i < 3; ++i) {
     std::vector<double> t;
     int64_t p = 0;
     for (int64_t round = 0; round <= attn_rounds; ++round) {
@@ -115,7 +119,8 @@ void balance_tables(comm::Communicator& world, const model::ModelConfig& cfg, co
       p = 0;
       world.barrier();
       const double t0 = thread_cpu_seconds();
-      model::csa::global_attention_sdpa(q, k, v, {}, true, 0.0, false, rows.begin, rows.size(), &p).sum().backward();
+      for (const TokenRange& rows : query_rows(n, S, r, i))
+        model::csa::global_attention_sdpa(q, k, v, {}, true, 0.0, false, rows.begin, rows.size(), &p).sum().backward();
       if (round > 0) t.push_back(thread_cpu_seconds() - t0);
     }
     std::sort(t.begin(), t.end());
@@ -123,16 +128,21 @@ void balance_tables(comm::Communicator& world, const model::ModelConfig& cfg, co
     pairs[i] = gather_to_root(world, static_cast<double>(p));
   }
   if (r == 0) {
-    std::printf("| global attention (fwd + bwd, one layer) | query rows per rank | pairs per rank (x1e6) | "
-                "pairs max/mean | CPU ms per rank | CPU max/mean |\n|---|---|---|---|---|---|\n");
-    for (int i = 0; i < 2; ++i) {
+    std::printf(
+        "| global attention (fwd + bwd, one layer) | query rows per rank | pairs per rank (x1e6) | "
+        "pairs max/mean | CPU ms per rank | CPU max/mean |\n|---|---|---|---|---|---|\n");
+    for (int i = 0; i < 3; ++i) {
       std::vector<double> nrows;
-      for (int j = 0; j < S; ++j) nrows.push_back(static_cast<double>(query_rows(n, S, j, i == 1).size()));
+      for (int j = 0; j < S; ++j) {
+        nrows.push_back(0);
+        for (const TokenRange& rows : query_rows(n, S, j, i)) nrows.back() += static_cast<double>(rows.size());
+      }
       std::printf("| %s | %s | %s | %.3f | %s | %.3f |\n", names[i], joined(nrows, 1, "%.0f").c_str(),
                   joined(pairs[i], 1e-6, "%.2f").c_str(), max_over_mean(pairs[i]), joined(attn[i], 1e3, "%.0f").c_str(),
                   max_over_mean(attn[i]));
     }
   }
+  if (rounds == 0) return;
   // (2) Training steps: one rank on the whole sequence (rank 0; the others wait), then S ranks.
   torch::manual_seed(7);
   const Tensor window = torch::randint(cfg.vocab_size, {B, N + 1}, torch::kLong);
@@ -150,8 +160,9 @@ void balance_tables(comm::Communicator& world, const model::ModelConfig& cfg, co
     }
   }
   if (r == 0)
-    std::printf("\n| training step | CPU s per rank | max/mean | one rank / (S x max) | one rank / sum |\n"
-                "|---|---|---|---|---|\n");
+    std::printf(
+        "\n| training step | CPU s per rank | max/mean | one rank / (S x max) | one rank / sum |\n"
+        "|---|---|---|---|---|\n");
   std::sort(one.begin(), one.end());
   const double t1 = one[one.size() / 2];
   for (int i = 0; i < 2; ++i) {
@@ -164,6 +175,5 @@ void balance_tables(comm::Communicator& world, const model::ModelConfig& cfg, co
   }
   if (r == 0) std::printf("one rank, whole sequence: %.2f CPU s\n", t1);
 }
-
 
 }  // namespace cst::bench
