@@ -57,9 +57,10 @@ std::string joined(const std::vector<double>& v, double scale, const char* fmt) 
 }
 
 // Rank r's causal query slices: 0, its own chunk; 1, its share of the work (SeqChunk's split);
-// 2, zigzag (Megatron-LM / Llama 3 context parallelism): chunks r and 2S - 1 - r of 2S.
+// 2, zigzag (Megatron-LM / Llama 3 context parallelism): chunks r and 2S - 1 - r of 2S; 3, its
+// share of the pairs alone (no cost per row).
 std::vector<TokenRange> query_rows(int64_t n, int S, int r, int layout) {
-  if (layout == 1) return {balanced_causal_rows(n, S, r, model::csa::kRangeRowCost)};
+  if (layout == 1 || layout == 3) return {balanced_causal_rows(n, S, r, layout == 1 ? model::csa::kRangeRowCost : 0)};
   if (layout == 0) return {{r * (n / S), (r + 1) * (n / S)}};
   const int64_t c = n / (2 * S);
   return {{r * c, (r + 1) * c}, {(2 * S - 1 - r) * c, (2 * S - r) * c}};
@@ -98,7 +99,7 @@ void balance_tables(comm::Communicator& world, const model::ModelConfig& cfg, co
   CST_INPUT_CHECK(N % (S * cfg.slice_len) == 0, "--n " << N << ": N / S must be a multiple of L = " << cfg.slice_len);
   auto group = world.split(0, r);
   const int64_t n = N / cfg.slice_len, B = batch, H = cfg.n_heads, d = cfg.d_model / cfg.n_heads;
-  const char* names[3] = {"own rows", "row split", "zigzag"};
+  const char* names[4] = {"own rows", "row split", "zigzag", "row split by pairs alone"};
   const int64_t attn_rounds = std::max<int64_t>(rounds, 5);
   if (r == 0)
     std::printf(
@@ -110,8 +111,8 @@ void balance_tables(comm::Communicator& world, const model::ModelConfig& cfg, co
   // (1) The global attention of one layer alone: forward + backward of this rank's range.
   torch::manual_seed(3);
   const Tensor q0 = torch::randn({B, H, n, d}), k0 = torch::randn({B, H, n, d}), v0 = torch::randn({B, H, n, d});
-  std::vector<double> attn[3], pairs[3];
-  for (int i = 0; i < 3; ++i) {
+  std::vector<double> attn[4], pairs[4];
+  for (int i = 0; i < 4; ++i) {
     std::vector<double> t;
     int64_t p = 0;
     for (int64_t round = 0; round <= attn_rounds; ++round) {
@@ -131,7 +132,7 @@ void balance_tables(comm::Communicator& world, const model::ModelConfig& cfg, co
     std::printf(
         "| global attention (fwd + bwd, one layer) | query rows per rank | pairs per rank (x1e6) | "
         "pairs max/mean | CPU ms per rank | CPU max/mean |\n|---|---|---|---|---|---|\n");
-    for (int i = 0; i < 3; ++i) {
+    for (int i = 0; i < 4; ++i) {
       std::vector<double> nrows;
       for (int j = 0; j < S; ++j) {
         nrows.push_back(0);

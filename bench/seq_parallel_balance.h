@@ -6,7 +6,8 @@
 //   (1) the global attention of one layer alone: forward + backward of this rank's query range
 //       over the gathered [B, H, n, d], per rank, and the (query, key) pairs its kernels get; also
 //       for zigzag's two chunks per rank (its CPU time: the same kernels on both ranges, without
-//       the token layout, halos and loader zigzag would need);
+//       the token layout, halos and loader zigzag would need) and for rows split by pairs alone
+//       (no csa::kRangeRowCost);
 //   (2) a training step (the model's blocks on a SeqChunk made here, LM loss of the tied head,
 //       backward) per rank, and one rank on the whole sequence: efficiency = one rank's CPU time
 //       / (S x the slowest rank's), what S dedicated cores give (a waiting rank idles), and
