@@ -19,8 +19,9 @@ namespace cst::model::csa {
 
 // The work of one query row beyond its (query, key) pairs, in pairs, forward and backward: the
 // causal square's diagonal key blocks computed whole (the CPU flash kernel takes keys in blocks of
-// 512), the log-sum-exp merge. Measured, bench_seq_parallel --mode balance: about 560 at n = 8192
-// (docs/SEQUENCE_PARALLEL.md "Balance"). What sequence parallelism splits the causal rows by.
+// 512), the log-sum-exp merge. A fit to the times of bench_seq_parallel --mode balance gives
+// about 460 at n = 8192 (docs/SEQUENCE_PARALLEL.md "Balance"). Sequence parallelism splits the
+// causal rows by pairs plus this per row.
 constexpr int64_t kRangeRowCost = 512;
 
 // Whether global_attention_range can run for queries like q with this attention dropout (the
