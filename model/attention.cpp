@@ -161,9 +161,9 @@ bool all_slices_real(const LayerContext& pos) { return pos.sp ? !pos.sp->masked 
 
 // The query slices [first, first + n) whose global attention this rank computes (n < 0: all),
 // and whether rows_to_chunks must return them to their owners: under sequence parallelism a
-// balanced share (SeqChunk::balance_global, the same on every rank) where the kernels score only visible pairs (queries
-// like `like`, this attention dropout: csa::global_range_supported), else the rank's own `own`
-// slices (a masked rectangle costs its rows times n whichever rows they are).
+// balanced share (SeqChunk::balance_global, the same on every rank) where the kernels score only
+// visible pairs (queries like `like`, this attention dropout: csa::global_range_supported), else
+// the rank's own `own` slices (a masked rectangle costs its rows times n whichever rows they are).
 struct QueryRange {
   int64_t first = 0, n = -1;
   bool moved = false;

@@ -56,15 +56,15 @@ struct SeqChunk {
   at::Tensor mask_left, mask_right;     // [B, e] key-mask halos (false beyond the ends);
                                         // undefined when e = 0 (right: also when causal)
   at::Tensor slice_mask_all;            // [B, n] bool: the slice has a real token
+  bool masked = true;                   // false: the sequence came without a mask (all real)
   // balance_global: causal global attention is split by work over the group where the kernels
   // score only visible pairs: this rank computes query slices [global_first, global_first +
   // global_rows) (balanced_causal_rows with csa::kRangeRowCost: common/parallel_layout.h,
-  // model/global_range.h) and rows_to_chunks returns them
-  // to their owners. The same on every rank (false when the split is the own chunks: one slice
-  // per rank, or bidirectional). Setting it to false turns balancing off: each rank its own slices.
+  // model/global_range.h) and rows_to_chunks returns them to their owners. The same on every
+  // rank (false where the split is the own chunks: one slice per rank, a short sequence, or
+  // bidirectional). Setting it to false turns balancing off: each rank its own slices.
   bool balance_global = false;
   int64_t global_first = 0, global_rows = 0;
-  bool masked = true;  // false: the sequence came without a mask (all real)
 
   // Collective over the group. mask [B, T] bool (this chunk; T = N / S, a multiple of L, as
   // ParallelLayout::token_range asserts); masked: whether the caller passed a mask (the same on
