@@ -3,6 +3,7 @@
 //   mpirun -np 8 bench_seq_parallel --mode comm --preset pg19_longctx --n 16384,131072
 //   mpirun -np 4 bench_seq_parallel --mode memory --preset tiny_lm --n 16384
 //   mpirun -np 2 bench_seq_parallel --mode speed --preset tiny_lm --n 2048 --batch 4
+//   mpirun -np 4 --bind-to none bench_seq_parallel --mode balance --preset tiny_lm --n 65536 --slice-len 8 --layers 8
 //
 // comm:   one CSA layer of the preset, forward + backward on this rank's chunk of one sequence
 //         of N tokens (S = W ranks). The bytes each rank receives are counted at the
@@ -10,7 +11,8 @@
 //         printed beside the formula, halo + slice embeddings:
 //           per pass: sides * e * D (the local input, projected into K and V on arrival)
 //           + (S - 1) * (N / S / L) * D values (x 4 bytes), sides = 1 causal, 2 bidirectional;
-//           backward moves the same again;
+//           causal with the rows split by work, + (S - 1) * (N / S / L) * D again (the global
+//           attention rows returned to their owners); backward moves the same again;
 //         and beside ring attention (context parallelism) for the same N: each rank receives the
 //         K and V of every other chunk, (S - 1) * (N / S) * 2D values in forward, twice that in
 //         backward (K, V again and their gradients).
@@ -24,6 +26,9 @@
 //         interleaved; each is the median over rounds of the slowest rank.
 // overlap: exposed communication per layer (seconds blocked in the exchanges), blocking vs
 //         overlapped schedule of the same layer, alternating (bench/seq_parallel_overlap.h).
+// balance: causal global attention, each rank's own query slices vs the rows split by work, in
+//         one run: per-rank CPU time of the attention and of a training step, per-rank pairs
+//         (bench/seq_parallel_balance.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
@@ -36,6 +41,7 @@
 #include <sstream>
 #include <vector>
 
+#include "bench/seq_parallel_balance.h"
 #include "bench/seq_parallel_overlap.h"
 #include "comm/counting_communicator.h"
 #include "comm/factory.h"
@@ -56,7 +62,7 @@ namespace {
 
 struct Options {
   std::string mode = "comm", preset = "tiny_lm", ns = "16384";
-  int64_t batch = 1, layers = 0, vocab = 0, steps = 5;
+  int64_t batch = 1, layers = 0, vocab = 0, steps = 5, slice_len = 0;
   int threads = 1;
 };
 
@@ -73,6 +79,7 @@ model::ModelConfig config_for(const Options& o, int64_t N) {
   model::ModelConfig c = model::ModelConfig::preset(o.preset);
   if (o.layers > 0) c.n_layers = o.layers;
   if (o.vocab > 0) c.vocab_size = o.vocab;
+  if (o.slice_len > 0) c.slice_len = o.slice_len;
   c.max_seq_len = std::max(c.max_seq_len, N);
   c.dropout = 0.0;
   return c;
@@ -116,7 +123,8 @@ void comm_table(comm::Communicator& world, const Options& o) {
     const double both = static_cast<double>(counting.total().received_bytes);
     const std::vector<double> m = world.all_reduce_doubles({fwd, both}, comm::ReduceOp::kMax);
     const double sides = cfg.causal() ? 1 : 2, f = 4;
-    const double formula = (sides * e * D + (S - 1) * (T / L) * D) * B * f;
+    const double rows = ctx.sp->balance_global ? 2 : 1;  // causal rows split by work return to their owners
+    const double formula = (sides * e * D + rows * (S - 1) * (T / L) * D) * B * f;
     const double ring = static_cast<double>(S - 1) * T * 2 * D * B * f;
     if (r == 0)
       std::printf("| %ld | %ld | %.3f MiB | %.3f MiB | %.3f MiB | %.3f MiB | %.1f MiB | %.1f MiB | %.0fx | %.0fx |\n",
@@ -264,13 +272,14 @@ int main(int argc, char** argv) {
   Options o;
   po::options_description desc("bench_seq_parallel options");
   desc.add_options()("help,h", "show this help")("mode", po::value(&o.mode)->default_value(o.mode),
-                                                 "comm | memory | speed | overlap")(
+                                                 "comm | memory | speed | overlap | balance")(
       "preset", po::value(&o.preset)->default_value(o.preset), "model shape: tiny_lm, tiny_mlm, pg19_longctx, ...")(
       "n", po::value(&o.ns)->default_value(o.ns), "sequence length(s) N, comma-separated (comm: a table row each)")(
       "batch", po::value(&o.batch)->default_value(o.batch), "sequences (speed: the global batch)")(
       "layers", po::value(&o.layers)->default_value(o.layers), "override the preset's layers (0: keep)")(
       "vocab", po::value(&o.vocab)->default_value(o.vocab), "override the preset's vocabulary (0: keep)")(
-      "steps", po::value(&o.steps)->default_value(o.steps), "speed, overlap: timed rounds")(
+      "steps", po::value(&o.steps)->default_value(o.steps), "speed, overlap, balance: timed rounds")(
+      "slice-len", po::value(&o.slice_len)->default_value(o.slice_len), "override the preset's slice_len (0: keep)")(
       "threads", po::value(&o.threads)->default_value(o.threads), "intra-op threads per rank");
   int code = 0;
   try {
@@ -292,8 +301,11 @@ int main(int argc, char** argv) {
     else if (o.mode == "overlap")
       bench::overlap_table(
           *world, {o.preset, parse_list(o.ns), o.batch, o.steps, [&o](int64_t N) { return config_for(o, N); }});
+    else if (o.mode == "balance")
+      bench::balance_tables(*world, config_for(o, parse_list(o.ns).front()), o.preset, parse_list(o.ns).front(),
+                            o.batch, o.steps);
     else
-      CST_THROW_INPUT("--mode '" << o.mode << "' is not one of comm, memory, speed, overlap");
+      CST_THROW_INPUT("--mode '" << o.mode << "' is not one of comm, memory, speed, overlap, balance");
     world->barrier();
   } catch (const InputError& e) {
     std::fprintf(stderr, "[rank %d] error: %s\n", mpi.rank(), e.what());

@@ -65,4 +65,38 @@ std::string ParallelLayout::describe(int64_t n) const {
   return s;
 }
 
+namespace {
+// The work of causal rows [0, a): row t sees t keys and costs t + c.
+int64_t causal_work_below(int64_t a, int64_t c) { return a * (a - 1) / 2 + c * a; }
+
+// The row count a in [lo, hi] whose work is nearest target / parts (ties: the smaller).
+int64_t nearest_boundary(int64_t target, int64_t parts, int64_t c, int64_t lo, int64_t hi) {
+  int64_t a = lo, b = hi;  // the first a with causal_work_below(a) * parts >= target, or hi
+  while (a < b) {
+    const int64_t mid = a + (b - a) / 2;
+    if (causal_work_below(mid, c) * parts >= target)
+      b = mid;
+    else
+      a = mid + 1;
+  }
+  if (a > lo && target - causal_work_below(a - 1, c) * parts <= causal_work_below(a, c) * parts - target) --a;
+  return a;
+}
+
+// The first row of part j: its share of the work, with at least one row for every part.
+int64_t boundary(int64_t n, int64_t parts, int64_t c, int64_t j) {
+  if (j == 0) return 0;
+  if (j == parts) return n;
+  const int64_t lo = boundary(n, parts, c, j - 1) + 1;  // part j - 1 keeps a row
+  return nearest_boundary(j * causal_work_below(n, c), parts, c, lo, n - (parts - j));
+}
+}  // namespace
+
+TokenRange balanced_causal_rows(int64_t n, int64_t parts, int64_t part, int64_t row_cost) {
+  CST_INPUT_CHECK(parts >= 1 && parts <= n && part >= 0 && part < parts && row_cost >= 0,
+                  "balanced causal rows: part " << part << " of " << parts << " for " << n << " slices, row cost "
+                                                << row_cost << " (every part needs a slice)");
+  return {boundary(n, parts, row_cost, part), boundary(n, parts, row_cost, part + 1)};
+}
+
 }  // namespace cst

@@ -35,6 +35,16 @@ struct TokenRange {
   int64_t size() const { return end - begin; }
 };
 
+// The query slices [begin, end) of n whose causal global attention part `part` of `parts` computes
+// when the work is split evenly over the parts (docs/SEQUENCE_PARALLEL.md "Balance"). Causal, slice
+// t attends to the t slices before it, so row t costs t (query, key) pairs plus row_cost (the
+// kernels' work per row beyond its pairs, in pairs) and rows [0, a) cost a (a - 1) / 2 +
+// row_cost a; the boundary a_j of part j is the row count whose cost is nearest j / parts of the
+// whole, and each part keeps at least one row (parts <= n). The parts tile [0, n) in order: part
+// 0 takes the most rows (the cheap ones), the last part the fewest. The same on every rank
+// (integer arithmetic). InputError unless 1 <= parts <= n, 0 <= part < parts and row_cost >= 0.
+TokenRange balanced_causal_rows(int64_t n, int64_t parts, int64_t part, int64_t row_cost = 0);
+
 class ParallelLayout {
  public:
   ParallelLayout() = default;  // one rank holding whole sequences

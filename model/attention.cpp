@@ -9,6 +9,7 @@
 #include "comm/communicator.h"
 #include "common/error.h"
 #include "model/csa.h"
+#include "model/global_range.h"
 #include "model/recompute.h"
 #include "model/seq_parallel.h"
 #ifdef CST_WITH_CUDA
@@ -169,6 +170,22 @@ struct GlobalOfLocalInputs {
 // speaks of this rank's chunk only, and the gathered slices are known real only when the
 // sequence came without a mask.
 bool all_slices_real(const LayerContext& pos) { return pos.sp ? !pos.sp->masked : pos.all_real; }
+
+// The query slices [first, first + n) whose global attention this rank computes (n < 0: all),
+// and whether rows_to_chunks must return them to their owners: under sequence parallelism a
+// balanced share (SeqChunk::balance_global, the same on every rank) where the kernels score only
+// visible pairs (queries like `like`, this attention dropout: csa::global_range_supported), else
+// the rank's own `own` slices (a masked rectangle costs its rows times n whichever rows they are).
+struct QueryRange {
+  int64_t first = 0, n = -1;
+  bool moved = false;
+};
+QueryRange query_range(const SeqChunk* sp, int64_t own, const Tensor& like, double dropout) {
+  if (!sp) return {};
+  if (sp->balance_global && csa::global_range_supported(like, dropout))
+    return {sp->global_first, sp->global_rows, true};
+  return {sp->first_slice, own, false};
+}
 }  // namespace
 
 Tensor CompositeSliceAttention::global(const Tensor& s_bar, const Tensor& slice_mask, const LayerContext& pos,
@@ -182,8 +199,11 @@ Tensor CompositeSliceAttention::global(const Tensor& s_bar, const Tensor& slice_
 
 Tensor CompositeSliceAttention::global_part(const Tensor& s, const Tensor& slice_mask, const LayerContext& pos) {
   const SeqChunk* sp = pos.sp.get();
-  return sp ? global(all_gather_seq(*sp->group, s), sp->slice_mask_all, pos, sp->first_slice, s.size(1))
-            : global(s, slice_mask, pos);
+  if (!sp) return global(s, slice_mask, pos);
+  const Tensor all = all_gather_seq(*sp->group, s);
+  const QueryRange q = query_range(sp, s.size(1), all, is_training() ? cfg_.dropout : 0.0);
+  const Tensor y_g = global(all, sp->slice_mask_all, pos, q.first, q.n);
+  return q.moved ? rows_to_chunks(*sp->group, y_g, q.first, s.size(1)) : y_g;
 }
 
 Tensor CompositeSliceAttention::local_part(const Tensor& x_in, const Tensor& mp, const LayerContext& pos,
@@ -226,7 +246,8 @@ Tensor CompositeSliceAttention::global_of_local(const Tensor& y_l, const Tensor&
                                v_proj->weight, v_proj->bias,
                                o_proj->weight, all_slices_real(pos) ? Tensor() : mask_in,
                                pos.global,     agg_here ? agg_weight : Tensor()};
-  const int64_t H = cfg_.n_heads, first_query = sp ? sp->first_slice : 0, n_q = sp ? ms.size(1) : -1;
+  const QueryRange q = query_range(sp, ms.size(1), first, 0.0);
+  const int64_t H = cfg_.n_heads, first_query = q.first, n_q = q.n;
   const bool causal = cfg_.causal(), pooled = sp != nullptr;
   const Aggregation agg = cfg_.aggregation;
   auto fn = [=](const std::vector<Tensor>& list) {
@@ -236,7 +257,8 @@ Tensor CompositeSliceAttention::global_of_local(const Tensor& y_l, const Tensor&
     Tensor y_g = global_branch(s_bar, t.mask, w, H, causal, true, 0.0, false, first_query, n_q);
     return at::matmul(y_g, t.wo.t());
   };
-  return recompute(fn, in.list());
+  const Tensor y = recompute(fn, in.list());  // rows are independent: moved after W_o, outside the recomputation
+  return q.moved ? rows_to_chunks(*sp->group, y, q.first, ms.size(1)) : y;
 }
 
 Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, const LayerContext& pos) {

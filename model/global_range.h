@@ -17,6 +17,13 @@
 
 namespace cst::model::csa {
 
+// The work of one query row beyond its (query, key) pairs, in pairs, forward and backward: the
+// causal square's diagonal key blocks computed whole (the CPU flash kernel takes keys in blocks of
+// 512), the log-sum-exp merge. A fit to the times of bench_seq_parallel --mode balance gives
+// about 460 at n = 8192 (docs/SEQUENCE_PARALLEL.md "Balance"). Sequence parallelism splits the
+// causal rows by pairs plus this per row.
+constexpr int64_t kRangeRowCost = 512;
+
 // Whether global_attention_range can run for queries like q with this attention dropout (the
 // kernels are SDPA's CPU flash entry points, which have no dropout): CPU, p == 0, float32 or
 // float64 or bfloat16 or float16.

@@ -6,7 +6,9 @@
 #include <chrono>
 
 #include "common/error.h"
+#include "common/parallel_layout.h"
 #include "model/autograd_op.h"
+#include "model/global_range.h"
 
 namespace cst::model {
 namespace {
@@ -203,6 +205,56 @@ Tensor all_gather_seq(SeqGroup& group, const Tensor& x) {
   return finish_gather(g);
 }
 
+namespace {
+
+// x [B, T, ...] of every rank -> [B, S*T, ...] in rank order (no autograd).
+Tensor gather_chunks(comm::Communicator& group, const Tensor& x) {
+  const int S = group.size();
+  std::vector<int64_t> shape = x.sizes().vec();  // [B, T, ...]
+  shape.insert(shape.begin(), S);
+  Tensor gathered = at::empty(shape, x.options().memory_format(at::MemoryFormat::Contiguous));
+  group.all_gather(x.contiguous(), gathered);  // [S, B, T, ...]
+  shape.erase(shape.begin());
+  shape[1] *= S;
+  return gathered.movedim(0, 1).reshape(shape);  // [B, S*T, ...]
+}
+
+// y [B, S*T, ...] of every rank -> [B, T, ...]: rank r's chunk of their sum (no autograd).
+Tensor sum_chunks(comm::Communicator& group, const Tensor& y) {
+  const int S = group.size();
+  std::vector<int64_t> split = y.sizes().vec();
+  split[1] /= S;
+  std::vector<int64_t> mine_shape = split;
+  split.insert(split.begin() + 1, S);                       // [B, S, T, ...]
+  Tensor in = y.reshape(split).movedim(1, 0).contiguous();  // [S, B, T, ...]
+  Tensor mine = at::empty(mine_shape, in.options());
+  group.reduce_scatter(in, mine, comm::ReduceOp::kSum);
+  return mine;
+}
+
+}  // namespace
+
+Tensor rows_to_chunks(comm::Communicator& group, const Tensor& x, int64_t first, int64_t chunk) {
+  const int64_t rows = x.size(1), total = chunk * group.size();
+  CST_CHECK(first >= 0 && first + rows <= total,
+            "rows_to_chunks: rows [" << first << ", " << first + rows << ") outside the " << total << " of the group");
+  std::vector<Tensor> out(1);
+  {
+    torch::NoGradGuard no_grad;
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape[1] = total;
+    Tensor all = at::zeros(shape, x.options().memory_format(at::MemoryFormat::Contiguous));
+    all.narrow(1, first, rows).copy_(x);
+    out[0] = sum_chunks(group, all);
+  }
+  attach_backward("RowsToChunksBackward", {x}, out,
+                  [&group, first, rows, shape = out[0].sizes().vec(), opt = x.options()](std::vector<Tensor> grads) {
+                    const Tensor g = grads[0].defined() ? grads[0] : at::zeros(shape, opt);
+                    return std::vector<Tensor>{gather_chunks(group, g).narrow(1, first, rows)};
+                  });
+  return out[0];
+}
+
 SeqChunk SeqChunk::make(comm::Communicator& group, const Tensor& mask, bool masked, int64_t first_token,
                         int64_t slice_len, int64_t ext, bool causal) {
   torch::NoGradGuard no_grad;
@@ -218,6 +270,11 @@ SeqChunk SeqChunk::make(comm::Communicator& group, const Tensor& mask, bool mask
     const Halo h = halo_exchange(group, mask, ext, !causal);
     c.mask_left = h.left;
     c.mask_right = h.right;
+  }
+  for (int j = 0; causal && j < group.size(); ++j) {  // every rank's split, so that all decide alike
+    const TokenRange rows = balanced_causal_rows(c.total_slices, group.size(), j, csa::kRangeRowCost);
+    if (rows.begin != j * n_local || rows.end != (j + 1) * n_local) c.balance_global = true;
+    if (j == group.rank()) c.global_first = rows.begin, c.global_rows = rows.size();
   }
   c.slice_mask_all = all_gather_seq(group, mask.reshape({mask.size(0), n_local, slice_len}).any(-1));
   return c;

@@ -118,6 +118,15 @@ at::Tensor all_gather_seq(comm::Communicator& group, const at::Tensor& x);
 // for (or, when !group.overlap, waited for before the deferred work), with the times counted.
 at::Tensor all_gather_seq(SeqGroup& group, const at::Tensor& x);
 
+// x [B, R, ...]: rows [first, first + R) of a sequence of S*chunk rows, computed on this rank ->
+// [B, chunk, ...]: this rank's rows [r chunk, (r+1) chunk), each from the rank that computed it.
+// The ranks' ranges must be disjoint (they need not tile the sequence: a row no rank computed is
+// 0). A zero [B, S*chunk, ...] holding x at its rows, reduce-scattered (sum) over the group: a row
+// is one rank's value plus zeros, exact. The transpose of all_gather_seq: backward all-gathers the
+// chunks' gradients and takes rows [first, first + R). Moves (S - 1) chunk rows per rank, as
+// all_gather_seq does.
+at::Tensor rows_to_chunks(comm::Communicator& group, const at::Tensor& x, int64_t first, int64_t chunk);
+
 // What every CSA layer of one forward pass over a rank's chunk needs, made once per forward
 // (CstModelImpl) and shared by the layers through LayerContext::sp. The group must outlive it.
 struct SeqChunk {
@@ -129,6 +138,14 @@ struct SeqChunk {
                                      // undefined when e = 0 (right: also when causal)
   at::Tensor slice_mask_all;         // [B, n] bool: the slice has a real token
   bool masked = true;                // false: the sequence came without a mask (all real)
+  // balance_global: causal global attention is split by work over the group where the kernels
+  // score only visible pairs: this rank computes query slices [global_first, global_first +
+  // global_rows) (balanced_causal_rows with csa::kRangeRowCost: common/parallel_layout.h,
+  // model/global_range.h) and rows_to_chunks returns them to their owners. The same on every
+  // rank (false where the split is the own chunks: one slice per rank, a short sequence, or
+  // bidirectional). Setting it to false turns balancing off: each rank its own slices.
+  bool balance_global = false;
+  int64_t global_first = 0, global_rows = 0;
 
   // Collective over the group. mask [B, T] bool (this chunk; T = N / S, a multiple of L, as
   // ParallelLayout::token_range asserts); masked: whether the caller passed a mask (the same on

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 #include <string>
 
@@ -104,6 +105,48 @@ TEST(ParallelLayout, EverySplitHasTheTrainingLength) {
                      {"data.train = 't': sample length = 24", "dist.seq_parallel = 2", "model.slice_len = 8"});
   EXPECT_NO_THROW(ParallelLayout(spec(2, 0, 1, 8)).check_split_len("data.valid = 'v'", 48, 32))
       << "one rank holds any length";
+}
+
+// Causal global attention split by work: row t sees t keys and costs t + c (c: row_cost), so
+// rows [a, b) cost W(b) - W(a), W(a) = a (a - 1) / 2 + c a. The parts tile the rows in order, each
+// keeps a row, and each part's work is within one row's (n - 1 + c) of the mean: its two
+// boundaries are each the nearest row to their share.
+TEST(ParallelLayout, BalancedCausalRowsSplitTheWorkEvenly) {
+  for (int64_t c : {0, 3, 512}) {
+    auto work = [c](const TokenRange& t) {
+      return t.end * (t.end - 1) / 2 + c * t.end - (t.begin * (t.begin - 1) / 2 + c * t.begin);
+    };
+    for (int64_t parts : {1, 2, 3, 4, 8})
+      for (int64_t n : {parts, parts + 1, int64_t{16}, int64_t{64}, int64_t{1000}, int64_t{8192}}) {
+        if (n < parts) continue;
+        const double mean = static_cast<double>(work({0, n})) / parts;
+        int64_t next = 0;
+        for (int64_t j = 0; j < parts; ++j) {
+          const TokenRange t = balanced_causal_rows(n, parts, j, c);
+          SCOPED_TRACE(::testing::Message() << "n " << n << " parts " << parts << " part " << j << " c " << c);
+          EXPECT_EQ(t.begin, next);
+          EXPECT_GE(t.size(), 1);
+          EXPECT_LE(std::abs(static_cast<double>(work(t)) - mean), static_cast<double>(n - 1 + c));
+          next = t.end;
+        }
+        EXPECT_EQ(next, n);
+      }
+  }
+  // n = 16 over 4 (120 pairs, shares 30, 60, 90): the nearest boundaries are 8 (28 pairs below),
+  // 11 (55) and 14 (91); part 0 takes the most rows, the last the fewest.
+  EXPECT_EQ(balanced_causal_rows(16, 4, 0).end, 8);
+  EXPECT_EQ(balanced_causal_rows(16, 4, 1).end, 11);
+  EXPECT_EQ(balanced_causal_rows(16, 4, 2).end, 14);
+  EXPECT_EQ(balanced_causal_rows(16, 4, 3).size(), 2);
+  // Large n: the last part holds about n (1 - sqrt(3/4)) rows (the continuous share, a^2 / 2 = 3/4
+  // of n^2 / 2), 0.54 of the own chunk of n / 4 rows.
+  EXPECT_NEAR(static_cast<double>(balanced_causal_rows(8192, 4, 3).size()), 8192 * (1 - std::sqrt(0.75)), 2.0);
+  // A cost per row moves rows to the later parts: 16 over 2 with c = 8 (248, share 124): 10 rows
+  // below cost 125, 9 cost 108.
+  EXPECT_EQ(balanced_causal_rows(16, 2, 0, 8).end, 10);
+  expect_input_error([] { balanced_causal_rows(3, 4, 0); }, {"part 0 of 4", "3 slices"});
+  expect_input_error([] { balanced_causal_rows(8, 2, 0, -1); }, {"row cost -1"});
+  expect_input_error([] { balanced_causal_rows(8, 2, 2); }, {"part 2 of 2"});
 }
 
 }  // namespace

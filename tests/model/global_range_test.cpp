@@ -9,6 +9,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <numeric>
+
+#include "common/parallel_layout.h"
 #include "model/csa.h"
 #include "model/flops.h"
 #include "tests/model/test_util.h"
@@ -128,6 +132,50 @@ TEST(GlobalRange, MergeIsStableWithLargeScores) {
   EXPECT_FALSE(got.out.isnan().any().item<bool>());
   EXPECT_LT(max_abs_diff(got.out, ref.out), 1e-4);
   EXPECT_LT(max_abs_diff(got.gv, ref.gv), 1e-4);
+}
+
+// The causal rows split by work (balanced_causal_rows with the kernels' kRangeRowCost) instead of
+// each rank's own chunk: the ranges together still equal the whole sequence, the kernels still get
+// only the visible pairs, and every rank gets the same work (pairs + kRangeRowCost x rows) within
+// 10%, where own chunks leave the last rank with ~2x the mean pairs.
+TEST(GlobalRange, BalancedCausalRowsEqualTheWholeSequenceWithEvenWork) {
+  for (int64_t n : {128, 2048}) {
+    const Qkv x = make(n, true);
+    const bool exact = n == 128;  // the gradients at 2048 slices: float32 sums of 2048 terms
+    const Grads ref = exact ? run(x, true, 1, nullptr, nullptr) : Grads{};
+    for (int64_t S : {2, 4}) {
+      Tensor q = x.q.clone().requires_grad_(), k = x.k.clone().requires_grad_(), v = x.v.clone().requires_grad_();
+      std::vector<Tensor> outs;
+      std::vector<double> work, own;
+      for (int64_t r = 0; r < S; ++r) {
+        const TokenRange rows = balanced_causal_rows(n, S, r, kRangeRowCost);
+        int64_t pairs = 0, own_pairs = 0;
+        outs.push_back(global_attention_sdpa(q, k, v, x.slice_mask, true, 0.0, false, rows.begin, rows.size(), &pairs));
+        global_attention_sdpa(x.q, x.k, x.v, x.slice_mask, true, 0.0, false, r * (n / S), n / S, &own_pairs);
+        work.push_back(static_cast<double>(pairs + kRangeRowCost * rows.size()));
+        own.push_back(static_cast<double>(own_pairs));
+      }
+      SCOPED_TRACE(::testing::Message() << "n " << n << " S " << S);
+      const Tensor out = torch::cat(outs, 2);
+      if (exact) {
+        (out * x.grad_out).sum().backward();
+        EXPECT_LT(max_abs_diff(out, ref.out), 1e-5);
+        EXPECT_LT(max_abs_diff(q.grad(), ref.gq), 1e-5);
+        EXPECT_LT(max_abs_diff(k.grad(), ref.gk), 1e-5);
+        EXPECT_LT(max_abs_diff(v.grad(), ref.gv), 1e-5);
+      }
+      auto max_over_mean = [&](const std::vector<double>& p) {
+        const double sum = std::accumulate(p.begin(), p.end(), 0.0);
+        return *std::max_element(p.begin(), p.end()) / (sum / S);
+      };
+      EXPECT_EQ(std::accumulate(own.begin(), own.end(), 0.0), static_cast<double>(n * (n - 1) / 2));
+      EXPECT_EQ(std::accumulate(work.begin(), work.end(), 0.0),
+                static_cast<double>(n * (n - 1) / 2 + kRangeRowCost * n))
+          << "only visible pairs";
+      EXPECT_LE(max_over_mean(work), 1.10);
+      EXPECT_GT(max_over_mean(own), 1.4) << "own chunks: the last rank carries (S - 1/2) / (S / 2) of the mean";
+    }
+  }
 }
 
 }  // namespace

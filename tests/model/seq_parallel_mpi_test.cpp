@@ -11,9 +11,11 @@
 
 #include "comm/counting_communicator.h"
 #include "comm/mpi_communicator.h"
+#include "common/parallel_layout.h"
 #include "model/loss.h"
 #include "model/memory.h"
 #include "model/model.h"
+#include "model/seq_parallel.h"
 #include "tests/comm/mpi_main.h"
 #include "tests/model/test_util.h"
 
@@ -121,6 +123,7 @@ TEST_P(SeqParallelExact, EqualsOneRank) {
       cfg.csa_kernel = kernel;
       auto group = group_of(S);
       const int64_t N = S * c.slices_per_rank * cfg.slice_len;
+      cfg.max_seq_len = std::max<int64_t>(cfg.max_seq_len, N);
       const Batch b = make_batch(cfg, N, c.padding);
       const Outcome ref = run(cfg, b, nullptr), sp = run(cfg, b, group.get());
       const int r = group->rank();
@@ -150,8 +153,13 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{Task::kLm, 3.0, true, 2, Composition::kGlobalLocal, Aggregation::kMax},
                       Case{Task::kMlm, 3.0, true, 2, Composition::kParallel, Aggregation::kLinear},
                       Case{Task::kLm, 2.0, true, 2, Composition::kLocalGlobal, Aggregation::kLinear, PosEmb::kAbsolute},
-                      Case{Task::kMlm, 2.0, false, 2, Composition::kLocalGlobal, Aggregation::kMean,
-                           PosEmb::kAbsolute}),
+                      Case{Task::kMlm, 2.0, false, 2, Composition::kLocalGlobal, Aggregation::kMean, PosEmb::kAbsolute},
+                      // Enough slices that the causal global attention rows are split by work
+                      // (64 over 2 ranks: 33, 31; 128 over 4: 35, 33, 31, 29): the balanced path.
+                      Case{Task::kLm, 1.0, false, 32}, Case{Task::kLm, 2.0, true, 32}, Case{Task::kLm, 3.0, true, 32},
+                      Case{Task::kMlm, 2.0, true, 32},
+                      Case{Task::kLm, 3.0, true, 32, Composition::kGlobalLocal, Aggregation::kMax},
+                      Case{Task::kLm, 2.0, false, 32, Composition::kParallel, Aggregation::kLinear, PosEmb::kAbsolute}),
     [](const ::testing::TestParamInfo<Case>& info) {
       const Case& c = info.param;
       std::string name = std::string(to_string(c.task)) + "_alpha" + std::to_string(static_cast<int>(c.alpha)) +
@@ -163,27 +171,52 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Activation checkpointing under sequence parallelism, dropout on: bitwise the gradients of the
 // same sequence-parallel run without checkpointing (the recomputation repeats the exchanges).
+// Without dropout, the causal global attention rows are split by work (the balanced path).
 TEST(SeqParallelCheckpoint, BitwiseEqualWithDropout) {
   for (CsaKernel kernel : {CsaKernel::kExplicit, CsaKernel::kFused})
-    for (Task task : {Task::kLm, Task::kMlm}) {
-      ModelConfig cfg = tiny(task, 3.0);
-      cfg.dropout = 0.2, cfg.csa_kernel = kernel;
-      const int S = world().size();
-      auto group = group_of(S);
-      const Batch b = make_batch(cfg, S * 2 * cfg.slice_len, true);
-      const Outcome plain = run(cfg, b, group.get());
-      cfg.activation_checkpointing = true;
-      const Outcome ckpt = run(cfg, b, group.get());
-      EXPECT_TRUE(torch::equal(plain.logits, ckpt.logits));
-      EXPECT_TRUE(torch::equal(plain.loss, ckpt.loss));
-      for (size_t i = 0; i < plain.grads.size(); ++i)
-        EXPECT_TRUE(torch::equal(plain.grads[i], ckpt.grads[i])) << "parameter " << i;
-    }
+    for (Task task : {Task::kLm, Task::kMlm})
+      for (double dropout : {0.2, 0.0}) {
+        ModelConfig cfg = tiny(task, 3.0);
+        cfg.dropout = dropout, cfg.csa_kernel = kernel;
+        const int S = world().size();
+        auto group = group_of(S);
+        const int64_t slices = dropout > 0 ? 2 : 32;  // 32 per rank: the balanced rows (no dropout)
+        cfg.max_seq_len = S * slices * cfg.slice_len;
+        const Batch b = make_batch(cfg, S * slices * cfg.slice_len, true);
+        const Outcome plain = run(cfg, b, group.get());
+        cfg.activation_checkpointing = true;
+        const Outcome ckpt = run(cfg, b, group.get());
+        EXPECT_TRUE(torch::equal(plain.logits, ckpt.logits));
+        EXPECT_TRUE(torch::equal(plain.loss, ckpt.loss));
+        for (size_t i = 0; i < plain.grads.size(); ++i)
+          EXPECT_TRUE(torch::equal(plain.grads[i], ckpt.grads[i])) << "parameter " << i;
+      }
+}
+
+// rows_to_chunks: rows computed on the ranks that own other rows reach their owners bitwise, and
+// the gradient of each owner's chunk reaches the rank that computed the row (the ranges of
+// balanced_causal_rows, disjoint, tiling the sequence).
+TEST(SeqParallelRows, RowsReachTheirOwnersAndGradientsComeBack) {
+  for (int S : {2, 4}) {
+    if (world().size() % S != 0) continue;
+    auto group = group_of(S);
+    const int r = group->rank();
+    const int64_t T = 3, n = S * T;
+    torch::manual_seed(11);
+    const Tensor all = torch::randn({2, n, 5}), grad_all = torch::randn({2, n, 5});
+    const TokenRange rows = balanced_causal_rows(n, S, r);
+    Tensor x = all.narrow(1, rows.begin, rows.size()).clone().requires_grad_();
+    Tensor mine = rows_to_chunks(*group, x, rows.begin, T);
+    EXPECT_TRUE(torch::equal(mine, chunk(all, r, S))) << "S = " << S;
+    (mine * chunk(grad_all, r, S)).sum().backward();
+    EXPECT_TRUE(torch::equal(x.grad(), grad_all.narrow(1, rows.begin, rows.size()))) << "S = " << S;
+  }
 }
 
 // Bytes per layer and rank, counted at the communicator, against the formula: the halo of the
 // local input (e tokens, D values; from both sides when bidirectional) and the all-gather of the
-// slice embeddings ((S - 1) n_local D values), each once in forward and once in backward.
+// slice embeddings ((S - 1) n_local D values), each once in forward and once in backward; causal,
+// the balanced global attention rows returned to their owners, as many again.
 TEST(SeqParallelComm, BytesPerLayerAreTheFormula) {
   for (CsaKernel kernel : {CsaKernel::kExplicit, CsaKernel::kFused})
     for (Task task : {Task::kLm, Task::kMlm}) {
@@ -192,7 +225,8 @@ TEST(SeqParallelComm, BytesPerLayerAreTheFormula) {
       const int S = world().size();
       auto group = group_of(S);
       comm::CountingCommunicator counting(*group);
-      const int64_t T = 3 * cfg.slice_len, N = S * T, B = 2, D = cfg.d_model, e = cfg.extension();
+      const int64_t T = 32 * cfg.slice_len, N = S * T, B = 2, D = cfg.d_model, e = cfg.extension();
+      cfg.max_seq_len = N;
       const Batch b = make_batch(cfg, N, false);
       torch::manual_seed(5);
       CstModel m(cfg);
@@ -200,6 +234,7 @@ TEST(SeqParallelComm, BytesPerLayerAreTheFormula) {
       const int r = counting.rank();
       Tensor logits = m->forward(chunk(b.ids, r, S), chunk(b.mask, r, S));
       const auto fwd_halo = counting.count("send_recv"), fwd_gather = counting.count("all_gather");
+      const auto fwd_rs = counting.count("reduce_scatter");
       logits.square().sum().backward();
       const int64_t sides = task == Task::kLm ? 1 : 2, layers = cfg.n_layers, f = 4;  // float32
       // Received from each side that has a neighbour (ends: none).
@@ -208,16 +243,25 @@ TEST(SeqParallelComm, BytesPerLayerAreTheFormula) {
       EXPECT_EQ(fwd_halo.calls, sides * (layers + 1));
       EXPECT_EQ(fwd_halo.received_bytes, neighbours * layers * B * e * D * f + mask_bytes);
       EXPECT_EQ(fwd_gather.calls, layers + 1);  // + the slice mask, once per forward
-      EXPECT_EQ(fwd_gather.received_bytes,
-                layers * (S - 1) * B * (T / cfg.slice_len) * D * f + (S - 1) * B * (T / cfg.slice_len));
+      const int64_t gather_bytes = layers * (S - 1) * B * (T / cfg.slice_len) * D * f;
+      EXPECT_EQ(fwd_gather.received_bytes, gather_bytes + (S - 1) * B * (T / cfg.slice_len));
+      // Causal, the global attention rows are split by work (128 slices over 4 ranks: 35, 33,
+      // 31, 29; 64 over 2: 33, 31) and return to their owners: one reduce-scatter of the chunk's rows per
+      // layer in forward, an all-gather in backward, as many bytes as the slice embeddings.
+      const int64_t moves = task == Task::kLm ? 1 : 0;
+      EXPECT_EQ(fwd_rs.calls, moves * layers);
+      EXPECT_EQ(fwd_rs.received_bytes, moves * gather_bytes);
       const auto all_halo = counting.count("send_recv"), rs = counting.count("reduce_scatter");
       // Backward returns each halo's gradient to its owner: what this rank receives is the
       // gradient of what it sent (its boundary tokens), from each neighbour it sent to.
       const int64_t receivers = task == Task::kLm ? (r + 1 < S) : neighbours;
       EXPECT_EQ(all_halo.calls, sides * (2 * layers + 1));
       EXPECT_EQ(all_halo.received_bytes - fwd_halo.received_bytes, receivers * layers * B * e * D * f);
-      EXPECT_EQ(rs.calls, layers);
-      EXPECT_EQ(rs.received_bytes, layers * (S - 1) * B * (T / cfg.slice_len) * D * f);
+      EXPECT_EQ(rs.calls, (1 + moves) * layers);
+      EXPECT_EQ(rs.received_bytes, (1 + moves) * gather_bytes);
+      const auto all_gather = counting.count("all_gather");
+      EXPECT_EQ(all_gather.calls, (1 + moves) * layers + 1);
+      EXPECT_EQ(all_gather.received_bytes - fwd_gather.received_bytes, moves * gather_bytes);
     }
 }
 
