@@ -4,6 +4,7 @@
 //   mpirun -np 4 bench_seq_parallel --mode memory --preset tiny_lm --n 16384
 //   mpirun -np 2 bench_seq_parallel --mode speed --preset tiny_lm --n 2048 --batch 4
 //   mpirun -np 4 --bind-to none bench_seq_parallel --mode balance --preset tiny_lm --n 65536 --slice-len 8 --layers 8
+//   mpirun -np 8 --oversubscribe --bind-to none bench_seq_parallel --mode scale --n 262144 --slice-len 64 --steps 1
 //
 // comm:   one CSA layer of the preset, forward + backward on this rank's chunk of one sequence
 //         of N tokens (S = W ranks). The bytes each rank receives are counted at the
@@ -29,6 +30,9 @@
 // balance: causal global attention, each rank's own query slices vs the rows split by work, in
 //         one run: per-rank CPU time of the attention and of a training step, per-rank pairs
 //         (bench/seq_parallel_balance.h).
+// scale:  training steps with block checkpointing at one N over S = 1, 2, 4, 8 ranks (--sp) beside
+//         one rank at N / S: per-rank CPU time, balance, efficiency, peak memory and MFU ratios
+//         (bench/seq_parallel_scale.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
@@ -43,6 +47,7 @@
 
 #include "bench/seq_parallel_balance.h"
 #include "bench/seq_parallel_overlap.h"
+#include "bench/seq_parallel_scale.h"
 #include "comm/counting_communicator.h"
 #include "comm/factory.h"
 #include "comm/mpi.h"
@@ -61,7 +66,7 @@ using torch::Tensor;
 namespace {
 
 struct Options {
-  std::string mode = "comm", preset = "tiny_lm", ns = "16384";
+  std::string mode = "comm", preset = "tiny_lm", ns = "16384", sps = "1,2,4,8";
   int64_t batch = 1, layers = 0, vocab = 0, steps = 5, slice_len = 0;
   int threads = 1;
 };
@@ -272,13 +277,14 @@ int main(int argc, char** argv) {
   Options o;
   po::options_description desc("bench_seq_parallel options");
   desc.add_options()("help,h", "show this help")("mode", po::value(&o.mode)->default_value(o.mode),
-                                                 "comm | memory | speed | overlap | balance")(
+                                                 "comm | memory | speed | overlap | balance | scale")(
       "preset", po::value(&o.preset)->default_value(o.preset), "model shape: tiny_lm, tiny_mlm, pg19_longctx, ...")(
       "n", po::value(&o.ns)->default_value(o.ns), "sequence length(s) N, comma-separated (comm: a table row each)")(
       "batch", po::value(&o.batch)->default_value(o.batch), "sequences (speed: the global batch)")(
       "layers", po::value(&o.layers)->default_value(o.layers), "override the preset's layers (0: keep)")(
       "vocab", po::value(&o.vocab)->default_value(o.vocab), "override the preset's vocabulary (0: keep)")(
-      "steps", po::value(&o.steps)->default_value(o.steps), "speed, overlap, balance: timed rounds")(
+      "steps", po::value(&o.steps)->default_value(o.steps), "speed, overlap, balance, scale: timed rounds")(
+      "sp", po::value(&o.sps)->default_value(o.sps), "scale: sequence-parallel group sizes, comma-separated")(
       "slice-len", po::value(&o.slice_len)->default_value(o.slice_len), "override the preset's slice_len (0: keep)")(
       "threads", po::value(&o.threads)->default_value(o.threads), "intra-op threads per rank");
   int code = 0;
@@ -304,8 +310,13 @@ int main(int argc, char** argv) {
     else if (o.mode == "balance")
       bench::balance_tables(*world, config_for(o, parse_list(o.ns).front()), o.preset, parse_list(o.ns).front(),
                             o.batch, o.steps);
-    else
-      CST_THROW_INPUT("--mode '" << o.mode << "' is not one of comm, memory, speed, overlap, balance");
+    else if (o.mode == "scale") {
+      const int64_t N = parse_list(o.ns).front();
+      std::vector<int> sps;
+      for (int64_t S : parse_list(o.sps)) sps.push_back(static_cast<int>(S));
+      bench::scale_table(*world, {o.preset, config_for(o, N), N, sps, o.batch, o.steps});
+    } else
+      CST_THROW_INPUT("--mode '" << o.mode << "' is not one of comm, memory, speed, overlap, balance, scale");
     world->barrier();
   } catch (const InputError& e) {
     std::fprintf(stderr, "[rank %d] error: %s\n", mpi.rank(), e.what());

@@ -5,10 +5,9 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <ctime>
-#include <numeric>
 #include <vector>
 
+#include "bench/rank_stats.h"
 #include "common/error.h"
 #include "common/parallel_layout.h"
 #include "model/csa.h"
@@ -28,33 +27,6 @@ struct Sample {
 };
 
 Tensor chunk(const Tensor& t, int r, int S) { return t.narrow(1, r * (t.size(1) / S), t.size(1) / S); }
-
-double thread_cpu_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
-
-// Every rank's value, on rank 0 (others: empty).
-std::vector<double> gather_to_root(comm::Communicator& g, double v) {
-  Tensor all = torch::zeros({g.size()}, torch::kDouble);
-  all[g.rank()] = v;
-  g.all_reduce(all);
-  return g.rank() == 0 ? std::vector<double>(all.data_ptr<double>(), all.data_ptr<double>() + g.size())
-                       : std::vector<double>{};
-}
-
-double sum_of(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); }
-double max_over_mean(const std::vector<double>& v) {
-  return *std::max_element(v.begin(), v.end()) / (sum_of(v) / static_cast<double>(v.size()));
-}
-
-std::string joined(const std::vector<double>& v, double scale, const char* fmt) {
-  std::string s;
-  char buf[32];
-  for (double x : v) s += (s.empty() ? "" : ", ") + std::string(buf, std::snprintf(buf, sizeof buf, fmt, x * scale));
-  return s;
-}
 
 // Rank r's causal query slices: 0, its own chunk; 1, its share of the work (SeqChunk's split);
 // 2, zigzag (Megatron-LM / Llama 3 context parallelism): chunks r and 2S - 1 - r of 2S; 3, its

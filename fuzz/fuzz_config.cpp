@@ -28,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!cst::launcher::parse_train_options(args, cfg, nullptr)) return;
     (void)cfg.to_string();
     cfg.validate(world);
-    (void)cfg.micro_steps(world);
+    (void)cfg.micro_steps(cst::ParallelLayout(cfg.layout_spec(world, 0)));
   });
   return 0;
 }

@@ -22,29 +22,12 @@
 # A second run redoes both steps (--overwrite of what cst-prep wrote there); about 2 s.
 set -euo pipefail
 
-usage() { echo "usage: $0 <build dir> [kjv dir] [--train-every K]" >&2; exit 2; }
-every=1
-args=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --train-every) [ $# -ge 2 ] || usage; every="$2"; shift ;;
-    *) args+=("$1") ;;
-  esac
-  shift
-done
-[ ${#args[@]} -ge 1 ] && [ ${#args[@]} -le 2 ] || usage
+source "$(dirname "$0")/kjv-common.sh"
+kjv_args "$0" --train-every 1 "$@"
+every="$kjv_flag_value"
 [[ "$every" =~ ^[1-9][0-9]{0,3}$ ]] || { echo "error: --train-every '$every' must be an integer in [1, 9999]" >&2; exit 2; }
-root="$(cd "$(dirname "$0")/.." && pwd)"
-build="${args[0]}"
-kjv="${args[1]:-$root/data/kjv}"
-kjv="${kjv%/}"
-prep="$build/launcher/cst-prep"
-[ -x "$prep" ] || { echo "error: $prep not found: build the cst-prep target first" >&2; exit 2; }
+kjv_prepared prepare-kjv-cls heldout
 held="$kjv-raw/heldout"
-if [ ! -f "$kjv/tokenizer.model" ] || [ ! -d "$held" ]; then
-  echo "[prepare-kjv-cls] no held-out chapters or tokenizer in $kjv: running prepare-kjv.sh" >&2
-  "$root/scripts/prepare-kjv.sh" "$build" "$kjv"
-fi
 name=cls
 [ "$every" = 1 ] || name="cls-every$every"
 jsonl="$kjv-$name-jsonl"

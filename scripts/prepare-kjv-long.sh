@@ -13,28 +13,11 @@
 # validation split). A second run redoes it (--overwrite of what cst-prep wrote there).
 set -euo pipefail
 
-usage() { echo "usage: $0 <build dir> [kjv dir] [--copies N]" >&2; exit 2; }
-copies=2
-args=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --copies) [ $# -ge 2 ] || usage; copies="$2"; shift ;;
-    *) args+=("$1") ;;
-  esac
-  shift
-done
-[ ${#args[@]} -ge 1 ] && [ ${#args[@]} -le 2 ] || usage
+source "$(dirname "$0")/kjv-common.sh"
+kjv_args "$0" --copies 2 "$@"
+copies="$kjv_flag_value"
 [[ "$copies" =~ ^[1-9][0-9]?$ ]] || { echo "error: --copies '$copies' must be an integer in [1, 99]" >&2; exit 2; }
-root="$(cd "$(dirname "$0")/.." && pwd)"
-build="${args[0]}"
-kjv="${args[1]:-$root/data/kjv}"
-kjv="${kjv%/}"
-prep="$build/launcher/cst-prep"
-[ -x "$prep" ] || { echo "error: $prep not found: build the cst-prep target first" >&2; exit 2; }
-if [ ! -f "$kjv/tokenizer.model" ] || [ ! -d "$kjv-raw/train" ]; then
-  echo "[prepare-kjv-long] no tokenizer or raw text in $kjv: running prepare-kjv.sh" >&2
-  "$root/scripts/prepare-kjv.sh" "$build" "$kjv"
-fi
+kjv_prepared prepare-kjv-long train
 raw="$kjv-long-raw"
 [ ! -e "$raw" ] || [ -f "$raw/.prepare-kjv-long" ] ||
   { echo "error: $raw exists and was not made by this script: move it away" >&2; exit 2; }

@@ -209,8 +209,8 @@ void TrainConfig::validate(int world_size) const {
 #undef CST_OPT_CHECK
 }
 
-int64_t TrainConfig::micro_steps(int world_size) const {
-  return train.global_batch / (ParallelLayout(layout_spec(world_size, 0)).dp_size() * train.micro_batch);
+int64_t TrainConfig::micro_steps(const ParallelLayout& layout) const {
+  return train.global_batch / (layout.dp_size() * train.micro_batch);
 }
 
 LayoutSpec TrainConfig::layout_spec(int world_size, int rank) const {

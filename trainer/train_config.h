@@ -143,8 +143,9 @@ struct TrainConfig {
   // The layout of rank `rank` of world_size (dist.seq_parallel, model.slice_len, model.arch,
   // model.task), unchecked: ParallelLayout's constructor checks it.
   LayoutSpec layout_spec(int world_size, int rank) const;
-  // Micro-steps per optimizer step: global_batch / (data-parallel replicas x micro_batch).
-  int64_t micro_steps(int world_size) const;
+  // Micro-steps per optimizer step: global_batch / (data-parallel replicas x micro_batch), the
+  // replicas those of `layout` (made from layout_spec()).
+  int64_t micro_steps(const ParallelLayout& layout) const;
 };
 
 // InputError unless `metric` names an evaluation metric as metrics.jsonl does (valid/<m> or

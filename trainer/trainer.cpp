@@ -94,7 +94,7 @@ void Trainer::train_step(int64_t step, PhaseTimer& phases) {
   if (cfg.debug.fail_rank == proc.rank && cfg.debug.fail_at_step == step)
     CST_THROW("debug: injected failure at step " << step << " on rank " << proc.rank);
   const int W = proc.world_size;
-  const int64_t micro = cfg.micro_steps(W), mb = cfg.train.micro_batch;
+  const int64_t micro = cfg.micro_steps(ctx_->layout()), mb = cfg.train.micro_batch;
   const auto t0 = Clock::now();
   std::optional<dataio::Batch> batch = data_->loader->next();
   CST_CHECK(batch.has_value(), "train loader ended");

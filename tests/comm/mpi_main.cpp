@@ -6,10 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <iostream>
+#include <memory>
 
 namespace cst::comm::testing {
 namespace {
 MpiEnvironment* g_env = nullptr;
+std::unique_ptr<MpiCommunicator> g_world;
 
 // Failures on ranks other than 0, prefixed with the rank.
 class RankFailurePrinter : public ::testing::EmptyTestEventListener {
@@ -28,6 +30,11 @@ class RankFailurePrinter : public ::testing::EmptyTestEventListener {
 }  // namespace
 
 MpiEnvironment& mpi() { return *g_env; }
+
+MpiCommunicator& world() {
+  if (!g_world) g_world = std::make_unique<MpiCommunicator>(*g_env);
+  return *g_world;
+}
 }  // namespace cst::comm::testing
 
 // CST_TEST_MPI_THREAD_LEVEL: the thread level an executable asks MPI for (default: MULTIPLE).
@@ -45,6 +52,7 @@ int main(int argc, char** argv) {
     listeners.Append(new cst::comm::testing::RankFailurePrinter(env.rank()));
   }
   int rc = RUN_ALL_TESTS();
+  cst::comm::testing::g_world.reset();
   int any = 0;
   CST_CHECK_MPI(MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
   if (env.rank() == 0 && any != rc) std::cerr << "a test failed on another rank" << std::endl;

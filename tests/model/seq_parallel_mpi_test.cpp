@@ -24,10 +24,7 @@ namespace {
 
 using torch::Tensor;
 
-comm::MpiCommunicator& world() {
-  static comm::MpiCommunicator c(comm::testing::mpi());
-  return c;
-}
+comm::MpiCommunicator& world() { return comm::testing::world(); }
 
 // Groups of S consecutive world ranks (S must divide the world size).
 std::unique_ptr<comm::Communicator> group_of(int S) { return world().split(world().rank() / S, world().rank()); }

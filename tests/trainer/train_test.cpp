@@ -11,6 +11,8 @@
 #include <iterator>
 #include <sstream>
 
+#include "common/parallel_layout.h"
+#include "model/global_range.h"
 #include "model/weights_io.h"
 #include "tests/dataio/test_util.h"
 #include "tests/trainer/job_util.h"
@@ -143,6 +145,33 @@ TEST_F(TrainJob, SequenceParallelEqualsOneRank) {
               1e-5)
         << task << " explicit kernel, S = 2";
   }
+}
+
+// Long enough for the causal global attention's rows to be split by work (64 slices of 2 tokens
+// at S = 2, 128 at S = 4, both split away from the own-chunk rows): the parameters of one rank,
+// with block checkpointing too.
+TEST_F(TrainJob, SequenceParallelBalancedRowsEqualOneRank) {
+  for (int S : {2, 4})
+    ASSERT_NE(balanced_causal_rows(128 / 2, S, 0, model::csa::kRangeRowCost).end, 64 / S)
+        << "S = " << S << ": the geometry no longer takes the split path";
+  auto params = [](int np, const std::string& extra) -> cst::testing::Params {
+    std::string a = common_args("lm", 3);
+    for (const auto& [from, to] :
+         {std::pair<std::string, std::string>{"--model.max_seq_len 32", "--model.max_seq_len 128"},
+          {"--data.seq_len 32", "--data.seq_len 128"},
+          {"--model.slice_len 8", "--model.slice_len 2"}})
+      a.replace(a.find(from), from.size(), to);
+    const std::string logdir = dir_->file("run" + std::to_string(counter_));
+    JobResult r = run(np, a + " --train.global_batch 4 --train.micro_batch 2" + extra + " --log.dir " + logdir);
+    EXPECT_EQ(r.code, 0) << r.err << r.out;
+    return r.code == 0 ? cst::testing::load_params(logdir + "/model.h5") : cst::testing::Params{};
+  };
+  auto one = params(1, "");
+  ASSERT_FALSE(one.empty());
+  EXPECT_LT(max_diff(one, params(2, " --dist.seq_parallel 2")), 1e-5) << "S = 2";
+  EXPECT_LT(max_diff(one, params(4, " --dist.seq_parallel 4")), 1e-5) << "S = 4";
+  EXPECT_LT(max_diff(one, params(2, " --dist.seq_parallel 2 --train.activation_checkpointing block")), 1e-5)
+      << "S = 2, block checkpointing";
 }
 
 // Dropout on: the recomputation replays the random state, so checkpointed blocks train to
