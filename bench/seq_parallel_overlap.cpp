@@ -17,10 +17,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using torch::Tensor;
 
-// What one round measures on one rank, in seconds (gathers_overlapped: a count).
+// What one round measures on one rank, in seconds (gathers_overlapped: a count). backward: in
+// the backward exchanges' nodes, of which scatter: waiting for the gather's reduce-scatter.
 struct Round {
-  double halo = 0, gather = 0, backward = 0, layer = 0, overlapped = 0;
-  std::vector<double> list() const { return {halo, gather, backward, layer, overlapped}; }
+  double halo = 0, gather = 0, backward = 0, scatter = 0, layer = 0, overlapped = 0;
+  std::vector<double> list() const { return {halo, gather, backward, scatter, layer, overlapped}; }
 };
 
 double median(std::vector<double> v) {
@@ -45,15 +46,16 @@ Round run_round(model::CompositeSliceAttention& layer, const model::ModelConfig&
   Round r;
   r.layer = std::chrono::duration<double>(Clock::now() - t0).count();
   const model::ExchangeTimes& t = *g.times;
-  r.halo = t.halo_wait_s, r.gather = t.gather_wait_s, r.backward = t.backward_s;
+  r.halo = t.halo_wait_s, r.gather = t.gather_wait_s, r.backward = t.backward_s, r.scatter = t.gather_grad_wait_s;
   r.overlapped = static_cast<double>(t.gathers_overlapped);
   return r;
 }
 
 const char* what_overlaps(model::Composition c) {
   switch (c) {
-    case model::Composition::kLocalGlobal: return "halo: q/k/v projections; gather: o_proj(Y_l)";
-    case model::Composition::kParallel: return "halo: q/k/v projections; gather: the whole local branch";
+    case model::Composition::kLocalGlobal: return "halo: q/k/v projections; gather (and its backward): o_proj(Y_l)";
+    case model::Composition::kParallel:
+      return "halo: q/k/v projections; gather (and its backward): the whole local branch";
     case model::Composition::kGlobalLocal:
       return "halo: q/k/v projections; gather: nothing (local attention reads the global output)";
   }
@@ -75,8 +77,8 @@ void overlap_table(comm::Communicator& world, const OverlapOptions& o) {
         o.preset.c_str(), (long)c.d_model, (long)c.n_heads, (long)c.slice_len, (long)c.extension(),
         c.causal() ? "causal" : "bidirectional", (long)o.batch, S, model::to_string(c.csa_kernel), (long)o.rounds);
     std::printf(
-        "| N | composition | schedule | halo wait | gather wait | forward exposed | backward exchanges | layer | "
-        "overlapped with |\n|---|---|---|---|---|---|---|---|---|\n");
+        "| N | composition | schedule | halo wait | gather wait | forward exposed | backward exchanges | "
+        "of which reduce-scatter wait | layer | overlapped with |\n|---|---|---|---|---|---|---|---|---|---|\n");
   }
   for (int64_t N : o.ns) {
     for (model::Composition comp : comps) {
@@ -96,7 +98,7 @@ void overlap_table(comm::Communicator& world, const OverlapOptions& o) {
         for (int s = 0; s < 2; ++s) {
           Round r = run_round(layer, cfg, *group, x, base, s == 1);
           const std::vector<double> m = world.all_reduce_doubles(r.list(), comm::ReduceOp::kMax);
-          if (i > 0) rounds[s].push_back({m[0], m[1], m[2], m[3], m[4]});
+          if (i > 0) rounds[s].push_back({m[0], m[1], m[2], m[3], m[4], m[5]});
         }
       if (rank != 0) continue;
       for (int s = 0; s < 2; ++s) {
@@ -107,9 +109,10 @@ void overlap_table(comm::Communicator& world, const OverlapOptions& o) {
         };
         // A composition whose gather should have had work beside it, but none ran: say so.
         const bool none_ran = s == 1 && med(&Round::overlapped) == 0 && comp != model::Composition::kGlobalLocal;
-        std::printf("| %ld | %s | %s | %.3f | %.3f | %.3f | %.3f | %.2f | %s |\n", (long)N, model::to_string(comp),
-                    s == 0 ? "blocking" : "overlapped", med(&Round::halo), med(&Round::gather),
-                    med(&Round::halo) + med(&Round::gather), med(&Round::backward), med(&Round::layer),
+        std::printf("| %ld | %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f | %s |\n", (long)N,
+                    model::to_string(comp), s == 0 ? "blocking" : "overlapped", med(&Round::halo), med(&Round::gather),
+                    med(&Round::halo) + med(&Round::gather), med(&Round::backward), med(&Round::scatter),
+                    med(&Round::layer),
                     s == 0 ? "-" : (none_ran ? "nothing ran beside the gather" : what_overlaps(comp)));
       }
     }

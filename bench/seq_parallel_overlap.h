@@ -24,7 +24,8 @@ struct OverlapOptions {
 // one CSA layer, forward + backward on this rank's chunk, with SeqGroup::overlap false
 // (blocking: each exchange waited for where it starts) and true (waited for where its result is
 // used), alternating; prints (rank 0) the medians over rounds of the slowest rank's seconds
-// blocked in the exchanges (halo, all-gather, backward) and of the layer's time.
+// blocked in the exchanges (halo, all-gather, backward and, of it, the wait for the all-gather's
+// reduce-scatter) and of the layer's time.
 void overlap_table(comm::Communicator& world, const OverlapOptions& o);
 
 }  // namespace cst::bench

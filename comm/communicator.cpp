@@ -49,6 +49,11 @@ std::unique_ptr<Work> Communicator::all_gather_async(const at::Tensor& in, at::T
   return detail::completed_work();
 }
 
+std::unique_ptr<Work> Communicator::reduce_scatter_async(const at::Tensor& in, at::Tensor out, ReduceOp op) {
+  reduce_scatter(in, out, op);
+  return detail::completed_work();
+}
+
 std::unique_ptr<Work> Communicator::send_recv_async(const at::Tensor& send, int dst, at::Tensor recv, int src) {
   send_recv(send, dst, recv, src);
   return detail::completed_work();

@@ -75,9 +75,9 @@ class Communicator {
   // src may be -1 for none. Only the ranks named must call it (not a collective), but a rank
   // receiving from src must be matched by src sending to it.
   virtual void send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) = 0;
-  // Non-blocking all_gather and send_recv (same arguments and checks; the tensors are shallow
-  // handles and the Work keeps their storage alive): `out` / `recv` must not be read, and `in` /
-  // `send` not written, until the Work completes. They are ordered with every other operation of
+  // Non-blocking all_gather, reduce_scatter and send_recv (same arguments and checks; the tensors
+  // are shallow handles and the Work keeps their storage alive): `out` / `recv` must not be read
+  // or written, and `in` / `send` not written, until the Work completes. They are ordered with every other operation of
   // this communicator in issue order, as all_reduce_async (operations issued later, blocking or
   // not, run after them), so every rank must issue them in the same order as the rest. The
   // caller must wait() for (or poll until done()) each Work before reading the result; Works may
@@ -87,6 +87,8 @@ class Communicator {
   // stream (wait() orders the caller's stream after it); by default, and for LocalCommunicator,
   // at once (the Work is complete when returned).
   virtual std::unique_ptr<Work> all_gather_async(const at::Tensor& in, at::Tensor out);
+  virtual std::unique_ptr<Work> reduce_scatter_async(const at::Tensor& in, at::Tensor out,
+                                                     ReduceOp op = ReduceOp::kSum);
   virtual std::unique_ptr<Work> send_recv_async(const at::Tensor& send, int dst, at::Tensor recv, int src);
   virtual void barrier() = 0;
   // Collective: the ranks that pass the same color (>= 0) form a new communicator of the same

@@ -79,6 +79,12 @@ std::unique_ptr<Work> CountingCommunicator::all_gather_async(const at::Tensor& i
   return inner_.all_gather_async(in, std::move(out));
 }
 
+std::unique_ptr<Work> CountingCommunicator::reduce_scatter_async(const at::Tensor& in, at::Tensor out, ReduceOp op) {
+  const int64_t b = (size() - 1) * nbytes(out);
+  add("reduce_scatter", b, b);
+  return inner_.reduce_scatter_async(in, std::move(out), op);
+}
+
 std::unique_ptr<Work> CountingCommunicator::send_recv_async(const at::Tensor& send, int dst, at::Tensor recv, int src) {
   add("send_recv", src >= 0 ? nbytes(recv) : 0, dst >= 0 ? nbytes(send) : 0);
   return inner_.send_recv_async(send, dst, std::move(recv), src);

@@ -44,8 +44,10 @@ class CountingCommunicator : public Communicator {
   void all_gather(const at::Tensor& in, at::Tensor& out) override;
   void reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op = ReduceOp::kSum) override;
   void send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) override;
-  // Counted as their blocking forms ("all_gather", "send_recv"), when issued.
+  // Counted as their blocking forms ("all_gather", "reduce_scatter", "send_recv"), when issued.
   std::unique_ptr<Work> all_gather_async(const at::Tensor& in, at::Tensor out) override;
+  std::unique_ptr<Work> reduce_scatter_async(const at::Tensor& in, at::Tensor out,
+                                             ReduceOp op = ReduceOp::kSum) override;
   std::unique_ptr<Work> send_recv_async(const at::Tensor& send, int dst, at::Tensor recv, int src) override;
   void barrier() override;
   std::unique_ptr<Communicator> split(int color, int key) override { return inner_.split(color, key); }

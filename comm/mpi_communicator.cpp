@@ -269,6 +269,10 @@ std::unique_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& in, at
 }
 
 void MpiCommunicator::reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) {
+  reduce_scatter_async(in, out, op)->wait(opts_.timeout_s);
+}
+
+std::unique_ptr<Work> MpiCommunicator::reduce_scatter_async(const at::Tensor& in, at::Tensor out, ReduceOp op) {
   const std::string name = op_name("reduce_scatter", op);
   check_cpu(in, name.c_str());
   check_cpu(out, name.c_str());
@@ -282,7 +286,7 @@ void MpiCommunicator::reduce_scatter(const at::Tensor& in, at::Tensor& out, Redu
                                            << " elements per rank exceed MPI's int count");
   const int64_t bytes = nbytes(in);
   at::Tensor src = in, dst = out;
-  run_blocking(name, bytes, [ctx = ctx_, src, dst, op, name, bytes]() mutable {
+  return submit_async(name, bytes, [ctx = ctx_, src, dst, op, name, bytes]() mutable {
     const bool via = via_float(src.scalar_type());
     at::Tensor s = via ? src.to(at::kFloat).contiguous() : src.contiguous();
     at::Tensor r = (via || !dst.is_contiguous()) ? at::empty(dst.sizes(), s.options()) : dst;

@@ -12,7 +12,7 @@
 // MPI_THREAD_MULTIPLE (other code may call MPI on the main thread meanwhile); when
 // MpiEnvironment::thread_level() is lower, or Options::comm_thread is false, collectives run on
 // the calling thread (rank 0 warns once in the first case), and all_reduce_async (likewise
-// all_gather_async and send_recv_async) is deferred: it runs when its Work is waited for or
+// all_gather_async, reduce_scatter_async and send_recv_async) is deferred: it runs when its Work is waited for or
 // polled, or before the next operation of this communicator, whichever comes first. So the gradient all-reduces that
 // GradReducer issues from backward hooks run at finalize(), after backward: never while a peer waits for this rank in
 // the exchange of another communicator (a split's sequence-parallel halos), which would deadlock. Tasks and Work
@@ -81,6 +81,8 @@ class MpiCommunicator : public Communicator {
   void send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) override;
   // On the communication thread; below MPI_THREAD_MULTIPLE deferred as all_reduce_async.
   std::unique_ptr<Work> all_gather_async(const at::Tensor& in, at::Tensor out) override;
+  std::unique_ptr<Work> reduce_scatter_async(const at::Tensor& in, at::Tensor out,
+                                             ReduceOp op = ReduceOp::kSum) override;
   std::unique_ptr<Work> send_recv_async(const at::Tensor& send, int dst, at::Tensor recv, int src) override;
   void barrier() override;
   std::unique_ptr<Communicator> split(int color, int key) override;

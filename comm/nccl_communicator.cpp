@@ -277,6 +277,10 @@ std::unique_ptr<Work> NcclCommunicator::all_gather_async(const at::Tensor& in, a
 }
 
 void NcclCommunicator::reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) {
+  reduce_scatter_async(in, out, op)->wait(timeout_s_);
+}
+
+std::unique_ptr<Work> NcclCommunicator::reduce_scatter_async(const at::Tensor& in, at::Tensor out, ReduceOp op) {
   const std::string name = std::string("reduce_scatter(") + to_string(op) + ")";
   check_cuda_tensor(in, device_, rank_, name.c_str());
   check_cuda_tensor(out, device_, rank_, name.c_str());
@@ -294,7 +298,7 @@ void NcclCommunicator::reduce_scatter(const at::Tensor& in, at::Tensor& out, Red
       CST_CHECK_NCCL(ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(), nccl_type(in.scalar_type()),
                                        nccl_op(op, in.scalar_type()), impl_->comm, impl_->stream.stream()),
                      name, bytes));
-  NcclWork(impl_->comm, l.start, l.end, out, name, bytes, rank_, device_).wait(timeout_s_);
+  return std::make_unique<NcclWork>(impl_->comm, l.start, l.end, out, name, bytes, rank_, device_);
 }
 
 void NcclCommunicator::send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) {

@@ -58,6 +58,8 @@ class NcclCommunicator : public Communicator {
   void send_recv(const at::Tensor& send, int dst, at::Tensor& recv, int src) override;
   // On the communicator's side stream, after the caller's current stream's work so far.
   std::unique_ptr<Work> all_gather_async(const at::Tensor& in, at::Tensor out) override;
+  std::unique_ptr<Work> reduce_scatter_async(const at::Tensor& in, at::Tensor out,
+                                             ReduceOp op = ReduceOp::kSum) override;
   std::unique_ptr<Work> send_recv_async(const at::Tensor& send, int dst, at::Tensor recv, int src) override;
   void barrier() override;
   std::unique_ptr<Communicator> split(int color, int key) override;

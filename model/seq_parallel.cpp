@@ -32,45 +32,112 @@ void count_backward(const std::shared_ptr<ExchangeTimes>& times, Clock::time_poi
   ++times->backward_exchanges;
 }
 
-// A gather in flight: the raw [S, B, T, ...] buffer (already the output of the autograd node)
-// and its Work.
-struct Gather {
-  Tensor gathered;
-  std::unique_ptr<comm::Work> work;
-  std::vector<int64_t> out_shape;  // [B, S*T, ...]
+// The backward of one all-gather, split over two nodes as HaloGrads is. The gathered output's
+// node (AllGatherSeqBackward, attached when the gather is finished, after the work deferred to
+// it) starts the reduce-scatter of the gathered gradient and returns; x's node
+// (AllGatherSeqWait, attached on x when the gather starts, before that work) waits for it and
+// returns this rank's chunk as x's gradient. x's node runs after the output's (it receives the
+// output's, empty, gradient of x). The engine runs ready nodes by decreasing sequence number, so
+// in between it runs what is ready of the nodes created between the two: the deferred work's
+// backward (the parallel composition's local branch, o_proj(Y_l) in local-global), while the
+// reduce-scatter is in flight. When !overlap the output's node waits at once (blocking
+// schedule): the same nodes, operations and additions, so bitwise the same gradients.
+//
+// Order of the group's operations. Every rank builds the same graph (the same exchanges, shapes
+// aside) and the engine runs it in the same order, so every rank issues this reduce-scatter at
+// the same point: after the operations of the nodes created after the gather's wait (global
+// attention, rows_to_chunks, later layers), before those of the deferred work (its halos'
+// gradients). The group runs its operations in issue order; x's node waits only for an
+// operation every rank issued before anything it waits for itself, and no rank blocks in a world
+// collective meanwhile (GradReducer's all-reduces run on the world's communication thread, or
+// below MPI_THREAD_MULTIPLE are deferred to finalize(), after backward). Below
+// MPI_THREAD_MULTIPLE the reduce-scatter is deferred until x's node waits (or the next group
+// operation runs): no overlap, same results.
+struct GatherGrads {
+  comm::Communicator* group = nullptr;
+  bool overlap = false;
+  std::shared_ptr<ExchangeTimes> times;
+  std::vector<int64_t> shape;        // x: [B, T, ...]
+  at::TensorOptions options;         // x's
+  Tensor mine;                       // [B, T, ...]: this rank's chunk of the summed gradient
+  std::unique_ptr<comm::Work> work;  // the reduce-scatter, until waited for
+
+  void start(const Tensor& grad) {  // grad: [S, B, T, ...] or undefined (zeros)
+    std::vector<int64_t> gshape = shape;
+    gshape.insert(gshape.begin(), group->size());
+    Tensor in = grad.defined() ? grad.contiguous() : at::zeros(gshape, options);
+    mine = at::empty(shape, in.options());
+    work = group->reduce_scatter_async(in, mine, comm::ReduceOp::kSum);
+    if (times) ++times->gather_grads_started;
+  }
+  void wait() {
+    if (!work) return;
+    const auto t0 = Clock::now();
+    work->wait();
+    work.reset();
+    if (!times) return;
+    times->gather_grad_wait_s += seconds_since(t0);
+    ++times->gather_grad_waits;
+  }
 };
 
-Gather start_gather(comm::Communicator& group, const Tensor& x, std::shared_ptr<ExchangeTimes> times) {
+// A gather in flight: the raw [S, B, T, ...] buffer (the output of the autograd node once
+// finished) and its Work; x as the output of x's backward node (the input of the output's).
+struct Gather {
+  Tensor gathered, through;
+  std::unique_ptr<comm::Work> work;
+  std::vector<int64_t> out_shape;  // [B, S*T, ...]
+  std::shared_ptr<GatherGrads> grads;
+};
+
+// Starts the all-gather of x and attaches x's backward node. overlap: the reduce-scatter of the
+// gradient is waited for in x's node (else where it starts).
+Gather start_gather(comm::Communicator& group, const Tensor& x, std::shared_ptr<ExchangeTimes> times, bool overlap) {
   const int S = group.size();
   std::vector<int64_t> shape = x.sizes().vec();  // [B, T, ...]
   Gather g;
-  std::vector<Tensor> out(1);
+  std::vector<Tensor> through(1);
   {
     torch::NoGradGuard no_grad;
     std::vector<int64_t> gshape = shape;
     gshape.insert(gshape.begin(), S);
-    out[0] = at::empty(gshape, x.options().memory_format(at::MemoryFormat::Contiguous));
-    g.work = group.all_gather_async(x.contiguous(), out[0]);  // [S, B, T, ...]
+    g.gathered = at::empty(gshape, x.options().memory_format(at::MemoryFormat::Contiguous));
+    g.work = group.all_gather_async(x.contiguous(), g.gathered);  // [S, B, T, ...]
+    through[0] = x.detach();                                      // x itself, with x's node as history
   }
-  // The node's output is the receive buffer: autograd never reads it, the caller only after wait.
-  attach_backward("AllGatherSeqBackward", {x}, out,
-                  [&group, shape, S, times, opt = x.options()](std::vector<Tensor> grads) {
-                    const auto t0 = Clock::now();
-                    std::vector<int64_t> gshape = shape;
-                    gshape.insert(gshape.begin(), S);
-                    Tensor in = grads[0].defined() ? grads[0].contiguous() : at::zeros(gshape, opt);
-                    Tensor mine = at::empty(shape, in.options());
-                    group.reduce_scatter(in, mine, comm::ReduceOp::kSum);
-                    count_backward(times, t0);
-                    return std::vector<Tensor>{mine};
-                  });
-  g.gathered = out[0];
+  auto st = std::make_shared<GatherGrads>();
+  st->group = &group, st->overlap = overlap, st->times = times, st->shape = shape, st->options = x.options();
+  attach_backward("AllGatherSeqWait", {x}, through, [st](std::vector<Tensor> grads) {
+    const auto t0 = Clock::now();
+    const bool early = st->work != nullptr;
+    st->wait();
+    Tensor g = st->mine;
+    if (grads[0].defined()) g = g.defined() ? g + grads[0] : grads[0];
+    st->mine = Tensor();
+    count_backward(st->times, t0);
+    if (early && st->times) ++st->times->gather_grads_early;
+    return std::vector<Tensor>{g};
+  });
+  g.through = through[0];
+  g.grads = st;
   g.out_shape = shape;
   g.out_shape[1] *= S;
   return g;
 }
 
-Tensor finish_gather(Gather& g) { return g.gathered.movedim(0, 1).reshape(g.out_shape); }  // [B, S*T, ...]
+// After the gather's wait: the output's backward node, then [B, S*T, ...]. The node's output is
+// the receive buffer: autograd never reads it.
+Tensor finish_gather(Gather& g) {
+  std::vector<Tensor> out{g.gathered};
+  attach_backward("AllGatherSeqBackward", {g.through}, out, [st = g.grads](std::vector<Tensor> grads) {
+    const auto t0 = Clock::now();
+    st->start(grads[0]);
+    if (!st->overlap) st->wait();
+    if (st->times) st->times->backward_s += seconds_since(t0);
+    return std::vector<Tensor>{Tensor()};
+  });
+  return out[0].movedim(0, 1).reshape(g.out_shape);  // [B, S*T, ...]
+}
 
 }  // namespace
 
@@ -185,13 +252,13 @@ Halo halo_exchange(comm::Communicator& group, const Tensor& x, int64_t e, bool b
 }
 
 Tensor all_gather_seq(comm::Communicator& group, const Tensor& x) {
-  Gather g = start_gather(group, x, nullptr);
+  Gather g = start_gather(group, x, nullptr, false);
   g.work->wait();
   return finish_gather(g);
 }
 
 Tensor all_gather_seq(SeqGroup& group, const Tensor& x) {
-  Gather g = start_gather(*group.comm, x, group.times);
+  Gather g = start_gather(*group.comm, x, group.times, group.overlap);
   ExchangeTimes& t = *group.times;
   auto wait = [&] {
     const auto t0 = Clock::now();

@@ -17,7 +17,9 @@
 // issue order (comm::Communicator's *_async contract), the same on every rank, so a started
 // one never waits behind one issued later; below MPI_THREAD_MULTIPLE they run when waited for
 // (no overlap, same results). In backward the halos' gradients are sent as soon as they exist
-// and received where x's gradient is complete; the all-gather's reduce-scatter is blocking.
+// and received where x's gradient is complete; the all-gather's reduce-scatter is started where
+// the gathered gradient is complete and waited for where x's gradient is (the backward of the
+// work deferred to the gather runs meanwhile).
 // docs/SEQUENCE_PARALLEL.md, "Overlapped exchanges".
 #pragma once
 
@@ -35,12 +37,19 @@ namespace cst::model {
 // Seconds a rank spent blocked on the exchanges of sequence parallelism ("exposed"
 // communication: what compute did not hide), accumulated by the operations below that are
 // given a SeqGroup. Forward: in the waits of the halo exchange and the all-gather; backward:
-// in the reverse exchanges (blocking).
+// in the reverse exchanges' nodes (backward_s: starting them and waiting for them; one
+// backward_exchanges per exchange).
 struct ExchangeTimes {
   double halo_wait_s = 0, gather_wait_s = 0, backward_s = 0;
   int64_t halo_waits = 0, gather_waits = 0, backward_exchanges = 0;
   int64_t gathers_overlapped = 0;  // all-gathers that had deferred work to run while in flight
   int64_t halo_grads_early = 0;    // backward halo exchanges started before x's gradient was complete
+  // The all-gathers' backward reduce-scatters: seconds blocked waiting for them (part of
+  // backward_s), how many were started and waited for, and how many were waited for in x's node
+  // after the gathered output's node started them (in flight while autograd ran the backward of
+  // the work deferred to the gather; 0 when !SeqGroup::overlap). started - waits: in flight now.
+  double gather_grad_wait_s = 0;
+  int64_t gather_grads_started = 0, gather_grad_waits = 0, gather_grads_early = 0;
 };
 
 // The group as a forward pass over a chunk sees it (SeqChunk::group): the communicator, the
@@ -116,6 +125,8 @@ Halo halo_exchange(comm::Communicator& group, const at::Tensor& x, int64_t e, bo
 at::Tensor all_gather_seq(comm::Communicator& group, const at::Tensor& x);
 // The same, scheduled by `group`: started, the deferred work run (SeqGroup::defer), then waited
 // for (or, when !group.overlap, waited for before the deferred work), with the times counted.
+// In backward (when group.overlap) the reduce-scatter starts as soon as the gathered gradient
+// exists and is waited for where x's gradient is computed, after the deferred work's backward.
 at::Tensor all_gather_seq(SeqGroup& group, const at::Tensor& x);
 
 // x [B, R, ...]: rows [first, first + R) of a sequence of S*chunk rows, computed on this rank ->

@@ -128,6 +128,27 @@ TEST(NcclCommunicator, AsyncGatherAndSendRecvEqualBlocking) {
   EXPECT_EQ(recv.cpu().min().item<float>(), left >= 0 ? left : -1.0f);
 }
 
+// reduce_scatter_async on the side stream, issued after the caller's write of its input and
+// beside an all_gather_async, waited for in reverse order: equals the blocking form.
+TEST(NcclCommunicator, AsyncReduceScatterEqualsBlocking) {
+  NCCL_OR_SKIP(c);
+  const int W = c->size(), R = c->rank();
+  // Row r of rank q's input holds (q + 1) * (r + 1): this rank gets (R + 1) * W (W + 1) / 2.
+  at::Tensor in = at::empty({W, 1 << 12}, cuda(c, at::kFloat));
+  for (int r = 0; r < W; ++r) in[r].fill_(static_cast<float>((R + 1) * (r + 1)));
+  at::Tensor async_out = at::full({1 << 12}, -1.0f, cuda(c, at::kFloat)), blocking_out = at::empty_like(async_out);
+  at::Tensor gathered = at::empty({W, 8}, cuda(c, at::kFloat));
+  auto s = c->reduce_scatter_async(in, async_out);
+  auto g = c->all_gather_async(at::full({8}, static_cast<float>(R), cuda(c, at::kFloat)), gathered);
+  g->wait(60.0);
+  s->wait(60.0);
+  c->reduce_scatter(in, blocking_out);
+  EXPECT_TRUE(async_out.equal(blocking_out));
+  EXPECT_EQ(async_out.cpu().min().item<float>(), static_cast<float>((R + 1) * W * (W + 1) / 2));
+  EXPECT_EQ(async_out.cpu().max().item<float>(), static_cast<float>((R + 1) * W * (W + 1) / 2));
+  for (int q = 0; q < W; ++q) EXPECT_EQ(gathered[q].cpu().min().item<float>(), q) << q;
+}
+
 TEST(NcclCommunicator, HostValueHelpersStageThroughTheDevice) {
   NCCL_OR_SKIP(c);
   const int W = c->size(), R = c->rank();

@@ -2,9 +2,10 @@
 // under mpirun with the world as one group (built twice: with the communication thread, and at
 // MPI_THREAD_FUNNELED where the exchanges are deferred until waited for): a CSA layer gives
 // bitwise the same outputs and gradients overlapped as blocking, for every composition, both
-// kernels, causal and bidirectional, and sends the halos' gradients early in backward; the deferred work runs between a
-// gather's start and its wait, once, in the caller's grad mode; a started halo exchange waited for after other work
-// equals the blocking one, gradients included.
+// kernels, causal and bidirectional, and sends the halos' gradients early in backward and keeps the all-gather's
+// reduce-scatter in flight until x's gradient; the deferred work runs between a gather's start and its wait, once, in
+// the caller's grad mode, and its backward while the gather's reduce-scatter is in flight; a started halo exchange
+// waited for after other work equals the blocking one, gradients included.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -12,6 +13,7 @@
 
 #include "comm/mpi_communicator.h"
 #include "model/attention.h"
+#include "model/autograd_op.h"
 #include "model/seq_parallel.h"
 #include "tests/comm/mpi_main.h"
 #include "tests/model/test_util.h"
@@ -77,7 +79,13 @@ TEST_P(SeqOverlap, OverlappedEqualsBlockingBitwise) {
   // used (every rank but the first when causal), only when overlapping.
   EXPECT_EQ(blocking.times.halo_grads_early, 0);
   EXPECT_EQ(overlapped.times.halo_grads_early, task == Task::kLm && world().rank() == 0 ? 0 : 1);
+  // The gather's reduce-scatter is started in the gathered output's node and, only when
+  // overlapping, waited for later, in x's node.
+  EXPECT_EQ(blocking.times.gather_grads_early, 0);
+  EXPECT_EQ(overlapped.times.gather_grads_early, 1);
   for (const ExchangeTimes* t : {&blocking.times, &overlapped.times}) {
+    EXPECT_EQ(t->gather_grads_started, 1);
+    EXPECT_EQ(t->gather_grad_waits, 1);
     EXPECT_EQ(t->halo_waits, 1);
     EXPECT_EQ(t->gather_waits, 1);
     EXPECT_EQ(t->gathers_overlapped, comp == Composition::kGlobalLocal ? 0 : 1);
@@ -99,17 +107,32 @@ TEST(SeqOverlapGroup, DeferredWorkRunsBetweenStartAndWaitOnce) {
     group.comm = &g;
     group.overlap = overlap;
     Tensor x = torch::full({1, 2, 3}, static_cast<float>(R)).requires_grad_(true);
+    Tensor z = torch::ones({2}).requires_grad_(true), local;
     int ran = 0;
     bool grad_mode = false;
-    group.defer([&] { ++ran, grad_mode = torch::GradMode::is_enabled(); });
+    int64_t in_flight = -1;  // the gather's reduce-scatters in flight when the deferred work's backward ran
+    const ExchangeTimes& t = *group.times;
+    group.defer([&] {
+      ++ran, grad_mode = torch::GradMode::is_enabled();
+      std::vector<Tensor> out{z.detach()};
+      attach_backward("Probe", {z}, out, [&](std::vector<Tensor> grads) {
+        in_flight = t.gather_grads_started - t.gather_grad_waits;
+        return grads;
+      });
+      local = out[0];
+    });
     Tensor all = all_gather_seq(group, x);
     EXPECT_EQ(ran, 1);
     EXPECT_TRUE(grad_mode);
     EXPECT_FALSE(group.run_deferred());  // nothing left
     EXPECT_EQ(group.times->gathers_overlapped, 1);
     for (int q = 0; q < S; ++q) EXPECT_TRUE(all.narrow(1, 2 * q, 2).equal(torch::full({1, 2, 3}, float(q))));
-    all.sum().backward();  // the reduce-scatter of ones: S per element
+    (all.sum() + local.sum()).backward();  // the reduce-scatter of ones: S per element
     EXPECT_TRUE(x.grad().equal(torch::full({1, 2, 3}, static_cast<float>(S))));
+    EXPECT_TRUE(z.grad().equal(torch::ones({2})));
+    EXPECT_EQ(in_flight, overlap ? 1 : 0);
+    EXPECT_EQ(t.gather_grads_early, overlap ? 1 : 0);
+    EXPECT_EQ(t.gather_grad_waits, 1);
     // Without a gather, run_deferred runs it.
     group.defer([&] { ++ran; });
     EXPECT_TRUE(group.run_deferred());
