@@ -84,8 +84,8 @@ void scale_table(comm::Communicator& world, const ScaleOptions& o) {
         "peak MiB (largest rank) | one rank at N/S: CPU s, peak MiB | peak / one rank at N/S | MFU / one rank at "
         "N/S |\n|---|---|---|---|---|---|---|---|---|---|\n",
         o.preset.c_str(), (long)c.d_model, (long)c.n_heads, (long)c.n_layers, (long)c.d_ff, (long)c.vocab_size,
-        (long)c.slice_len, c.alpha, c.causal() ? "causal" : "bidirectional", (long)o.N, (long)o.batch,
-        (long)o.rounds, train_flops * 1e-6);
+        (long)c.slice_len, c.alpha, c.causal() ? "causal" : "bidirectional", (long)o.N, (long)o.batch, (long)o.rounds,
+        train_flops * 1e-6);
   double one_at_n = 0;  // CPU s of one rank at N, when S = 1 is asked for
   for (int S : o.sps) {
     const Measured at_n = measure(world, o, S, o.N);

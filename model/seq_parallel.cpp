@@ -18,13 +18,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Sends `send` to rank dst and returns what rank src sends (zeros when src < 0), shaped like send.
-Tensor shift(comm::Communicator& g, const Tensor& send, int dst, int src) {
-  Tensor recv = at::zeros_like(send, at::MemoryFormat::Contiguous);
-  g.send_recv(send.contiguous(), dst, recv, src);
-  return recv;
-}
-
 // Adds the seconds since t0 to a backward counter of `times` (if any).
 void count_backward(const std::shared_ptr<ExchangeTimes>& times, Clock::time_point t0) {
   if (!times) return;
