@@ -45,6 +45,7 @@
 #include <sstream>
 #include <vector>
 
+#include "bench/rank_stats.h"
 #include "bench/seq_parallel_balance.h"
 #include "bench/seq_parallel_overlap.h"
 #include "bench/seq_parallel_scale.h"
@@ -60,6 +61,10 @@
 
 namespace po = boost::program_options;
 using namespace cst;
+using bench::chunk;
+using bench::make_sample;
+using bench::mib;
+using bench::Sample;
 using Clock = std::chrono::steady_clock;
 using torch::Tensor;
 
@@ -89,8 +94,6 @@ model::ModelConfig config_for(const Options& o, int64_t N) {
   c.dropout = 0.0;
   return c;
 }
-
-double mib(double bytes) { return bytes / 1048576.0; }
 
 // ---- comm -----------------------------------------------------------------------------------
 
@@ -139,21 +142,6 @@ void comm_table(comm::Communicator& world, const Options& o) {
 }
 
 // ---- memory ---------------------------------------------------------------------------------
-
-// One sequence of N + 1 tokens (LM: inputs and shifted targets; MLM: 15% of positions predicted),
-// the same on every rank.
-struct Sample {
-  Tensor ids, labels;
-};
-Sample make_sample(const model::ModelConfig& cfg, int64_t rows, int64_t N) {
-  torch::manual_seed(7);
-  Tensor w = torch::randint(cfg.vocab_size, {rows, N + 1}, torch::kLong);
-  if (cfg.causal()) return {w.narrow(1, 0, N), w.narrow(1, 1, N)};
-  Tensor ids = w.narrow(1, 0, N);
-  return {ids, torch::where(torch::rand({rows, N}) < 0.15, ids, torch::full_like(ids, -100))};
-}
-
-Tensor chunk(const Tensor& t, int r, int S) { return t.narrow(1, r * (t.size(1) / S), t.size(1) / S); }
 
 // Forward, loss (normalised by the global count; the trainer's chunked head loss), backward on
 // this rank's chunk.

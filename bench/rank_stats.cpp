@@ -9,6 +9,18 @@
 
 namespace cst::bench {
 
+Sample make_sample(const model::ModelConfig& cfg, int64_t rows, int64_t N) {
+  torch::manual_seed(7);
+  torch::Tensor w = torch::randint(cfg.vocab_size, {rows, N + 1}, torch::kLong);
+  if (cfg.causal()) return {w.narrow(1, 0, N), w.narrow(1, 1, N)};
+  torch::Tensor ids = w.narrow(1, 0, N);
+  return {ids, torch::where(torch::rand({rows, N}) < 0.15, ids, torch::full_like(ids, -100))};
+}
+
+at::Tensor chunk(const at::Tensor& t, int r, int S) { return t.narrow(1, r * (t.size(1) / S), t.size(1) / S); }
+
+double mib(double bytes) { return bytes / 1048576.0; }
+
 double thread_cpu_seconds() {
   timespec t{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);

@@ -21,13 +21,6 @@ namespace {
 
 using torch::Tensor;
 
-// LM sequences of N tokens: inputs and next-token targets, the same on every rank.
-struct Sample {
-  Tensor ids, labels;
-};
-
-Tensor chunk(const Tensor& t, int r, int S) { return t.narrow(1, r * (t.size(1) / S), t.size(1) / S); }
-
 // Rank r's causal query slices: 0, its own chunk; 1, its share of the work (SeqChunk's split);
 // 2, zigzag (Megatron-LM / Llama 3 context parallelism): chunks r and 2S - 1 - r of 2S; 3, its
 // share of the pairs alone (no cost per row).
@@ -117,9 +110,7 @@ void balance_tables(comm::Communicator& world, const model::ModelConfig& cfg, co
   }
   if (rounds == 0) return;
   // (2) Training steps: one rank on the whole sequence (rank 0; the others wait), then S ranks.
-  torch::manual_seed(7);
-  const Tensor window = torch::randint(cfg.vocab_size, {B, N + 1}, torch::kLong);
-  const Sample s{window.narrow(1, 0, N), window.narrow(1, 1, N)};
+  const Sample s = make_sample(cfg, B, N);  // causal: inputs and next-token targets
   const double count = static_cast<double>(B * N);
   torch::manual_seed(1);
   model::CstModel m(cfg);

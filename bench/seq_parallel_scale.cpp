@@ -32,14 +32,9 @@ Measured measure(comm::Communicator& world, const ScaleOptions& o, int S, int64_
     torch::manual_seed(1);
     model::CstModel m(cfg);
     if (S > 1) m->set_sequence_parallel(group.get());
-    torch::manual_seed(7);
-    const Tensor window = torch::randint(cfg.vocab_size, {o.batch, tokens + 1}, torch::kLong);
-    Tensor ids = window.narrow(1, 0, tokens), labels = window.narrow(1, 1, tokens);
-    if (!cfg.causal()) labels = torch::where(torch::rand(ids.sizes()) < 0.15, ids, torch::full_like(ids, -100));
-    const double count = static_cast<double>(labels.ne(-100).sum().item<int64_t>());
-    const int64_t T = tokens / S;
-    ids = ids.narrow(1, r * T, T);
-    labels = labels.narrow(1, r * T, T);
+    const Sample s = make_sample(cfg, o.batch, tokens);
+    const double count = static_cast<double>(s.labels.ne(-100).sum().item<int64_t>());
+    const Tensor ids = chunk(s.ids, r, S), labels = chunk(s.labels, r, S);
     for (const auto& p : m->parameters()) peak += static_cast<double>(p.numel() * p.element_size());
     std::vector<double> t;
     double step_peak = 0;
@@ -61,8 +56,6 @@ Measured measure(comm::Communicator& world, const ScaleOptions& o, int S, int64_
   out.peak = world.all_reduce_scalar(peak, comm::ReduceOp::kMax);
   return out;
 }
-
-double mib(double bytes) { return bytes / 1048576.0; }
 
 }  // namespace
 
