@@ -74,6 +74,7 @@ struct Options {
   std::string mode = "comm", preset = "tiny_lm", ns = "16384", sps = "1,2,4,8";
   int64_t batch = 1, layers = 0, vocab = 0, steps = 5, slice_len = 0;
   int threads = 1;
+  double dropout = 0.0;
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -91,7 +92,7 @@ model::ModelConfig config_for(const Options& o, int64_t N) {
   if (o.vocab > 0) c.vocab_size = o.vocab;
   if (o.slice_len > 0) c.slice_len = o.slice_len;
   c.max_seq_len = std::max(c.max_seq_len, N);
-  c.dropout = 0.0;
+  c.dropout = o.dropout;
   return c;
 }
 
@@ -274,7 +275,9 @@ int main(int argc, char** argv) {
       "steps", po::value(&o.steps)->default_value(o.steps), "speed, overlap, balance, scale: timed rounds")(
       "sp", po::value(&o.sps)->default_value(o.sps), "scale: sequence-parallel group sizes, comma-separated")(
       "slice-len", po::value(&o.slice_len)->default_value(o.slice_len), "override the preset's slice_len (0: keep)")(
-      "threads", po::value(&o.threads)->default_value(o.threads), "intra-op threads per rank");
+      "threads", po::value(&o.threads)->default_value(o.threads), "intra-op threads per rank")(
+      "dropout", po::value(&o.dropout)->default_value(o.dropout),
+      "the model's dropout while training (attention included)");
   int code = 0;
   try {
     po::variables_map vm;

@@ -9,7 +9,6 @@
 #include "comm/communicator.h"
 #include "common/error.h"
 #include "model/csa.h"
-#include "model/global_range.h"
 #include "model/recompute.h"
 #include "model/seq_parallel.h"
 #ifdef CST_WITH_CUDA
@@ -173,17 +172,15 @@ bool all_slices_real(const LayerContext& pos) { return pos.sp ? !pos.sp->masked 
 
 // The query slices [first, first + n) whose global attention this rank computes (n < 0: all),
 // and whether rows_to_chunks must return them to their owners: under sequence parallelism a
-// balanced share (SeqChunk::balance_global, the same on every rank) where the kernels score only
-// visible pairs (queries like `like`, this attention dropout: csa::global_range_supported), else
-// the rank's own `own` slices (a masked rectangle costs its rows times n whichever rows they are).
+// balanced share (SeqChunk::balance_global, the same on every rank; the range kernels score only
+// visible pairs), else the rank's own `own` slices.
 struct QueryRange {
   int64_t first = 0, n = -1;
   bool moved = false;
 };
-QueryRange query_range(const SeqChunk* sp, int64_t own, const Tensor& like, double dropout) {
+QueryRange query_range(const SeqChunk* sp, int64_t own) {
   if (!sp) return {};
-  if (sp->balance_global && csa::global_range_supported(like, dropout))
-    return {sp->global_first, sp->global_rows, true};
+  if (sp->balance_global) return {sp->global_first, sp->global_rows, true};
   return {sp->first_slice, own, false};
 }
 }  // namespace
@@ -201,7 +198,7 @@ Tensor CompositeSliceAttention::global_part(const Tensor& s, const Tensor& slice
   const SeqChunk* sp = pos.sp.get();
   if (!sp) return global(s, slice_mask, pos);
   const Tensor all = all_gather_seq(*sp->group, s);
-  const QueryRange q = query_range(sp, s.size(1), all, is_training() ? cfg_.dropout : 0.0);
+  const QueryRange q = query_range(sp, s.size(1));
   const Tensor y_g = global(all, sp->slice_mask_all, pos, q.first, q.n);
   return q.moved ? rows_to_chunks(*sp->group, y_g, q.first, s.size(1)) : y_g;
 }
@@ -246,7 +243,7 @@ Tensor CompositeSliceAttention::global_of_local(const Tensor& y_l, const Tensor&
                                v_proj->weight, v_proj->bias,
                                o_proj->weight, all_slices_real(pos) ? Tensor() : mask_in,
                                pos.global,     agg_here ? agg_weight : Tensor()};
-  const QueryRange q = query_range(sp, ms.size(1), first, 0.0);
+  const QueryRange q = query_range(sp, ms.size(1));
   const int64_t H = cfg_.n_heads, first_query = q.first, n_q = q.n;
   const bool causal = cfg_.causal(), pooled = sp != nullptr;
   const Aggregation agg = cfg_.aggregation;

@@ -123,11 +123,11 @@ void check_query_range(int64_t f, int64_t nq, int64_t n) {
 // Queries [f, f + nq) through global_attention_range: bidirectional, a rectangle over all n
 // keys; causal, the keys [0, f) every query sees and the diagonal square of the range.
 Tensor range_fused(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask, bool causal, int64_t f,
-                   int64_t nq, int64_t* pairs) {
-  if (!causal) return global_attention_range(q.narrow(2, f, nq), k, v, slice_mask, k.size(2), false, pairs);
+                   int64_t nq, double p, int64_t* pairs) {
+  if (!causal) return global_attention_range(q.narrow(2, f, nq), k, v, slice_mask, k.size(2), false, p, pairs);
   const int64_t m = f + nq - 1;  // keys before the range's last slice
   return global_attention_range(query_rows(q, true, f, nq), k.narrow(2, 0, m), v.narrow(2, 0, m),
-                                slice_mask.defined() ? slice_mask.narrow(1, 0, m) : Tensor(), f, true, pairs);
+                                slice_mask.defined() ? slice_mask.narrow(1, 0, m) : Tensor(), f, true, p, pairs);
 }
 }  // namespace
 
@@ -135,8 +135,7 @@ Tensor global_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
                         double dropout_p, bool training, int64_t first_query, int64_t n_q, int64_t* pairs) {
   const int64_t n = k.size(2), f = first_query, nq = n_q < 0 ? n - first_query : n_q;
   check_query_range(f, nq, n);
-  if ((f > 0 || nq < n) && global_range_supported(q, training ? dropout_p : 0.0))
-    return range_fused(q, k, v, slice_mask, causal, f, nq, pairs);
+  if (f > 0 || nq < n) return range_fused(q, k, v, slice_mask, causal, f, nq, training ? dropout_p : 0.0, pairs);
   if (pairs) *pairs += nq * n;  // every (query, key) pair is scored
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   Tensor mask = slice_mask.unsqueeze(1).unsqueeze(2);                                     // [B, 1, 1, n] keys
@@ -157,17 +156,11 @@ Tensor global_attention_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, 
   const int64_t b = q.size(0), n = k.size(2), f = first_query, nq = n_q < 0 ? n - first_query : n_q;
   check_query_range(f, nq, n);
   const double p = training ? dropout_p : 0.0;
-  if ((f > 0 || nq < n || (causal && slice_mask.defined())) && global_range_supported(q, p))
-    return range_fused(q, k, v, slice_mask, causal, f, nq, pairs);
+  if (f > 0 || nq < n || (causal && slice_mask.defined() && global_range_fused(q, p)))
+    return range_fused(q, k, v, slice_mask, causal, f, nq, p, pairs);
   // Below, a mask hands every pair to the kernel; only the causal whole sequence without padding
   // goes through is_causal.
   if (pairs) *pairs += causal && nq == n && !slice_mask.defined() ? n * (n - 1) / 2 : nq * n;
-  if (f > 0 || nq < n) {  // a range of query slices with dropout: explicit visibility
-    Tensor visible = causal ? earlier_slices(f, nq, n, q.options()).view({1, 1, nq, n})
-                            : at::ones({1, 1, 1, n}, q.options().dtype(at::kBool));
-    if (slice_mask.defined()) visible = visible.logical_and(slice_mask.view({b, 1, 1, n}));
-    return sdpa_masked(query_rows(q, causal, f, nq), k, v, visible, p);
-  }
   if (!causal) {
     if (!slice_mask.defined()) return at::scaled_dot_product_attention(q, k, v, {}, p);
     return sdpa_masked(q, k, v, slice_mask.view({b, 1, 1, n}), p);

@@ -59,8 +59,8 @@ Tensor earlier_slices(int64_t f, int64_t nq, int64_t n, const at::TensorOptions&
 // real token). Causal: slice t uses the query of slice t-1 and sees slices < t; slice 0 gets 0.
 // Returns [B, H, n_q, d]: the outputs of slices [first_query, first_query + n_q) (n_q < 0: to
 // the end), as a sequence-parallel rank computes those of its own slices. A proper range (not
-// the whole sequence) runs through global_attention_range (model/global_range.h) where it can
-// (no dropout, CPU): no [n_q, n] tensor. pairs (may be null): incremented by the (query, key)
+// the whole sequence) runs through global_attention_range (model/global_range.h): no [n_q, n]
+// tensor. pairs (may be null): incremented by the (query, key)
 // slice pairs handed to a kernel, per sequence and head.
 Tensor global_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask, bool causal,
                         double dropout_p, bool training, int64_t first_query = 0, int64_t n_q = -1,
@@ -69,10 +69,10 @@ Tensor global_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
 // global_attention through at::scaled_dot_product_attention: causal = ordinary causal attention
 // of the queries of slices 0..n-2 over the keys of slices 0..n-2, whose outputs go to slices
 // 1..n-1 (slice 0 gets 0). slice_mask undefined: every slice has a real token. A range of query
-// slices [first_query, first_query + n_q) (a sequence-parallel rank's own), and a causal
-// sequence with a slice mask, go through global_attention_range (model/global_range.h) where it
-// can (no dropout, CPU), else through an explicit mask; returns [B, H, n_q, d]. pairs: as for
-// global_attention.
+// slices [first_query, first_query + n_q) (a sequence-parallel rank's own) goes through
+// global_attention_range (model/global_range.h), and so does a causal sequence with a slice mask
+// where its CPU flash kernels run (global_range_fused), else through an explicit mask; returns
+// [B, H, n_q, d]. pairs: as for global_attention.
 Tensor global_attention_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask, bool causal,
                              double dropout_p, bool training, int64_t first_query = 0, int64_t n_q = -1,
                              int64_t* pairs = nullptr);

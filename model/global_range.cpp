@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "model/global_range_rows.h"
 
 namespace cst::model::csa {
 namespace {
@@ -49,6 +50,14 @@ Tensor sees_a_key(const Tensor& key_mask, const Block& b, int64_t nq) {
   return keys.cumsum(-1).gt(0).view({B, 1, b.nk});  // square: query q0 + i sees keys [k0, k0 + i]
 }
 
+// [B, 1, 1, m]: 0 for a real key slice, -inf for an empty one (key_mask [B, m]); undefined without
+// a mask.
+Tensor additive_keys(const std::optional<Tensor>& key_mask, const at::TensorOptions& opt) {
+  if (!key_mask) return {};
+  const int64_t B = key_mask->size(0), m = key_mask->size(1);
+  return at::zeros({B, 1, 1, m}, opt).masked_fill_(key_mask->logical_not().view({B, 1, 1, m}), kNegInf);
+}
+
 // The inputs, merged output and log-sum-exp kept for backward, by name.
 struct Saved {
   Tensor q, k, v, additive, out, lse, empty;
@@ -62,13 +71,9 @@ class RangeAttention : public torch::autograd::Function<RangeAttention> {
  public:
   static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& q, const Tensor& k, const Tensor& v,
                         const std::optional<Tensor>& key_mask, int64_t prefix, bool diagonal) {
-    const int64_t B = q.size(0), H = q.size(1), nq = q.size(2), m = k.size(2);
+    const int64_t B = q.size(0), H = q.size(1), nq = q.size(2);
     const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-    Tensor additive;  // [B, 1, 1, m]: 0 for a real key slice, -inf for an empty one
-    if (key_mask) {
-      additive = at::zeros({B, 1, 1, m}, q.options());
-      additive.masked_fill_(key_mask->logical_not().view({B, 1, 1, m}), kNegInf);
-    }
+    const Tensor additive = additive_keys(key_mask, q.options());
     std::vector<std::pair<Tensor, Tensor>> parts;  // per block: output [B, H, rows, d], lse [B, H, rows]
     Tensor lse;                                    // [B, H, nq], the merged log-sum-exp
     for (const Block& b : blocks_of(nq, prefix, diagonal)) {
@@ -126,14 +131,14 @@ class RangeAttention : public torch::autograd::Function<RangeAttention> {
 
 }  // namespace
 
-bool global_range_supported(const Tensor& q, double dropout_p) {
+bool global_range_fused(const Tensor& q, double dropout_p) {
   const at::ScalarType t = q.scalar_type();
   return q.device().is_cpu() && dropout_p == 0.0 &&
          (t == at::kFloat || t == at::kDouble || t == at::kBFloat16 || t == at::kHalf);
 }
 
 Tensor global_attention_range(const Tensor& q_rows, const Tensor& k, const Tensor& v, const Tensor& key_mask,
-                              int64_t prefix, bool diagonal, int64_t* pairs) {
+                              int64_t prefix, bool diagonal, double dropout_p, int64_t* pairs) {
   const int64_t nq = q_rows.size(2), m = k.size(2);
   CST_CHECK(prefix >= 0 && m == prefix + (diagonal ? nq - 1 : 0) && v.size(2) == m,
             "global attention of a range: " << m << " keys for " << nq << " queries, prefix " << prefix
@@ -141,15 +146,17 @@ Tensor global_attention_range(const Tensor& q_rows, const Tensor& k, const Tenso
   CST_CHECK(!key_mask.defined() || (key_mask.dim() == 2 && key_mask.size(1) == m),
             "global attention of a range: key mask of " << (key_mask.defined() ? key_mask.size(-1) : 0)
                                                         << " slices for " << m << " keys");
-  CST_CHECK(global_range_supported(q_rows, 0.0),
-            "global attention of a range: needs a CPU floating-point tensor, got " << q_rows.toString());
+  const std::optional<Tensor> mask = key_mask.defined() ? std::optional<Tensor>(key_mask) : std::nullopt;
+  if (!global_range_fused(q_rows, dropout_p)) {
+    if (pairs) *pairs += row_block_pairs(nq, q_rows.size(3), prefix, diagonal);
+    return row_block_attention(q_rows, k, v, additive_keys(mask, q_rows.options()), prefix, diagonal, dropout_p);
+  }
   if (pairs)
     for (const Block& b : blocks_of(nq, prefix, diagonal)) *pairs += pairs_of(b, nq);
   // Also without keys (the first slice of a causal sequence, alone): through the autograd node,
   // so that backward reaches k and v (and, under sequence parallelism, the all-gather's
   // reduce-scatter, which every rank of the group must join).
-  return RangeAttention::apply(q_rows, k, v, key_mask.defined() ? std::optional<Tensor>(key_mask) : std::nullopt,
-                               prefix, diagonal);
+  return RangeAttention::apply(q_rows, k, v, mask, prefix, diagonal);
 }
 
 }  // namespace cst::model::csa

@@ -9,6 +9,8 @@
 // the kernels' own is_causal). The two blocks run as separate kernel calls and are merged by
 // their log-sum-exp; backward hands each block the merged output and log-sum-exp, which gives
 // the gradient of the union exactly. Key padding is an additive [B, 1, 1, keys] row, O(n).
+// On CUDA and with attention dropout the same ranges run through row blocks in tensor operations
+// (model/global_range_rows.h).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -24,19 +26,23 @@ namespace cst::model::csa {
 // causal rows by pairs plus this per row.
 constexpr int64_t kRangeRowCost = 512;
 
-// Whether global_attention_range can run for queries like q with this attention dropout (the
-// kernels are SDPA's CPU flash entry points, which have no dropout): CPU, p == 0, float32 or
-// float64 or bfloat16 or float16.
-bool global_range_supported(const at::Tensor& q, double dropout_p);
+// Whether global_attention_range runs for queries like q with this attention dropout through SDPA's
+// CPU flash entry points (CPU, p == 0, float32, float64, bfloat16 or float16); otherwise through
+// the row blocks of model/global_range_rows.h (any device, with dropout), also without a
+// (queries x keys) tensor.
+bool global_range_fused(const at::Tensor& q, double dropout_p);
 
 // q_rows [B, H, nq, d]: the query row of each query slice of the range (causal: of the slice
 // before it; the caller's query_rows). k, v [B, H, m, d]: the keys the range may see, m = prefix
 // (+ nq - 1 when diagonal). key_mask [B, m] bool (true = the slice has a real token) or
 // undefined (all real). Query i sees keys [0, prefix) and, when diagonal, [prefix, prefix + i).
-// Returns [B, H, nq, d]; a query with no visible key gets 0 and zero gradients. Differentiable
-// in q_rows, k and v. pairs (may be null): incremented by the (query, key) slice pairs handed to
-// the kernels, per sequence and head: nq * prefix (+ nq (nq - 1) / 2 when diagonal).
+// dropout_p: attention dropout of the probabilities (0 outside training). Returns [B, H, nq, d];
+// a query with no visible key gets 0 and zero gradients. Differentiable in q_rows, k and v.
+// pairs (may be null): incremented by the (query, key) slice pairs handed to the kernels, per
+// sequence and head: nq * prefix (+ nq (nq - 1) / 2 when diagonal) through the flash kernels,
+// plus the hidden half of each row block's diagonal band through the row blocks.
 at::Tensor global_attention_range(const at::Tensor& q_rows, const at::Tensor& k, const at::Tensor& v,
-                                  const at::Tensor& key_mask, int64_t prefix, bool diagonal, int64_t* pairs = nullptr);
+                                  const at::Tensor& key_mask, int64_t prefix, bool diagonal, double dropout_p = 0.0,
+                                  int64_t* pairs = nullptr);
 
 }  // namespace cst::model::csa

@@ -1,8 +1,9 @@
 // The model on CUDA: equal to the model on CPU; CSA's fused kernels (FlashAttention-2 over
 // variable-length segments, SDPA on blocks) equal the explicit scores within bf16 tolerance;
-// FlashAttention-2's causal flag is aligned bottom-right; the chunked loss and the fused AdamW
-// on the device. Built whenever the LibTorch found has CUDA; skipped, with a visible message,
-// when no GPU is present.
+// FlashAttention-2's causal flag is aligned bottom-right; a sequence-parallel rank's global
+// attention range (row blocks) equals the CPU flash kernels, in float32 and bfloat16, and draws
+// the same dropout masks in backward; the chunked loss and the fused AdamW on the device. Built whenever the LibTorch
+// found has CUDA; skipped, with a visible message, when no GPU is present.
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -10,6 +11,8 @@
 #include "model/attention.h"
 #include "model/autocast_scope.h"
 #include "model/csa_dispatch.h"
+#include "model/global_range.h"
+#include "model/global_range_rows.h"
 #include "model/loss.h"
 #include "model/model.h"
 #include "model/varlen_attention.h"
@@ -239,6 +242,51 @@ TEST(Cuda, FusedAdamWEqualsTheLoop) {
   }
   EXPECT_LT(testing::max_abs_diff(w1.cpu(), w2.cpu()), 1e-5);
   EXPECT_LT(testing::max_abs_diff(b1.cpu(), b2.cpu()), 1e-5);
+}
+
+// The global attention of a causal query range (128 queries after 120 keys, padded keys: four
+// row blocks) on CUDA equals the CPU flash kernels: float32 and bfloat16 inputs, outputs and
+// gradients.
+TEST(Cuda, GlobalRangeRowBlocksEqualCpu) {
+  CST_NEED_CUDA();
+  torch::manual_seed(2);
+  const int64_t nq = 128, prefix = 120, m = prefix + nq - 1;
+  Tensor q = torch::randn({2, 2, nq, 4}), k = torch::randn({2, 2, m, 4}), v = torch::randn({2, 2, m, 4});
+  Tensor key_mask = torch::rand({2, m}) > 0.2, g = torch::randn({2, 2, nq, 4});
+  auto grads = [&](const Tensor& q0, const Tensor& k0, const Tensor& v0, const Tensor& mask) {
+    Tensor a = q0.detach().requires_grad_(), b = k0.detach().requires_grad_(), c = v0.detach().requires_grad_();
+    Tensor out = csa::global_attention_range(a, b, c, mask, prefix, true);
+    (out.to(torch::kFloat) * g.to(out.device())).sum().backward();
+    return std::vector<Tensor>{out, a.grad(), b.grad(), c.grad()};
+  };
+  const auto ref = grads(q, k, v, key_mask);
+  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    auto opt = torch::TensorOptions().device(torch::kCUDA).dtype(dtype);
+    const auto got = grads(q.to(opt), k.to(opt), v.to(opt), key_mask.cuda());
+    const double tol = dtype == torch::kFloat ? 1e-4 : 3e-2;
+    for (size_t i = 0; i < ref.size(); ++i)
+      EXPECT_LE(excess(got[i], ref[i], tol, tol), 0.0) << "tensor " << i << " " << dtype;
+  }
+}
+
+// Dropout on CUDA: with v the identity the output is the dropped probabilities P', each 0 or
+// P / (1 - p); the gradient of v is P'^T g, so backward drew the forward's masks again.
+TEST(Cuda, GlobalRangeDropoutDrawsTheSameMasksInBackward) {
+  CST_NEED_CUDA();
+  const int64_t nq = 96, m = 32;
+  const double p = 0.4;
+  auto opt = torch::TensorOptions().device(torch::kCUDA);
+  torch::manual_seed(3);
+  Tensor q = torch::randn({2, 2, nq, m}, opt), k = torch::randn({2, 2, m, m}, opt);
+  Tensor v = torch::eye(m, opt).expand({2, 2, m, m}).contiguous().requires_grad_();
+  Tensor g = torch::randn({2, 2, nq, m}, opt);
+  const Tensor probs = csa::row_block_attention(q, k, v, Tensor(), m, false, 0.0).detach();
+  Tensor dropped = csa::row_block_attention(q, k, v, Tensor(), m, false, p);
+  (dropped * g).sum().backward();
+  const Tensor kept = dropped.detach().ne(0);
+  EXPECT_LT(testing::max_abs_diff(dropped.detach().masked_select(kept), probs.masked_select(kept) / (1 - p)), 1e-5);
+  EXPECT_NEAR(kept.logical_not().to(torch::kDouble).mean().item<double>(), p, 0.03);
+  EXPECT_LT(testing::max_abs_diff(v.grad(), torch::matmul(dropped.detach().transpose(-1, -2), g)), 1e-4);
 }
 
 }  // namespace

@@ -167,8 +167,9 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 // Activation checkpointing under sequence parallelism, dropout on: bitwise the gradients of the
-// same sequence-parallel run without checkpointing (the recomputation repeats the exchanges).
-// Without dropout, the causal global attention rows are split by work (the balanced path).
+// same sequence-parallel run without checkpointing (the recomputation repeats the exchanges and
+// draws the same dropout masks, also those of the global attention's row blocks). The causal
+// global attention rows are split by work (the balanced path), with and without dropout.
 TEST(SeqParallelCheckpoint, BitwiseEqualWithDropout) {
   for (CsaKernel kernel : {CsaKernel::kExplicit, CsaKernel::kFused})
     for (Task task : {Task::kLm, Task::kMlm})
@@ -177,7 +178,7 @@ TEST(SeqParallelCheckpoint, BitwiseEqualWithDropout) {
         cfg.dropout = dropout, cfg.csa_kernel = kernel;
         const int S = world().size();
         auto group = group_of(S);
-        const int64_t slices = dropout > 0 ? 2 : 32;  // 32 per rank: the balanced rows (no dropout)
+        const int64_t slices = 32;  // per rank: the balanced rows
         cfg.max_seq_len = S * slices * cfg.slice_len;
         const Batch b = make_batch(cfg, S * slices * cfg.slice_len, true);
         const Outcome plain = run(cfg, b, group.get());
@@ -266,39 +267,43 @@ TEST(SeqParallelComm, BytesPerLayerAreTheFormula) {
 // global attention (and its float copy, and the explicit kernel's scores) would be the largest
 // tensor of a layer by far; with the causal offset as key ranges the largest allocation of
 // forward and backward stays a small multiple of the chunk's activations [B, N/S, D] (or of the
-// gathered slice embeddings [B, n, D]). Padding at the end: key padding without a mask.
+// gathered slice embeddings [B, n, D]), with attention dropout too (the row-block kernel). Padding
+// at the end: key padding without a mask.
 class SeqParallelMemory : public ::testing::TestWithParam<CsaKernel> {};
 
 TEST_P(SeqParallelMemory, LargestAllocationIsLinearInTheChunk) {
-  for (Task task : {Task::kLm, Task::kMlm}) {
-    ModelConfig cfg;
-    cfg.task = task, cfg.vocab_size = 50, cfg.d_model = 64, cfg.n_heads = 2, cfg.n_layers = 1, cfg.d_ff = 128;
-    cfg.max_seq_len = 8192, cfg.slice_len = 2, cfg.alpha = 2.0, cfg.dropout = 0.0, cfg.csa_kernel = GetParam();
-    const int S = world().size();
-    const int64_t N = cfg.max_seq_len, T = N / S, n = N / cfg.slice_len, D = cfg.d_model;
-    auto group = group_of(S);
-    torch::manual_seed(4);
-    CstModel m(cfg);
-    m->set_sequence_parallel(group.get());
-    Tensor ids = torch::randint(cfg.vocab_size, {1, N}, torch::kLong);
-    Tensor mask = torch::ones({1, N}, torch::kBool);
-    mask.narrow(1, N - N / 8, N / 8).fill_(false);
-    const int r = group->rank();
-    // The tracker sees this thread's allocations only: no intra-op threads.
-    const int threads = at::get_num_threads();
-    at::set_num_threads(1);
-    MemoryTracker mem;
-    Tensor h = m->forward_hidden(chunk(ids, r, S), chunk(mask, r, S));
-    (h * h).sum().backward();
-    at::set_num_threads(threads);
-    const int64_t linear = std::max(T, n) * D * 4, rectangle = (n / S) * n * 4;  // float32 bytes
-    EXPECT_LE(mem.largest_alloc_bytes(), 4 * linear) << "a [n/S, n] float32 tensor is " << rectangle << " bytes";
-    if (r == S - 1)
-      std::printf(
-          "%s %s, N=%ld L=2 S=%d: largest allocation %.2f MiB, peak %.2f MiB (one [n/S, n] float32: %.0f MiB)\n",
-          to_string(task), to_string(cfg.csa_kernel), (long)N, S, mem.largest_alloc_bytes() / 1048576.0,
-          mem.peak_bytes() / 1048576.0, rectangle / 1048576.0);
-  }
+  for (Task task : {Task::kLm, Task::kMlm})
+    for (double dropout : {0.0, 0.1}) {
+      ModelConfig cfg;
+      cfg.task = task, cfg.vocab_size = 50, cfg.d_model = 64, cfg.n_heads = 2, cfg.n_layers = 1, cfg.d_ff = 128;
+      cfg.max_seq_len = 8192, cfg.slice_len = 2, cfg.alpha = 2.0, cfg.dropout = dropout, cfg.csa_kernel = GetParam();
+      const int S = world().size();
+      const int64_t N = cfg.max_seq_len, T = N / S, n = N / cfg.slice_len, D = cfg.d_model;
+      auto group = group_of(S);
+      torch::manual_seed(4);
+      CstModel m(cfg);
+      m->set_sequence_parallel(group.get());
+      Tensor ids = torch::randint(cfg.vocab_size, {1, N}, torch::kLong);
+      Tensor mask = torch::ones({1, N}, torch::kBool);
+      mask.narrow(1, N - N / 8, N / 8).fill_(false);
+      const int r = group->rank();
+      // The tracker sees this thread's allocations only: no intra-op threads.
+      const int threads = at::get_num_threads();
+      at::set_num_threads(1);
+      MemoryTracker mem;
+      Tensor h = m->forward_hidden(chunk(ids, r, S), chunk(mask, r, S));
+      (h * h).sum().backward();
+      at::set_num_threads(threads);
+      const int64_t linear = std::max(T, n) * D * 4, rectangle = (n / S) * n * 4;  // float32 bytes
+      EXPECT_LE(mem.largest_alloc_bytes(), 4 * linear)
+          << "a [n/S, n] float32 tensor is " << rectangle << " bytes; dropout " << dropout;
+      if (r == S - 1)
+        std::printf(
+            "%s %s, dropout %.1f, N=%ld L=2 S=%d: largest allocation %.2f MiB, peak %.2f MiB (one [n/S, n] float32: "
+            "%.0f MiB)\n",
+            to_string(task), to_string(cfg.csa_kernel), dropout, (long)N, S, mem.largest_alloc_bytes() / 1048576.0,
+            mem.peak_bytes() / 1048576.0, rectangle / 1048576.0);
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernels, SeqParallelMemory, ::testing::Values(CsaKernel::kExplicit, CsaKernel::kFused),
