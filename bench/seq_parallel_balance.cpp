@@ -24,8 +24,9 @@ using torch::Tensor;
 // Rank r's causal query slices: 0, its own chunk; 1, its share of the work (SeqChunk's split);
 // 2, zigzag (Megatron-LM / Llama 3 context parallelism): chunks r and 2S - 1 - r of 2S; 3, its
 // share of the pairs alone (no cost per row).
-std::vector<TokenRange> query_rows(int64_t n, int S, int r, int layout) {
-  if (layout == 1 || layout == 3) return {balanced_causal_rows(n, S, r, layout == 1 ? model::csa::kRangeRowCost : 0)};
+std::vector<TokenRange> query_rows(int64_t n, int S, int r, int layout, double dropout) {
+  if (layout == 1 || layout == 3)
+    return {balanced_causal_rows(n, S, r, layout == 1 ? model::csa::range_row_cost(at::kCPU, dropout) : 0)};
   if (layout == 0) return {{r * (n / S), (r + 1) * (n / S)}};
   const int64_t c = n / (2 * S);
   return {{r * c, (r + 1) * c}, {(2 * S - 1 - r) * c, (2 * S - r) * c}};
@@ -43,7 +44,8 @@ double balance_step(model::CstModel& m, const Sample& s, comm::Communicator* gro
   if (m->abs_pos.defined()) h = h + m->abs_pos.narrow(0, r * T, T);
   model::LayerContext pos = m->layer_context(true);
   if (group) {
-    model::SeqChunk c = model::SeqChunk::make(*group, mask, false, r * T, cfg.slice_len, cfg.extension(), true);
+    model::SeqChunk c = model::SeqChunk::make(*group, mask, false, r * T, cfg.slice_len, cfg.extension(), true,
+                                              model::csa::range_row_cost(ids.device(), cfg.dropout));
     c.balance_global = c.balance_global && balanced;
     pos.sp = std::make_shared<model::SeqChunk>(c);
   }
@@ -69,10 +71,10 @@ void balance_tables(comm::Communicator& world, const model::ModelConfig& cfg, co
   if (r == 0)
     std::printf(
         "# causal global attention, S = %d ranks x 1 thread, %s shape: D=%ld H=%ld L=%ld layers=%ld V=%ld; "
-        "N=%ld (n=%ld slices), batch %ld; thread CPU time, median of %ld rounds after a warm-up (attention), "
-        "of %ld (steps)\n",
+        "N=%ld (n=%ld slices), batch %ld, dropout %.2f; thread CPU time, median of %ld rounds after a warm-up "
+        "(attention), of %ld (steps)\n",
         S, preset.c_str(), (long)cfg.d_model, (long)H, (long)cfg.slice_len, (long)cfg.n_layers, (long)cfg.vocab_size,
-        (long)N, (long)n, (long)B, (long)attn_rounds, (long)rounds);
+        (long)N, (long)n, (long)B, cfg.dropout, (long)attn_rounds, (long)rounds);
   // (1) The global attention of one layer alone: forward + backward of this rank's range.
   torch::manual_seed(3);
   const Tensor q0 = torch::randn({B, H, n, d}), k0 = torch::randn({B, H, n, d}), v0 = torch::randn({B, H, n, d});
@@ -85,8 +87,10 @@ void balance_tables(comm::Communicator& world, const model::ModelConfig& cfg, co
       p = 0;
       world.barrier();
       const double t0 = thread_cpu_seconds();
-      for (const TokenRange& rows : query_rows(n, S, r, i))
-        model::csa::global_attention_sdpa(q, k, v, {}, true, 0.0, false, rows.begin, rows.size(), &p).sum().backward();
+      for (const TokenRange& rows : query_rows(n, S, r, i, cfg.dropout))
+        model::csa::global_attention_sdpa(q, k, v, {}, true, cfg.dropout, true, rows.begin, rows.size(), &p)
+            .sum()
+            .backward();
       if (round > 0) t.push_back(thread_cpu_seconds() - t0);
     }
     std::sort(t.begin(), t.end());
@@ -101,7 +105,8 @@ void balance_tables(comm::Communicator& world, const model::ModelConfig& cfg, co
       std::vector<double> nrows;
       for (int j = 0; j < S; ++j) {
         nrows.push_back(0);
-        for (const TokenRange& rows : query_rows(n, S, j, i)) nrows.back() += static_cast<double>(rows.size());
+        for (const TokenRange& rows : query_rows(n, S, j, i, cfg.dropout))
+          nrows.back() += static_cast<double>(rows.size());
       }
       std::printf("| %s | %s | %s | %.3f | %s | %.3f |\n", names[i], joined(nrows, 1, "%.0f").c_str(),
                   joined(pairs[i], 1e-6, "%.2f").c_str(), max_over_mean(pairs[i]), joined(attn[i], 1e3, "%.0f").c_str(),

@@ -137,6 +137,10 @@ bool global_range_fused(const Tensor& q, double dropout_p) {
          (t == at::kFloat || t == at::kDouble || t == at::kBFloat16 || t == at::kHalf);
 }
 
+int64_t range_row_cost(const at::Device& device, double dropout_p) {
+  return device.is_cpu() && dropout_p == 0.0 ? kRangeRowCost : kRowBlockRowCost;
+}
+
 Tensor global_attention_range(const Tensor& q_rows, const Tensor& k, const Tensor& v, const Tensor& key_mask,
                               int64_t prefix, bool diagonal, double dropout_p, int64_t* pairs) {
   const int64_t nq = q_rows.size(2), m = k.size(2);

@@ -26,6 +26,15 @@ namespace cst::model::csa {
 // causal rows by pairs plus this per row.
 constexpr int64_t kRangeRowCost = 512;
 
+// The same for the row blocks (model/global_range_rows.h): the hidden half of a block's diagonal
+// band, (R - 1) / 2 pairs per row at R = 32 rows. With it the rows split by work take, per rank,
+// within 1.07x of the mean CPU time under dropout (docs/SEQUENCE_PARALLEL.md "Balance").
+constexpr int64_t kRowBlockRowCost = 16;
+
+// The cost per row of the kernels global_attention_range runs on `device` with this dropout:
+// kRangeRowCost (the CPU flash kernels) or kRowBlockRowCost.
+int64_t range_row_cost(const at::Device& device, double dropout_p);
+
 // Whether global_attention_range runs for queries like q with this attention dropout through SDPA's
 // CPU flash entry points (CPU, p == 0, float32, float64, bfloat16 or float16); otherwise through
 // the row blocks of model/global_range_rows.h (any device, with dropout), also without a

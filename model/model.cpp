@@ -9,6 +9,7 @@
 #include "comm/communicator.h"
 #include "common/error.h"
 #include "model/activation_checkpoint.h"
+#include "model/global_range.h"
 #include "model/seq_parallel.h"
 
 namespace cst::model {
@@ -147,9 +148,9 @@ Tensor CstModelImpl::forward_embeddings(const Tensor& x, const Tensor& attention
   const bool all_real = !attention_mask.defined() || (ask && mask.all().item<bool>());
   LayerContext pos = layer_context(all_real);
   if (sp_group_)
-    pos.sp = std::make_shared<SeqChunk>(SeqChunk::make(*sp_group_, mask, attention_mask.defined(),
-                                                       sp_layout_.chunk_offset(x.size(1)), cfg_.slice_len,
-                                                       cfg_.extension(), cfg_.causal()));
+    pos.sp = std::make_shared<SeqChunk>(SeqChunk::make(
+        *sp_group_, mask, attention_mask.defined(), sp_layout_.chunk_offset(x.size(1)), cfg_.slice_len,
+        cfg_.extension(), cfg_.causal(), csa::range_row_cost(x.device(), is_training() ? cfg_.dropout : 0.0)));
   const bool checkpoint = cfg_.activation_checkpointing && is_training();
   Tensor h = x;
   for (const auto& layer : *layers) {

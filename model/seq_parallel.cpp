@@ -316,7 +316,7 @@ Tensor rows_to_chunks(comm::Communicator& group, const Tensor& x, int64_t first,
 }
 
 SeqChunk SeqChunk::make(comm::Communicator& group, const Tensor& mask, bool masked, int64_t first_token,
-                        int64_t slice_len, int64_t ext, bool causal) {
+                        int64_t slice_len, int64_t ext, bool causal, int64_t row_cost) {
   torch::NoGradGuard no_grad;
   SeqChunk c;
   c.group = std::make_shared<SeqGroup>();
@@ -332,7 +332,7 @@ SeqChunk SeqChunk::make(comm::Communicator& group, const Tensor& mask, bool mask
     c.mask_right = h.right;
   }
   for (int j = 0; causal && j < group.size(); ++j) {  // every rank's split, so that all decide alike
-    const TokenRange rows = balanced_causal_rows(c.total_slices, group.size(), j, csa::kRangeRowCost);
+    const TokenRange rows = balanced_causal_rows(c.total_slices, group.size(), j, row_cost);
     if (rows.begin != j * n_local || rows.end != (j + 1) * n_local) c.balance_global = true;
     if (j == group.rank()) c.global_first = rows.begin, c.global_rows = rows.size();
   }

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "model/global_range.h"
 
 namespace cst::model {
 
@@ -151,8 +152,8 @@ struct SeqChunk {
   bool masked = true;                // false: the sequence came without a mask (all real)
   // balance_global: causal global attention is split by work over the group where the kernels
   // score only visible pairs: this rank computes query slices [global_first, global_first +
-  // global_rows) (balanced_causal_rows with csa::kRangeRowCost: common/parallel_layout.h,
-  // model/global_range.h) and rows_to_chunks returns them to their owners. The same on every
+  // global_rows) (balanced_causal_rows with the kernels' cost per row: common/parallel_layout.h,
+  // csa::range_row_cost in model/global_range.h) and rows_to_chunks returns them to their owners. The same on every
   // rank (false where the split is the own chunks: one slice per rank, a short sequence, or
   // bidirectional). Setting it to false turns balancing off: each rank its own slices.
   bool balance_global = false;
@@ -160,9 +161,11 @@ struct SeqChunk {
 
   // Collective over the group. mask [B, T] bool (this chunk; T = N / S, a multiple of L, as
   // ParallelLayout::token_range asserts); masked: whether the caller passed a mask (the same on
-  // every rank); first_token: the chunk's first token in the sequence (token_range(N).begin).
+  // every rank); first_token: the chunk's first token in the sequence (token_range(N).begin);
+  // row_cost: the global attention kernels' work per query row beyond its pairs
+  // (csa::range_row_cost of the device and dropout the forward runs with).
   static SeqChunk make(comm::Communicator& group, const at::Tensor& mask, bool masked, int64_t first_token,
-                       int64_t slice_len, int64_t ext, bool causal);
+                       int64_t slice_len, int64_t ext, bool causal, int64_t row_cost = csa::kRangeRowCost);
   bool has_left() const { return first_slice > 0; }                             // tokens precede the chunk
   bool has_right() const { return first_slice + local_slices < total_slices; }  // tokens follow it
 };
