@@ -194,13 +194,17 @@ Tensor CompositeSliceAttention::global(const Tensor& s_bar, const Tensor& slice_
                        cfg_.dropout, is_training(), first_query, n_q);
 }
 
-Tensor CompositeSliceAttention::global_part(const Tensor& s, const Tensor& slice_mask, const LayerContext& pos) {
+Tensor CompositeSliceAttention::global_part(const Tensor& s, const Tensor& slice_mask, const LayerContext& pos,
+                                            const std::function<void()>& independent) {
   const SeqChunk* sp = pos.sp.get();
-  if (!sp) return global(s, slice_mask, pos);
-  const Tensor all = all_gather_seq(*sp->group, s);
+  if (!sp) {
+    if (independent) independent();
+    return global(s, slice_mask, pos);
+  }
+  const Tensor all = all_gather_seq(*sp->group, s, independent);
   const QueryRange q = query_range(sp, s.size(1));
   const Tensor y_g = global(all, sp->slice_mask_all, pos, q.first, q.n);
-  return q.moved ? rows_to_chunks(*sp->group, y_g, q.first, s.size(1)) : y_g;
+  return q.moved ? rows_to_chunks(*sp->group->comm, y_g, q.first, s.size(1)) : y_g;
 }
 
 Tensor CompositeSliceAttention::local_part(const Tensor& x_in, const Tensor& mp, const LayerContext& pos,
@@ -211,7 +215,7 @@ Tensor CompositeSliceAttention::local_part(const Tensor& x_in, const Tensor& mp,
   // One message per side of D values per token (the local input), not 2D (keys and values),
   // started before the chunk's projections and waited for after them (SeqGroup::overlap).
   SeqGroup& group = *sp->group;
-  PendingHalo pending = start_halo_exchange(group, x_in, e, !cfg_.causal(), group.times, group.overlap);
+  PendingHalo pending = start_halo_exchange(*group.comm, x_in, e, !cfg_.causal(), group.times, group.overlap);
   std::optional<Halo> h;
   if (!group.overlap) h = pending.wait();
   auto halos = [&] {
@@ -225,16 +229,18 @@ Tensor CompositeSliceAttention::local_part(const Tensor& x_in, const Tensor& mp,
 }
 
 Tensor CompositeSliceAttention::global_of_local(const Tensor& y_l, const Tensor& ms, const Tensor& slice_mask,
-                                                const LayerContext& pos) {
+                                                const LayerContext& pos, const std::function<void()>& independent) {
   if (!fused() || (is_training() && cfg_.dropout > 0)) {
-    Tensor y_g = global_part(csa::pool_slices(y_l, ms, cfg_.aggregation, agg_weight), slice_mask, pos);
+    Tensor y_g = global_part(csa::pool_slices(y_l, ms, cfg_.aggregation, agg_weight), slice_mask, pos, independent);
     return at::matmul(y_g, o_proj->weight.t());
   }
   // Recomputed in backward: it keeps only Y_l (kept by the local kernel anyway), not its [B, n, D]
   // intermediates, for a few small matmuls more. Under sequence parallelism the pooling and the
   // all-gather stay outside: it keeps the gathered slice embeddings and no collective is repeated.
   const SeqChunk* sp = pos.sp.get();
-  const Tensor first = sp ? all_gather_seq(*sp->group, csa::pool_slices(y_l, ms, cfg_.aggregation, agg_weight)) : y_l;
+  if (!sp && independent) independent();
+  const Tensor first =
+      sp ? all_gather_seq(*sp->group, csa::pool_slices(y_l, ms, cfg_.aggregation, agg_weight), independent) : y_l;
   const Tensor mask_in = sp ? sp->slice_mask_all : slice_mask;
   const bool agg_here = !sp && agg_weight.defined();
   const GlobalOfLocalInputs in{first,          ms,
@@ -255,7 +261,7 @@ Tensor CompositeSliceAttention::global_of_local(const Tensor& y_l, const Tensor&
     return at::matmul(y_g, t.wo.t());
   };
   const Tensor y = recompute(fn, in.list());  // rows are independent: moved after W_o, outside the recomputation
-  return q.moved ? rows_to_chunks(*sp->group, y, q.first, ms.size(1)) : y;
+  return q.moved ? rows_to_chunks(*sp->group->comm, y, q.first, ms.size(1)) : y;
 }
 
 Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, const LayerContext& pos) {
@@ -274,9 +280,7 @@ Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, con
       if (!sp) return project(y_l, global_of_local(y_l, ms, slice_mask, pos)).narrow(1, 0, N);
       // o_proj(Y_l) needs nothing gathered: it runs while the slice embeddings are gathered.
       Tensor out_local;
-      sp->group->defer([&] { out_local = o_proj(y_l); });
-      Tensor global_out = global_of_local(y_l, ms, slice_mask, pos);
-      sp->group->run_deferred();  // if no gather ran it
+      Tensor global_out = global_of_local(y_l, ms, slice_mask, pos, [&] { out_local = o_proj(y_l); });
       return compose(out_local, global_out).narrow(1, 0, N);
     }
     case Composition::kGlobalLocal: {  // local attention reads input + global output
@@ -288,13 +292,9 @@ Tensor CompositeSliceAttention::forward(const Tensor& x, const Tensor& mask, con
     }
     case Composition::kParallel: {  // both read the input (H-Transformer style)
       Tensor s_in = csa::pool_slices(csa::to_slices(xp, L), ms, cfg_.aggregation, agg_weight);
-      if (!sp) {
-        y_l = local_part(xp, mp, pos, N);
-      } else {  // the local branch needs nothing gathered: it runs while the slice embeddings are
-        sp->group->defer([&] { y_l = local_part(xp, mp, pos, N); });  // (its halo queues behind)
-      }
-      y_g = global_part(s_in, slice_mask, pos);
-      if (sp) sp->group->run_deferred();  // if no gather ran it
+      // The local branch needs nothing gathered: it runs while the slice embeddings are gathered
+      // (its halo exchange queues behind the gather).
+      y_g = global_part(s_in, slice_mask, pos, [&] { y_l = local_part(xp, mp, pos, N); });
       break;
     }
   }

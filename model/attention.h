@@ -68,16 +68,19 @@ class CompositeSliceAttention : public AttentionBase {
   // or without a per-token key mask, for this device, dtype and training mode.
   csa::LocalKernel local_kernel(const torch::Tensor& q, bool per_token_mask) const;
   // Y_g [B, n, D] of this chunk's slices from their slice embeddings [B, n, D]: under sequence
-  // parallelism (pos.sp) through an all-gather of every rank's (a collective).
-  torch::Tensor global_part(const torch::Tensor& s, const torch::Tensor& slice_mask, const LayerContext& pos);
+  // parallelism (pos.sp) through an all-gather of every rank's (a collective). independent
+  // (optional): work that needs nothing of Y_g, run exactly once before Y_g is computed (under
+  // sequence parallelism while the all-gather is in flight: all_gather_seq).
+  torch::Tensor global_part(const torch::Tensor& s, const torch::Tensor& slice_mask, const LayerContext& pos,
+                            const std::function<void()>& independent = {});
   // Y_l [B, n, L, D] of this chunk: under sequence parallelism with the e boundary tokens of the
   // neighbouring ranks' local input x_in [B, n*L, D] (a collective), projected here.
   torch::Tensor local_part(const torch::Tensor& x_in, const torch::Tensor& mp, const LayerContext& pos, int64_t tokens);
   // Y_g W_o^T [B, n, D] of the local-global composition from Y_l [B, n, L, D] (pooled inside),
   // recomputed in backward when fused and without dropout (under sequence parallelism from the
-  // gathered slice embeddings: the all-gather is not repeated).
+  // gathered slice embeddings: the all-gather is not repeated). independent: as for global_part.
   torch::Tensor global_of_local(const torch::Tensor& y_l, const torch::Tensor& ms, const torch::Tensor& slice_mask,
-                                const LayerContext& pos);
+                                const LayerContext& pos, const std::function<void()>& independent = {});
   // o_proj(Y_l) + global_out broadcast over each slice: [B, n*L, D].
   torch::Tensor project(const torch::Tensor& y_local, const torch::Tensor& global_out);
   // out_local [B, n, L, D] (o_proj(Y_l), added to in place) + global_out [B, n, D] broadcast

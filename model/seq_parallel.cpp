@@ -26,20 +26,20 @@ void count_backward(const std::shared_ptr<ExchangeTimes>& times, Clock::time_poi
 }
 
 // The backward of one all-gather, split over two nodes as HaloGrads is. The gathered output's
-// node (AllGatherSeqBackward, attached when the gather is finished, after the work deferred to
-// it) starts the reduce-scatter of the gathered gradient and returns; x's node
+// node (AllGatherSeqBackward, attached when the gather is finished, after its independent work)
+// starts the reduce-scatter of the gathered gradient and returns; x's node
 // (AllGatherSeqWait, attached on x when the gather starts, before that work) waits for it and
 // returns this rank's chunk as x's gradient. x's node runs after the output's (it receives the
 // output's, empty, gradient of x). The engine runs ready nodes by decreasing sequence number, so
-// in between it runs what is ready of the nodes created between the two: the deferred work's
-// backward (the parallel composition's local branch, o_proj(Y_l) in local-global), while the
+// in between it runs what is ready of the nodes created between the two: the independent
+// work's backward (the parallel composition's local branch, o_proj(Y_l) in local-global), while the
 // reduce-scatter is in flight. When !overlap the output's node waits at once (blocking
 // schedule): the same nodes, operations and additions, so bitwise the same gradients.
 //
 // Order of the group's operations. Every rank builds the same graph (the same exchanges, shapes
 // aside) and the engine runs it in the same order, so every rank issues this reduce-scatter at
 // the same point: after the operations of the nodes created after the gather's wait (global
-// attention, rows_to_chunks, later layers), before those of the deferred work (its halos'
+// attention, rows_to_chunks, later layers), before those of the independent work (its halos'
 // gradients). The group runs its operations in issue order; x's node waits only for an
 // operation every rank issued before anything it waits for itself, and no rank blocks in a world
 // collective meanwhile (GradReducer's all-reduces run on the world's communication thread, or
@@ -133,14 +133,6 @@ Tensor finish_gather(Gather& g) {
 }
 
 }  // namespace
-
-bool SeqGroup::run_deferred() {
-  if (deferred_.empty()) return false;
-  std::vector<std::function<void()>> fns;
-  fns.swap(deferred_);  // work deferred while these run waits for the next gather
-  for (auto& fn : fns) fn();
-  return true;
-}
 
 // The reverse exchange of one halo exchange in backward: the halos' gradients go back to their
 // owners, the gradients of this rank's boundary tokens arrive. The halos' node (attached at
@@ -250,7 +242,7 @@ Tensor all_gather_seq(comm::Communicator& group, const Tensor& x) {
   return finish_gather(g);
 }
 
-Tensor all_gather_seq(SeqGroup& group, const Tensor& x) {
+Tensor all_gather_seq(SeqGroup& group, const Tensor& x, const std::function<void()>& independent) {
   Gather g = start_gather(*group.comm, x, group.times, group.overlap);
   ExchangeTimes& t = *group.times;
   auto wait = [&] {
@@ -260,7 +252,7 @@ Tensor all_gather_seq(SeqGroup& group, const Tensor& x) {
     ++t.gather_waits;
   };
   if (!group.overlap) wait();
-  if (group.run_deferred()) ++t.gathers_overlapped;
+  if (independent) independent(), ++t.gathers_overlapped;
   if (group.overlap) wait();
   return finish_gather(g);
 }

@@ -12,14 +12,14 @@
 // Overlap. Forward exchanges are started (start_halo_exchange, all_gather_seq through a
 // SeqGroup) before the work that does not need them and waited for where their result is used:
 // the halo of the local input around the chunk's q/k/v projections, the slice all-gather around
-// the work deferred to it (SeqGroup::defer: o_proj(Y_l) in the local-global composition, the
+// the work handed to it as independent (o_proj(Y_l) in the local-global composition, the
 // whole local branch in the parallel one). Started exchanges run on the group communicator in
 // issue order (comm::Communicator's *_async contract), the same on every rank, so a started
 // one never waits behind one issued later; below MPI_THREAD_MULTIPLE they run when waited for
 // (no overlap, same results). In backward the halos' gradients are sent as soon as they exist
 // and received where x's gradient is complete; the all-gather's reduce-scatter is started where
 // the gathered gradient is complete and waited for where x's gradient is (the backward of the
-// work deferred to the gather runs meanwhile).
+// gather's independent work runs meanwhile).
 // docs/SEQUENCE_PARALLEL.md, "Overlapped exchanges".
 #pragma once
 
@@ -43,21 +43,19 @@ namespace cst::model {
 struct ExchangeTimes {
   double halo_wait_s = 0, gather_wait_s = 0, backward_s = 0;
   int64_t halo_waits = 0, gather_waits = 0, backward_exchanges = 0;
-  int64_t gathers_overlapped = 0;  // all-gathers that had deferred work to run while in flight
+  int64_t gathers_overlapped = 0;  // all-gathers that had independent work to run while in flight
   int64_t halo_grads_early = 0;    // backward halo exchanges started before x's gradient was complete
   // The all-gathers' backward reduce-scatters: seconds blocked waiting for them (part of
   // backward_s), how many were started and waited for, and how many were waited for in x's node
   // after the gathered output's node started them (in flight while autograd ran the backward of
-  // the work deferred to the gather; 0 when !SeqGroup::overlap). started - waits: in flight now.
+  // the gather's independent work; 0 when !SeqGroup::overlap). started - waits: in flight now.
   double gather_grad_wait_s = 0;
   int64_t gather_grads_started = 0, gather_grad_waits = 0, gather_grads_early = 0;
 };
 
-// The group as a forward pass over a chunk sees it (SeqChunk::group): the communicator, the
-// schedule of its exchanges, and the work to overlap with the next all-gather. Used by one
-// thread at a time. Converts to the communicator for the operations that take one; it lives
-// only as long as the forward's SeqChunk, so what backward keeps is the communicator (which
-// the conversion gives), never the SeqGroup.
+// The group as a forward pass over a chunk sees it (SeqChunk::group): the communicator and the
+// schedule of its exchanges. Used by one thread at a time. It lives only as long as the forward's SeqChunk: what
+// backward keeps is the communicator (`comm`, handed to the operations that take one), never the SeqGroup.
 struct SeqGroup {
   comm::Communicator* comm = nullptr;  // the S ranks holding the sequence; outlives backward
   // true: an exchange is waited for where its result is first needed, after the independent
@@ -65,19 +63,6 @@ struct SeqGroup {
   // measurement; the same operations in the same order, so the same results).
   bool overlap = true;
   std::shared_ptr<ExchangeTimes> times = std::make_shared<ExchangeTimes>();
-
-  // Work that needs nothing from the next all-gather through this group (all_gather_seq): it
-  // runs between the gather's start and its wait (or after the wait when !overlap), in the
-  // caller's grad mode, on this thread. It may issue exchanges of its own (they queue behind
-  // the gather, as on every rank). The caller must run_deferred() before using what it
-  // computes: that runs whatever no gather ran (nothing when one did).
-  void defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
-  // Runs the deferred work, in the order deferred; returns whether there was any.
-  bool run_deferred();
-  operator comm::Communicator&() const { return *comm; }  // NOLINT: the group's communicator
-
- private:
-  std::vector<std::function<void()>> deferred_;
 };
 
 // The halos of this rank's chunk x [B, T, ...] (T >= e) of a sequence split over `group` in
@@ -124,11 +109,14 @@ Halo halo_exchange(comm::Communicator& group, const at::Tensor& x, int64_t e, bo
 // x [B, T, ...] -> [B, S*T, ...]: the chunks of every rank, in rank order. Differentiable: the
 // gradient is a reduce-scatter (sum) of the gathered gradient (blocking).
 at::Tensor all_gather_seq(comm::Communicator& group, const at::Tensor& x);
-// The same, scheduled by `group`: started, the deferred work run (SeqGroup::defer), then waited
-// for (or, when !group.overlap, waited for before the deferred work), with the times counted.
-// In backward (when group.overlap) the reduce-scatter starts as soon as the gathered gradient
-// exists and is waited for where x's gradient is computed, after the deferred work's backward.
-at::Tensor all_gather_seq(SeqGroup& group, const at::Tensor& x);
+// The same, scheduled by `group`: started, `independent` run (when given), then waited for (or,
+// when !group.overlap, waited for before `independent`), with the times counted. independent
+// is work that needs nothing from this gather: it runs exactly once, on this thread, in the
+// caller's grad mode, and may issue exchanges of its own (they queue behind the gather, as on
+// every rank). In backward (when group.overlap) the reduce-scatter starts as soon as the
+// gathered gradient exists and is waited for where x's gradient is computed, after the
+// backward of `independent`'s work.
+at::Tensor all_gather_seq(SeqGroup& group, const at::Tensor& x, const std::function<void()>& independent = {});
 
 // x [B, R, ...]: rows [first, first + R) of a sequence of S*chunk rows, computed on this rank ->
 // [B, chunk, ...]: this rank's rows [r chunk, (r+1) chunk), each from the rank that computed it.

@@ -3,8 +3,8 @@
 // MPI_THREAD_FUNNELED where the exchanges are deferred until waited for): a CSA layer gives
 // bitwise the same outputs and gradients overlapped as blocking, for every composition, both
 // kernels, causal and bidirectional, and sends the halos' gradients early in backward and keeps the all-gather's
-// reduce-scatter in flight until x's gradient; the deferred work runs between a gather's start and its wait, once, in
-// the caller's grad mode, and its backward while the gather's reduce-scatter is in flight; a started halo exchange
+// reduce-scatter in flight until x's gradient; the independent work runs between a gather's start and its wait, once,
+// in the caller's grad mode, and its backward while the gather's reduce-scatter is in flight; a started halo exchange
 // waited for after other work equals the blocking one, gradients included.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -99,7 +99,7 @@ INSTANTIATE_TEST_SUITE_P(All, SeqOverlap,
                                             ::testing::Values(CsaKernel::kExplicit, CsaKernel::kFused),
                                             ::testing::Values(Task::kLm, Task::kMlm)));
 
-TEST(SeqOverlapGroup, DeferredWorkRunsBetweenStartAndWaitOnce) {
+TEST(SeqOverlapGroup, IndependentWorkRunsBetweenStartAndWaitOnce) {
   comm::Communicator& g = world();
   const int S = g.size(), R = g.rank();
   for (bool overlap : {true, false}) {
@@ -110,9 +110,9 @@ TEST(SeqOverlapGroup, DeferredWorkRunsBetweenStartAndWaitOnce) {
     Tensor z = torch::ones({2}).requires_grad_(true), local;
     int ran = 0;
     bool grad_mode = false;
-    int64_t in_flight = -1;  // the gather's reduce-scatters in flight when the deferred work's backward ran
+    int64_t in_flight = -1;  // the gather's reduce-scatters in flight when the independent work's backward ran
     const ExchangeTimes& t = *group.times;
-    group.defer([&] {
+    Tensor all = all_gather_seq(group, x, [&] {
       ++ran, grad_mode = torch::GradMode::is_enabled();
       std::vector<Tensor> out{z.detach()};
       attach_backward("Probe", {z}, out, [&](std::vector<Tensor> grads) {
@@ -121,10 +121,8 @@ TEST(SeqOverlapGroup, DeferredWorkRunsBetweenStartAndWaitOnce) {
       });
       local = out[0];
     });
-    Tensor all = all_gather_seq(group, x);
     EXPECT_EQ(ran, 1);
     EXPECT_TRUE(grad_mode);
-    EXPECT_FALSE(group.run_deferred());  // nothing left
     EXPECT_EQ(group.times->gathers_overlapped, 1);
     for (int q = 0; q < S; ++q) EXPECT_TRUE(all.narrow(1, 2 * q, 2).equal(torch::full({1, 2, 3}, float(q))));
     (all.sum() + local.sum()).backward();  // the reduce-scatter of ones: S per element
@@ -133,10 +131,9 @@ TEST(SeqOverlapGroup, DeferredWorkRunsBetweenStartAndWaitOnce) {
     EXPECT_EQ(in_flight, overlap ? 1 : 0);
     EXPECT_EQ(t.gather_grads_early, overlap ? 1 : 0);
     EXPECT_EQ(t.gather_grad_waits, 1);
-    // Without a gather, run_deferred runs it.
-    group.defer([&] { ++ran; });
-    EXPECT_TRUE(group.run_deferred());
-    EXPECT_EQ(ran, 2);
+    // Without independent work the gather overlaps nothing.
+    all_gather_seq(group, x.detach());
+    EXPECT_EQ(group.times->gathers_overlapped, 1);
   }
 }
 
