@@ -60,8 +60,8 @@ Tensor earlier_slices(int64_t f, int64_t nq, int64_t n, const at::TensorOptions&
 // Returns [B, H, n_q, d]: the outputs of slices [first_query, first_query + n_q) (n_q < 0: to
 // the end), as a sequence-parallel rank computes those of its own slices. A proper range (not
 // the whole sequence) runs through global_attention_range (model/global_range.h): no [n_q, n]
-// tensor. pairs (may be null): incremented by the (query, key)
-// slice pairs handed to a kernel, per sequence and head.
+// tensor. pairs (may be null): incremented by the (query, key) slice pairs handed to a kernel,
+// per sequence and head.
 Tensor global_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& slice_mask, bool causal,
                         double dropout_p, bool training, int64_t first_query = 0, int64_t n_q = -1,
                         int64_t* pairs = nullptr);
