@@ -50,6 +50,10 @@ Tensor sees_a_key(const Tensor& key_mask, const Block& b, int64_t nq) {
   return keys.cumsum(-1).gt(0).view({B, 1, b.nk});  // square: query q0 + i sees keys [k0, k0 + i]
 }
 
+// Whether SDPA's CPU flash entry points can take a range on `device` with this dropout (they
+// have none); global_range_fused adds the dtypes they take.
+bool cpu_flash(const at::Device& device, double dropout_p) { return device.is_cpu() && dropout_p == 0.0; }
+
 // [B, 1, 1, m]: 0 for a real key slice, -inf for an empty one (key_mask [B, m]); undefined without
 // a mask.
 Tensor additive_keys(const std::optional<Tensor>& key_mask, const at::TensorOptions& opt) {
@@ -133,12 +137,12 @@ class RangeAttention : public torch::autograd::Function<RangeAttention> {
 
 bool global_range_fused(const Tensor& q, double dropout_p) {
   const at::ScalarType t = q.scalar_type();
-  return q.device().is_cpu() && dropout_p == 0.0 &&
+  return cpu_flash(q.device(), dropout_p) &&
          (t == at::kFloat || t == at::kDouble || t == at::kBFloat16 || t == at::kHalf);
 }
 
 int64_t range_row_cost(const at::Device& device, double dropout_p) {
-  return device.is_cpu() && dropout_p == 0.0 ? kRangeRowCost : kRowBlockRowCost;
+  return cpu_flash(device, dropout_p) ? kRangeRowCost : kRowBlockRowCost;
 }
 
 Tensor global_attention_range(const Tensor& q_rows, const Tensor& k, const Tensor& v, const Tensor& key_mask,

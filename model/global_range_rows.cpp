@@ -65,6 +65,19 @@ struct Problem {
   bool diagonal;
   double scale;
 
+  // q, k, v and additive (may be undefined) converted to the compute type of q's dtype.
+  static Problem of(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& additive, int64_t prefix,
+                    bool diagonal) {
+    const at::ScalarType ct = compute_type(q.scalar_type());
+    return {q.to(ct),
+            k.to(ct),
+            v.to(ct),
+            additive.defined() ? additive.to(ct) : Tensor(),
+            prefix,
+            diagonal,
+            1.0 / std::sqrt(static_cast<double>(q.size(-1)))};
+  }
+
   // Scaled scores of a block's rows over its keys, -inf where a key is hidden: [B, H, rows, keys].
   Tensor scores(const RowBlock& b) const {
     Tensor s = at::matmul(q.narrow(2, b.r0, b.rows), k.narrow(2, 0, b.keys).transpose(-1, -2)).mul_(scale);
@@ -90,14 +103,7 @@ class RowBlockAttention : public torch::autograd::Function<RowBlockAttention> {
                         double p) {
     // Autocast would put the matmuls in bfloat16: this kernel keeps its own compute type.
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    const at::ScalarType ct = compute_type(q_in.scalar_type());
-    const Problem pr{q_in.to(ct),
-                     k_in.to(ct),
-                     v_in.to(ct),
-                     additive_in ? additive_in->to(ct) : Tensor(),
-                     prefix,
-                     diagonal,
-                     1.0 / std::sqrt(static_cast<double>(q_in.size(-1)))};
+    const Problem pr = Problem::of(q_in, k_in, v_in, additive_in ? *additive_in : Tensor(), prefix, diagonal);
     const int64_t nq = pr.q.size(2);
     const uint64_t seed = p > 0 ? draw_seed() : 0;
     std::optional<at::Generator> gen;
@@ -125,14 +131,9 @@ class RowBlockAttention : public torch::autograd::Function<RowBlockAttention> {
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     const auto s = ctx->get_saved_variables();
     const Tensor &q_in = s.at(0), &k_in = s.at(1), &v_in = s.at(2), &out = s.at(4), &lse = s.at(5);
+    const Problem pr =
+        Problem::of(q_in, k_in, v_in, s.at(3), ctx->saved_data["prefix"].toInt(), ctx->saved_data["diagonal"].toBool());
     const at::ScalarType ct = out.scalar_type();
-    const Problem pr{q_in.to(ct),
-                     k_in.to(ct),
-                     v_in.to(ct),
-                     s.at(3),
-                     ctx->saved_data["prefix"].toInt(),
-                     ctx->saved_data["diagonal"].toBool(),
-                     1.0 / std::sqrt(static_cast<double>(q_in.size(-1)))};
     const double p = ctx->saved_data["p"].toDouble();
     std::optional<at::Generator> gen;
     if (p > 0) gen = private_generator(pr.q.device(), static_cast<uint64_t>(ctx->saved_data["seed"].toInt()));

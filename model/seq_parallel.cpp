@@ -32,8 +32,8 @@ void count_backward(const std::shared_ptr<ExchangeTimes>& times, Clock::time_poi
 // returns this rank's chunk as x's gradient. x's node runs after the output's (it receives the
 // output's, empty, gradient of x). The engine runs ready nodes by decreasing sequence number, so
 // in between it runs what is ready of the nodes created between the two: the independent
-// work's backward (the parallel composition's local branch, o_proj(Y_l) in local-global), while the
-// reduce-scatter is in flight. When !overlap the output's node waits at once (blocking
+// work's backward (the parallel composition's local branch, o_proj(Y_l) in local-global), while
+// the reduce-scatter is in flight. When !overlap the output's node waits at once (blocking
 // schedule): the same nodes, operations and additions, so bitwise the same gradients.
 //
 // Order of the group's operations. Every rank builds the same graph (the same exchanges, shapes

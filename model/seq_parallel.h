@@ -54,8 +54,9 @@ struct ExchangeTimes {
 };
 
 // The group as a forward pass over a chunk sees it (SeqChunk::group): the communicator and the
-// schedule of its exchanges. Used by one thread at a time. It lives only as long as the forward's SeqChunk: what
-// backward keeps is the communicator (`comm`, handed to the operations that take one), never the SeqGroup.
+// schedule of its exchanges. Used by one thread at a time. It lives only as long as the
+// forward's SeqChunk: what backward keeps is the communicator (`comm`, handed to the operations
+// that take one), never the SeqGroup.
 struct SeqGroup {
   comm::Communicator* comm = nullptr;  // the S ranks holding the sequence; outlives backward
   // true: an exchange is waited for where its result is first needed, after the independent
@@ -141,9 +142,10 @@ struct SeqChunk {
   // balance_global: causal global attention is split by work over the group where the kernels
   // score only visible pairs: this rank computes query slices [global_first, global_first +
   // global_rows) (balanced_causal_rows with the kernels' cost per row: common/parallel_layout.h,
-  // csa::range_row_cost in model/global_range.h) and rows_to_chunks returns them to their owners. The same on every
-  // rank (false where the split is the own chunks: one slice per rank, a short sequence, or
-  // bidirectional). Setting it to false turns balancing off: each rank its own slices.
+  // csa::range_row_cost in model/global_range.h) and rows_to_chunks returns them to their
+  // owners. The same on every rank (false where the split is the own chunks: one slice per
+  // rank, a short sequence, or bidirectional). Setting it to false turns balancing off: each
+  // rank its own slices.
   bool balance_global = false;
   int64_t global_first = 0, global_rows = 0;
 
