@@ -12,6 +12,10 @@
 //   MFU ratio   = model FLOPs per CPU second of the group (3 x model::forward_flops_per_token at
 //                 N per token, over S x the slowest rank) / those of one rank at N / S (the same
 //                 tokens per rank; its global work per token is smaller). The peak cancels.
+//                 Twice: against one rank at N / S alone, and against the mean of S ranks each
+//                 training N / S tokens of its own at the same time, which shares the cores and
+//                 memory bandwidth as the S sequence-parallel ranks do (where ranks share cores,
+//                 the fair reference; on dedicated cores the two agree).
 // Collective over `world`; rank 0 prints the table (markdown).
 #pragma once
 

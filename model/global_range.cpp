@@ -10,6 +10,8 @@
 
 #include "common/error.h"
 #include "model/global_range_rows.h"
+#include "model/global_range_varlen.h"
+#include "model/varlen_kernel.h"
 
 namespace cst::model::csa {
 namespace {
@@ -142,7 +144,8 @@ bool global_range_fused(const Tensor& q, double dropout_p) {
 }
 
 int64_t range_row_cost(const at::Device& device, double dropout_p) {
-  return cpu_flash(device, dropout_p) ? kRangeRowCost : kRowBlockRowCost;
+  if (dropout_p != 0.0) return kRowBlockRowCost;
+  return device.is_cpu() ? kRangeRowCost : device.is_cuda() ? kVarlenRowCost : kRowBlockRowCost;
 }
 
 Tensor global_attention_range(const Tensor& q_rows, const Tensor& k, const Tensor& v, const Tensor& key_mask,
@@ -155,6 +158,10 @@ Tensor global_attention_range(const Tensor& q_rows, const Tensor& k, const Tenso
             "global attention of a range: key mask of " << (key_mask.defined() ? key_mask.size(-1) : 0)
                                                         << " slices for " << m << " keys");
   const std::optional<Tensor> mask = key_mask.defined() ? std::optional<Tensor>(key_mask) : std::nullopt;
+  if (global_range_varlen(q_rows, k, v, key_mask, dropout_p)) {
+    if (pairs) *pairs += nq * prefix + (diagonal ? nq * (nq - 1) / 2 : 0);
+    return global_attention_range_varlen(q_rows, k, v, prefix, diagonal, flash_attention_varlen());
+  }
   if (!global_range_fused(q_rows, dropout_p)) {
     if (pairs) *pairs += row_block_pairs(nq, q_rows.size(3), prefix, diagonal);
     return row_block_attention(q_rows, k, v, additive_keys(mask, q_rows.options()), prefix, diagonal, dropout_p);

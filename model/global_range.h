@@ -9,8 +9,10 @@
 // the kernels' own is_causal). The two blocks run as separate kernel calls and are merged by
 // their log-sum-exp; backward hands each block the merged output and log-sum-exp, which gives
 // the gradient of the union exactly. Key padding is an additive [B, 1, 1, keys] row, O(n).
-// On CUDA and with attention dropout the same ranges run through row blocks in tensor operations
-// (model/global_range_rows.h).
+// On CUDA in bfloat16 or float16 the range is one FlashAttention-2 call whose bottom-right causal
+// alignment is the offset itself (model/global_range_varlen.h). Where neither fused kernel runs
+// (attention dropout, CUDA float32, CUDA key padding) the same ranges run through row blocks in
+// tensor operations (model/global_range_rows.h).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -32,13 +34,14 @@ constexpr int64_t kRangeRowCost = 512;
 constexpr int64_t kRowBlockRowCost = 16;
 
 // The cost per row of the kernels global_attention_range runs on `device` with this dropout:
-// kRangeRowCost (the CPU flash kernels) or kRowBlockRowCost.
+// kRangeRowCost (the CPU flash kernels), kVarlenRowCost (CUDA without dropout: FlashAttention-2,
+// model/global_range_varlen.h) or kRowBlockRowCost.
 int64_t range_row_cost(const at::Device& device, double dropout_p);
 
 // Whether global_attention_range runs for queries like q with this attention dropout through SDPA's
 // CPU flash entry points (CPU, p == 0, float32, float64, bfloat16 or float16); otherwise through
-// the row blocks of model/global_range_rows.h (any device, with dropout), also without a
-// (queries x keys) tensor.
+// FlashAttention-2 (global_range_varlen) or the row blocks of model/global_range_rows.h (any
+// device, with dropout), also without a (queries x keys) tensor.
 bool global_range_fused(const at::Tensor& q, double dropout_p);
 
 // q_rows [B, H, nq, d]: the query row of each query slice of the range (causal: of the slice
@@ -48,7 +51,7 @@ bool global_range_fused(const at::Tensor& q, double dropout_p);
 // dropout_p: attention dropout of the probabilities (0 outside training). Returns [B, H, nq, d];
 // a query with no visible key gets 0 and zero gradients. Differentiable in q_rows, k and v.
 // pairs (may be null): incremented by the (query, key) slice pairs handed to the kernels, per
-// sequence and head: nq * prefix (+ nq (nq - 1) / 2 when diagonal) through the flash kernels,
+// sequence and head: nq * prefix (+ nq (nq - 1) / 2 when diagonal) through the fused kernels,
 // plus the hidden half of each row block's diagonal band through the row blocks.
 at::Tensor global_attention_range(const at::Tensor& q_rows, const at::Tensor& k, const at::Tensor& v,
                                   const at::Tensor& key_mask, int64_t prefix, bool diagonal, double dropout_p = 0.0,

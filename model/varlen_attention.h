@@ -1,13 +1,11 @@
-// Variable-length attention for CSA's local part: FlashAttention-2's packed-segment interface,
-// the index plan that packs every slice's in-sequence keys into one segment, and the kernel as a
-// small interface, so that the packing is tested on CPU with a reference kernel
-// (tests/model/csa_kernels_test.cpp) and runs FlashAttention-2 on CUDA.
+// Variable-length attention for CSA's local part: the index plan that packs every slice's
+// in-sequence keys into one segment of FlashAttention-2's packed-segment interface
+// (model/varlen_kernel.h), tested on CPU with a reference kernel (tests/model/csa_kernels_test.cpp)
+// and run by FlashAttention-2 on CUDA.
 //
-// Segment i = one slice of one batch row: its queries rows [cu_q[i], cu_q[i+1]) of the packed
-// queries, its keys rows [cu_k[i], cu_k[i+1]) of the packed keys. Causal segments are aligned
-// bottom-right (query j of Lq sees keys m <= j + Lk - Lq), which is CST's causal local mask: the
-// e borrowed keys, then the slice's own keys up to the query. Sequence ends need no mask: their
-// segments are shorter.
+// Segment i = one slice of one batch row. Causal segments are aligned bottom-right (query j of
+// Lq sees keys m <= j + Lk - Lq), which is CST's causal local mask: the e borrowed keys, then the
+// slice's own keys up to the query. Sequence ends need no mask: their segments are shorter.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -18,33 +16,9 @@
 #include <vector>
 
 #include "model/local_attention.h"
+#include "model/varlen_kernel.h"
 
 namespace cst::model::csa {
-
-struct VarlenArgs {
-  at::Tensor cu_q, cu_k;         // [segments + 1] int32, on the device of q
-  int64_t max_q = 0, max_k = 0;  // longest query / key segment
-  bool causal = false;
-  double scale = 1.0;      // on q . k
-  double dropout_p = 0.0;  // on the attention probabilities
-};
-
-// A variable-length attention kernel. q [total_q, H, d], k / v [total_k, H, d], contiguous.
-class VarlenKernel {
- public:
-  virtual ~VarlenKernel() = default;
-  // Returns {out [total_q, H, d], then whatever backward needs}.
-  virtual std::vector<at::Tensor> forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                          const VarlenArgs& a) const = 0;
-  // grad_out [total_q, H, d]; fwd = what forward returned. Returns {dq, dk, dv}.
-  virtual std::array<at::Tensor, 3> backward(const at::Tensor& grad_out, const at::Tensor& q, const at::Tensor& k,
-                                             const at::Tensor& v, const std::vector<at::Tensor>& fwd,
-                                             const VarlenArgs& a) const = 0;
-};
-
-// FlashAttention-2 inside the torch wheel (at::_flash_attention_forward / _backward): CUDA,
-// bf16 / fp16, head width a multiple of 8 up to 256. Stateless; lives for the program.
-const VarlenKernel& flash_attention_varlen();
 
 // The index tensors that pack one geometry's segments, built on the CPU once and kept on the
 // device. Immutable.

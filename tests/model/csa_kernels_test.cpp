@@ -1,8 +1,8 @@
 // Each fused local-attention kernel against the explicit scores, in float64, outputs and the
 // gradients of q, keys, values, the halos, P_l and W_k: the CPU flash kernel, SDPA on blocks, and the
-// variable-length packing (run here by a per-segment reference kernel with FlashAttention-2's
-// conventions; tests/model/cuda_test.cpp runs FlashAttention-2 itself). Also the packing's
-// segments for one small geometry, written out by hand.
+// variable-length packing (run here by the reference kernel of tests/model/varlen_reference.h;
+// tests/model/cuda_test.cpp runs FlashAttention-2 itself). Also the packing's segments for one
+// small geometry, written out by hand.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -12,47 +12,13 @@
 #include "model/varlen_attention.h"
 #include "tests/model/local_reference.h"
 #include "tests/model/test_util.h"
+#include "tests/model/varlen_reference.h"
 
 namespace cst::model::csa {
 namespace {
 
 using testing::max_abs_diff;
 using torch::Tensor;
-
-// Segment by segment, explicit softmax attention; causal aligned bottom-right (query j of Lq
-// sees keys m <= j + Lk - Lq), as FlashAttention-2 does. Backward through autograd.
-class ReferenceVarlen : public VarlenKernel {
- public:
-  std::vector<Tensor> forward(const Tensor& q, const Tensor& k, const Tensor& v, const VarlenArgs& a) const override {
-    return {run(q, k, v, a)};
-  }
-  std::array<Tensor, 3> backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
-                                 const std::vector<Tensor>&, const VarlenArgs& a) const override {
-    torch::AutoGradMode on(true);
-    Tensor qq = q.detach().requires_grad_(), kk = k.detach().requires_grad_(), vv = v.detach().requires_grad_();
-    auto g = torch::autograd::grad({run(qq, kk, vv, a)}, {qq, kk, vv}, {grad_out});
-    return {g[0], g[1], g[2]};
-  }
-
- private:
-  static Tensor run(const Tensor& q, const Tensor& k, const Tensor& v, const VarlenArgs& a) {
-    std::vector<Tensor> outs;
-    for (int64_t i = 0; i + 1 < a.cu_q.size(0); ++i) {
-      const int64_t q0 = a.cu_q[i].item<int64_t>(), lq = a.cu_q[i + 1].item<int64_t>() - q0;
-      const int64_t k0 = a.cu_k[i].item<int64_t>(), lk = a.cu_k[i + 1].item<int64_t>() - k0;
-      EXPECT_LE(lq, a.max_q);
-      EXPECT_LE(lk, a.max_k);
-      Tensor qs = q.narrow(0, q0, lq).transpose(0, 1), ks = k.narrow(0, k0, lk).transpose(0, 1);
-      Tensor s = torch::matmul(qs, ks.transpose(1, 2)) * a.scale;  // [H, lq, lk]
-      if (a.causal) {
-        Tensor j = torch::arange(lq).unsqueeze(1), m = torch::arange(lk).unsqueeze(0);
-        s = s.masked_fill(m > j + (lk - lq), -std::numeric_limits<double>::infinity());
-      }
-      outs.push_back(torch::matmul(torch::softmax(s, -1), v.narrow(0, k0, lk).transpose(0, 1)).transpose(0, 1));
-    }
-    return torch::cat(outs, 0);
-  }
-};
 
 struct Geo {
   bool causal;
@@ -109,7 +75,7 @@ void run_geometry(const Geo& c, const LocalGeometry& g, int64_t B) {
     return testing::explicit_local(q, key_sequence(kx, l.k, r.k, g), key_sequence(vx, l.v, r.v, g),
                                    torch::matmul(pl, wk.t()), valid, g);
   });
-  ReferenceVarlen reference;
+  testing::ReferenceVarlen reference;
   // The CPU flash kernel with all blocks in one call, one block per call, and 5 blocks per call
   // (whole rows when a row has fewer slices, else part of a row).
   const std::pair<LocalKernel, int64_t> runs[] = {{LocalKernel::kFlashCpu, 0},

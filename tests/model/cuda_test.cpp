@@ -1,9 +1,10 @@
 // The model on CUDA: equal to the model on CPU; CSA's fused kernels (FlashAttention-2 over
 // variable-length segments, SDPA on blocks) equal the explicit scores within bf16 tolerance;
 // FlashAttention-2's causal flag is aligned bottom-right; a sequence-parallel rank's global
-// attention range (row blocks) equals the CPU flash kernels, in float32 and bfloat16, and draws
-// the same dropout masks in backward; the chunked loss and the fused AdamW on the device. Built whenever the LibTorch
-// found has CUDA; skipped, with a visible message, when no GPU is present.
+// attention range equals the CPU flash kernels through FlashAttention-2 in bfloat16 and through
+// the row blocks in float32 and bfloat16, and the row blocks draw the same dropout masks in
+// backward; the chunked loss and the fused AdamW on the device. Built whenever the LibTorch found
+// has CUDA; skipped, with a visible message, when no GPU is present.
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -13,6 +14,7 @@
 #include "model/csa_dispatch.h"
 #include "model/global_range.h"
 #include "model/global_range_rows.h"
+#include "model/global_range_varlen.h"
 #include "model/loss.h"
 #include "model/model.h"
 #include "model/varlen_attention.h"
@@ -266,6 +268,39 @@ TEST(Cuda, GlobalRangeRowBlocksEqualCpu) {
     const double tol = dtype == torch::kFloat ? 1e-4 : 3e-2;
     for (size_t i = 0; i < ref.size(); ++i)
       EXPECT_LE(excess(got[i], ref[i], tol, tol), 0.0) << "tensor " << i << " " << dtype;
+  }
+}
+
+// A range through FlashAttention-2 (bfloat16, no key padding, no dropout): the causal offset as
+// its bottom-right alignment (128 queries after 120 keys), the first slice of a causal sequence
+// (prefix 0) and a bidirectional rectangle equal the CPU flash kernels in float32, outputs and
+// gradients; the kernels are handed only the visible pairs.
+TEST(Cuda, GlobalRangeFlashAttentionEqualsCpu) {
+  CST_NEED_CUDA();
+  struct Case {
+    int64_t nq, prefix;
+    bool diagonal;
+  };
+  for (const Case c : {Case{128, 120, true}, Case{96, 0, true}, Case{64, 200, false}}) {
+    SCOPED_TRACE(::testing::Message() << "nq " << c.nq << " prefix " << c.prefix << " diagonal " << c.diagonal);
+    const int64_t m = c.prefix + (c.diagonal ? c.nq - 1 : 0), d = 32;
+    torch::manual_seed(5);
+    Tensor q = torch::randn({2, 2, c.nq, d}), k = torch::randn({2, 2, m, d}), v = torch::randn({2, 2, m, d});
+    Tensor g = torch::randn({2, 2, c.nq, d});
+    int64_t pairs = 0;
+    auto grads = [&](const Tensor& q0, const Tensor& k0, const Tensor& v0) {
+      Tensor a = q0.detach().requires_grad_(), b = k0.detach().requires_grad_(), e = v0.detach().requires_grad_();
+      Tensor out = csa::global_attention_range(a, b, e, Tensor(), c.prefix, c.diagonal, 0.0, &pairs);
+      (out.to(torch::kFloat) * g.to(out.device())).sum().backward();
+      return std::vector<Tensor>{out, a.grad(), b.grad(), e.grad()};
+    };
+    const auto ref = grads(q, k, v);
+    auto opt = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
+    ASSERT_TRUE(csa::global_range_varlen(q.to(opt), k.to(opt), v.to(opt), Tensor(), 0.0));
+    pairs = 0;
+    const auto got = grads(q.to(opt), k.to(opt), v.to(opt));
+    EXPECT_EQ(pairs, c.nq * c.prefix + (c.diagonal ? c.nq * (c.nq - 1) / 2 : 0));
+    for (size_t i = 0; i < ref.size(); ++i) EXPECT_LE(excess(got[i], ref[i], 3e-2, 3e-2), 0.0) << "tensor " << i;
   }
 }
 

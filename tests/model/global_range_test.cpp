@@ -3,7 +3,8 @@
 // gradients of q, k and v, causal and bidirectional, with empty slices (also the first slice,
 // and a row without any real slice), through both entry points (global_attention and
 // global_attention_sdpa); and the (query, key) slice pairs handed to the kernels, summed over the
-// ranks, are the visible pairs of model/flops.h, not the S x (n/S) x n of a masked rectangle.
+// ranks, are the visible pairs of model/flops.h, not the S x (n/S) x n of a masked rectangle. Also
+// the range as FlashAttention-2's variable-length segments, through a reference kernel.
 #include "model/global_range.h"
 
 #include <gtest/gtest.h>
@@ -15,7 +16,9 @@
 #include "common/parallel_layout.h"
 #include "model/csa.h"
 #include "model/flops.h"
+#include "model/global_range_varlen.h"
 #include "tests/model/test_util.h"
+#include "tests/model/varlen_reference.h"
 
 namespace cst::model::csa {
 namespace {
@@ -174,6 +177,39 @@ TEST(GlobalRange, BalancedCausalRowsEqualTheWholeSequenceWithEvenWork) {
           << "only visible pairs";
       EXPECT_LE(max_over_mean(work), 1.10);
       EXPECT_GT(max_over_mean(own), 1.4) << "own chunks: the last rank carries (S - 1/2) / (S / 2) of the mean";
+    }
+  }
+}
+
+// The range as FlashAttention-2 segments (model/global_range_varlen.h, run here by the reference
+// kernel with its bottom-right causal alignment) equals the CPU flash kernels in float64: the
+// causal offset as the alignment, the first slice of a causal sequence left out, bidirectional
+// rectangles; outputs and the gradients of q_rows, k and v. On CPU the model never takes it.
+TEST(GlobalRange, VarlenSegmentsEqualTheFlashKernels) {
+  struct Case {
+    int64_t nq, prefix;
+    bool diagonal;
+  };
+  const testing::ReferenceVarlen reference;
+  for (const Case c : {Case{5, 0, true}, Case{5, 6, true}, Case{1, 3, true}, Case{5, 6, false}, Case{2, 0, true}}) {
+    SCOPED_TRACE(::testing::Message() << "nq " << c.nq << " prefix " << c.prefix << " diagonal " << c.diagonal);
+    const int64_t m = c.prefix + (c.diagonal ? c.nq - 1 : 0);
+    torch::manual_seed(7);
+    auto opt = torch::TensorOptions().dtype(torch::kFloat64);
+    const Tensor q = torch::randn({2, 3, c.nq, 4}, opt) * 2, k = torch::randn({2, 3, m, 4}, opt) * 2;
+    const Tensor v = torch::randn({2, 3, m, 4}, opt), g = torch::randn({2, 3, c.nq, 4}, opt);
+    EXPECT_FALSE(global_range_varlen(q, k, v, Tensor(), 0.0)) << "a CPU tensor";
+    std::vector<Tensor> got, want;
+    for (bool varlen : {true, false}) {
+      Tensor a = q.clone().requires_grad_(), b = k.clone().requires_grad_(), d = v.clone().requires_grad_();
+      Tensor out = varlen ? global_attention_range_varlen(a, b, d, c.prefix, c.diagonal, reference)
+                          : global_attention_range(a, b, d, Tensor(), c.prefix, c.diagonal);
+      (out * g).sum().backward();
+      (varlen ? got : want) = {out, a.grad(), b.grad(), d.grad()};
+    }
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_LT(max_abs_diff(got[i], want[i]), 1e-10) << "tensor " << i;
+    if (c.diagonal && c.prefix == 0) {
+      EXPECT_EQ(got[0].select(2, 0).abs().max().item<double>(), 0.0);
     }
   }
 }

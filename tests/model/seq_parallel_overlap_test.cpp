@@ -72,7 +72,9 @@ TEST_P(SeqOverlap, OverlappedEqualsBlockingBitwise) {
   EXPECT_TRUE(overlapped.grad_x.equal(blocking.grad_x));
   ASSERT_EQ(overlapped.grads.size(), blocking.grads.size());
   for (size_t i = 0; i < blocking.grads.size(); ++i)
-    if (blocking.grads[i].defined()) EXPECT_TRUE(overlapped.grads[i].equal(blocking.grads[i])) << "parameter " << i;
+    if (blocking.grads[i].defined()) {
+      EXPECT_TRUE(overlapped.grads[i].equal(blocking.grads[i])) << "parameter " << i;
+    }
   // One halo and one gather waited for in forward; work ran beside the gather unless the
   // composition leaves none (global-local: local attention reads the gathered result).
   // Backward: the halos' gradients leave before x's gradient is complete wherever a halo was
@@ -148,7 +150,9 @@ TEST(SeqOverlapGroup, StartedHaloWaitedLaterEqualsBlocking) {
     Tensor busy = torch::matmul(pending.x(), pending.x().transpose(1, 2));  // work on x while the halos fly
     const Halo overlapped = pending.wait();
     EXPECT_TRUE(overlapped.left.equal(blocking.left));
-    if (both) EXPECT_TRUE(overlapped.right.equal(blocking.right));
+    if (both) {
+      EXPECT_TRUE(overlapped.right.equal(blocking.right));
+    }
     auto loss = [&](const Halo& h) {
       Tensor l = (h.x * h.x).sum() + (h.left * 3).sum();
       return both ? l + (h.right * 5).sum() : l;
