@@ -235,9 +235,8 @@ Tensor CompositeSliceAttention::global_of_local(const Tensor& y_l, const Tensor&
     return at::matmul(y_g, o_proj->weight.t());
   }
   // Recomputed in backward: it keeps only Y_l (kept by the local kernel anyway), not its [B, n, D]
-  // intermediates, for one more forward of the branch (its attention included). Under sequence
-  // parallelism the pooling and the all-gather stay outside: it keeps the gathered slice
-  // embeddings and no collective is repeated.
+  // intermediates, for a few small matmuls more. Under sequence parallelism the pooling and the
+  // all-gather stay outside: it keeps the gathered slice embeddings and no collective is repeated.
   const SeqChunk* sp = pos.sp.get();
   if (!sp && independent) independent();
   const Tensor first =
@@ -261,12 +260,7 @@ Tensor CompositeSliceAttention::global_of_local(const Tensor& y_l, const Tensor&
     Tensor y_g = global_branch(s_bar, t.mask, w, H, causal, true, 0.0, false, first_query, n_q);
     return at::matmul(y_g, t.wo.t());
   };
-  // Under block activation checkpointing the whole block is recomputed in backward already; a
-  // recomputation nested in it would run the global attention a third time per step (quadratic
-  // in n) to spare one block's [B, n, D] intermediates, so there the branch runs directly.
-  const bool block_recomputed = cfg_.activation_checkpointing && is_training();
-  // Rows are independent: they move after W_o, outside the recomputation.
-  const Tensor y = block_recomputed ? fn(in.list()) : recompute(fn, in.list());
+  const Tensor y = recompute(fn, in.list());  // rows are independent: moved after W_o, outside the recomputation
   return q.moved ? rows_to_chunks(*sp->group->comm, y, q.first, ms.size(1)) : y;
 }
 

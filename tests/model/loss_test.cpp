@@ -42,8 +42,11 @@ TEST(ChunkedCrossEntropy, EqualsFullLogitsForEveryChunkSize) {
       EXPECT_NEAR(got.sum.item<double>(), want.sum.item<double>(), 1e-12) << "chunk " << chunk;
       EXPECT_LT(max_abs_diff(h2.grad(), 2.5 * h.grad()), 1e-12) << "chunk " << chunk;
       EXPECT_LT(max_abs_diff(w2.grad(), 2.5 * w.grad()), 1e-12) << "chunk " << chunk;
-      if (bias) EXPECT_LT(max_abs_diff(b2.grad(), 2.5 * b.grad()), 1e-12) << "chunk " << chunk;
-      if (!bias) EXPECT_FALSE(b2.grad().defined());
+      if (bias) {
+        EXPECT_LT(max_abs_diff(b2.grad(), 2.5 * b.grad()), 1e-12) << "chunk " << chunk;
+      } else {
+        EXPECT_FALSE(b2.grad().defined());
+      }
     }
   }
 }

@@ -127,7 +127,9 @@ TEST_F(ClsJob, TaskMetricsInMetricsJsonlAndTensorBoard) {
       ASSERT_EQ(runs.back().size(), 2u);
       for (const std::string& k : c.keys) {
         EXPECT_TRUE(runs.back()[1].contains(k)) << c.valid << " " << k << ": " << runs.back()[1].dump();
-        if (k != "accuracy") EXPECT_NE(r.out.find(" " + k + " "), std::string::npos) << k << " in the line: " << r.out;
+        if (k != "accuracy") {
+          EXPECT_NE(r.out.find(" " + k + " "), std::string::npos) << k << " in the line: " << r.out;
+        }
       }
       EXPECT_EQ(runs.back()[1]["tokens"], c.valid == "reg/valid" ? 17 : 19) << "every labelled example";
 #ifdef CST_PYTHON
