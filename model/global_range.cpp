@@ -40,6 +40,13 @@ int64_t pairs_of(const Block& b, int64_t nq) {
   return b.causal ? rows * (rows + 1) / 2 : rows * b.nk;
 }
 
+// The visible (query, key) pairs of a range, all that the fused kernels are handed.
+int64_t visible_pairs(int64_t nq, int64_t prefix, bool diagonal) {
+  int64_t pairs = 0;
+  for (const Block& b : blocks_of(nq, prefix, diagonal)) pairs += pairs_of(b, nq);
+  return pairs;
+}
+
 std::optional<Tensor> narrow_keys(const Tensor& t, const Block& b) {
   return t.defined() ? std::optional<Tensor>(t.narrow(-1, b.k0, b.nk)) : std::nullopt;
 }
@@ -51,10 +58,6 @@ Tensor sees_a_key(const Tensor& key_mask, const Block& b, int64_t nq) {
   if (!b.causal) return keys.any(-1).view({B, 1, 1}).expand({B, 1, nq - b.q0});
   return keys.cumsum(-1).gt(0).view({B, 1, b.nk});  // square: query q0 + i sees keys [k0, k0 + i]
 }
-
-// Whether SDPA's CPU flash entry points can take a range on `device` with this dropout (they
-// have none); global_range_fused adds the dtypes they take.
-bool cpu_flash(const at::Device& device, double dropout_p) { return device.is_cpu() && dropout_p == 0.0; }
 
 // [B, 1, 1, m]: 0 for a real key slice, -inf for an empty one (key_mask [B, m]); undefined without
 // a mask.
@@ -139,7 +142,7 @@ class RangeAttention : public torch::autograd::Function<RangeAttention> {
 
 bool global_range_fused(const Tensor& q, double dropout_p) {
   const at::ScalarType t = q.scalar_type();
-  return cpu_flash(q.device(), dropout_p) &&
+  return q.device().is_cpu() && dropout_p == 0.0 &&
          (t == at::kFloat || t == at::kDouble || t == at::kBFloat16 || t == at::kHalf);
 }
 
@@ -159,15 +162,14 @@ Tensor global_attention_range(const Tensor& q_rows, const Tensor& k, const Tenso
                                                         << " slices for " << m << " keys");
   const std::optional<Tensor> mask = key_mask.defined() ? std::optional<Tensor>(key_mask) : std::nullopt;
   if (global_range_varlen(q_rows, k, v, key_mask, dropout_p)) {
-    if (pairs) *pairs += nq * prefix + (diagonal ? nq * (nq - 1) / 2 : 0);
+    if (pairs) *pairs += visible_pairs(nq, prefix, diagonal);
     return global_attention_range_varlen(q_rows, k, v, prefix, diagonal, flash_attention_varlen());
   }
   if (!global_range_fused(q_rows, dropout_p)) {
     if (pairs) *pairs += row_block_pairs(nq, q_rows.size(3), prefix, diagonal);
     return row_block_attention(q_rows, k, v, additive_keys(mask, q_rows.options()), prefix, diagonal, dropout_p);
   }
-  if (pairs)
-    for (const Block& b : blocks_of(nq, prefix, diagonal)) *pairs += pairs_of(b, nq);
+  if (pairs) *pairs += visible_pairs(nq, prefix, diagonal);
   // Also without keys (the first slice of a causal sequence, alone): through the autograd node,
   // so that backward reaches k and v (and, under sequence parallelism, the all-gather's
   // reduce-scatter, which every rank of the group must join).

@@ -11,9 +11,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
-#include <array>
 #include <memory>
-#include <vector>
 
 #include "model/local_attention.h"
 #include "model/varlen_kernel.h"

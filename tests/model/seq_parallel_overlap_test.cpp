@@ -113,9 +113,10 @@ TEST(SeqOverlapGroup, IndependentWorkRunsBetweenStartAndWaitOnce) {
     int ran = 0;
     bool grad_mode = false;
     int64_t in_flight = -1;  // the gather's reduce-scatters in flight when the independent work's backward ran
+    int64_t waited = -1;     // the gather's waits done when the independent work ran
     const ExchangeTimes& t = *group.times;
     Tensor all = all_gather_seq(group, x, [&] {
-      ++ran, grad_mode = torch::GradMode::is_enabled();
+      ++ran, grad_mode = torch::GradMode::is_enabled(), waited = t.gather_waits;
       std::vector<Tensor> out{z.detach()};
       attach_backward("Probe", {z}, out, [&](std::vector<Tensor> grads) {
         in_flight = t.gather_grads_started - t.gather_grad_waits;
@@ -125,6 +126,8 @@ TEST(SeqOverlapGroup, IndependentWorkRunsBetweenStartAndWaitOnce) {
     });
     EXPECT_EQ(ran, 1);
     EXPECT_TRUE(grad_mode);
+    EXPECT_EQ(waited, overlap ? 0 : 1) << "overlapped: after the gather's start, before its wait";
+    EXPECT_EQ(t.gather_waits, 1);
     EXPECT_EQ(group.times->gathers_overlapped, 1);
     for (int q = 0; q < S; ++q) EXPECT_TRUE(all.narrow(1, 2 * q, 2).equal(torch::full({1, 2, 3}, float(q))));
     (all.sum() + local.sum()).backward();  // the reduce-scatter of ones: S per element
